@@ -1,0 +1,51 @@
+"""In-process bus: one node, events serialised once and handed to each inbox."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from commhub.bus.base import Inbox
+
+
+class MemoryBus:
+    def __init__(self) -> None:
+        self._rooms: dict[str, dict[str, Inbox]] = {}
+
+    def attach(self, room: str, participant_id: str, inbox: Inbox) -> None:
+        self._rooms.setdefault(room, {})[participant_id] = inbox
+
+    def detach(self, room: str, participant_id: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(participant_id, None)
+            if not members:
+                del self._rooms[room]
+
+    async def publish(
+        self,
+        room: str,
+        msg: dict[str, Any],
+        *,
+        to: str | None = None,
+        exclude: str | None = None,
+    ) -> int:
+        members = self._rooms.get(room)
+        if not members:
+            return 0
+        data = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+        if to is not None:
+            inbox = members.get(to)
+            if inbox is None:
+                return 0
+            inbox.deliver(data)
+            return 1
+        count = 0
+        for pid, inbox in list(members.items()):
+            if pid != exclude:
+                inbox.deliver(data)
+                count += 1
+        return count
+
+    async def close(self) -> None:
+        self._rooms.clear()

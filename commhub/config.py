@@ -1,0 +1,146 @@
+"""Settings: one validated object built from defaults, COMMHUB_* variables and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A bad setting: the message names it and says what is expected."""
+
+
+def _ice_servers_default() -> list[dict[str, Any]]:
+    return []
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("data")
+    models_dir: Path = Path("models")
+    secret: str = ""  # empty: generated once into data_dir/secret
+    issuer: str = "commhub"
+    token_leeway: float = 10.0  # seconds of clock skew accepted on exp/nbf
+    max_message_bytes: int = 64 * 1024
+    rate_limit: float = 20.0  # messages per second, sustained
+    rate_burst: int = 40
+    flood_strikes: int = 20  # rate-limited messages in a row before the socket is closed
+    room_capacity: int = 50
+    empty_room_timeout: float = 60.0
+    chat_history: int = 50
+    heartbeat: float = 15.0  # WebSocket ping interval; a silent peer is dropped after 1.5x
+    join_timeout: float = 10.0
+    shutdown_timeout: float = 5.0
+    send_queue: int = 1024  # outbound messages buffered per connection before it is dropped
+    ice_servers: list[dict[str, Any]] = field(default_factory=_ice_servers_default)
+    log_level: str = "info"
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Defaults, then COMMHUB_<NAME> variables, then overrides (flags); validated once."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"COMMHUB_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _coerce(f.name, f.type, raw)
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name not in {f.name for f in fields(cls)}:
+                raise SettingsError(f"unknown setting {name!r}")
+            ftype = next(f.type for f in fields(cls) if f.name == name)
+            values[name] = _coerce(name, ftype, value) if isinstance(value, str) else value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        def need(ok: bool, name: str, what: str) -> None:
+            if not ok:
+                value = getattr(self, name)
+                raise SettingsError(f"setting {name} (COMMHUB_{name.upper()}) = {value!r}: {what}")
+
+        need(0 <= self.port <= 65535, "port", "expected 0..65535")
+        need(bool(self.host), "host", "expected a host name or address")
+        need(
+            1024 <= self.max_message_bytes <= 16 * 1024 * 1024,
+            "max_message_bytes",
+            "expected 1024..16777216",
+        )
+        need(self.rate_limit > 0, "rate_limit", "expected > 0 messages per second")
+        need(self.rate_burst >= 1, "rate_burst", "expected >= 1")
+        need(self.flood_strikes >= 1, "flood_strikes", "expected >= 1")
+        need(1 <= self.room_capacity <= 10000, "room_capacity", "expected 1..10000")
+        need(self.empty_room_timeout >= 0, "empty_room_timeout", "expected >= 0 seconds")
+        need(0 <= self.chat_history <= 10000, "chat_history", "expected 0..10000")
+        need(self.heartbeat > 0, "heartbeat", "expected > 0 seconds")
+        need(self.join_timeout > 0, "join_timeout", "expected > 0 seconds")
+        need(self.shutdown_timeout > 0, "shutdown_timeout", "expected > 0 seconds")
+        need(self.send_queue >= 16, "send_queue", "expected >= 16")
+        need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
+        need(
+            self.log_level in {"debug", "info", "warning", "error"},
+            "log_level",
+            "expected debug, info, warning or error",
+        )
+        need(
+            self.secret == "" or len(self.secret) >= 32,
+            "secret",
+            "expected at least 32 characters (or unset to generate one)",
+        )
+        need(
+            all(isinstance(s, dict) and isinstance(s.get("urls"), list) for s in self.ice_servers),
+            "ice_servers",
+            'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def resolve_secret(self) -> tuple[str, bool]:
+        """The signing secret, and whether it was generated just now (dev mode)."""
+        if self.secret:
+            return self.secret, False
+        path = self.data_dir / "secret"
+        if path.exists():
+            return path.read_text("utf-8").strip(), False
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        return value, True
+
+
+def _coerce(name: str, ftype: Any, raw: str) -> Any:
+    kind = ftype if isinstance(ftype, str) else getattr(ftype, "__name__", str(ftype))
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+        if kind.startswith("list"):
+            value = json.loads(raw)
+            if not isinstance(value, list):
+                raise ValueError("not a JSON list")
+            return value
+    except ValueError as exc:
+        raise SettingsError(
+            f"setting {name} (COMMHUB_{name.upper()}) = {raw!r}: expected {kind} ({exc})"
+        ) from None
+    return raw

@@ -1,0 +1,113 @@
+"""The wire protocol: message validation against the JSON Schemas in signalling/schemas.
+
+The schemas are the single source of truth; this module only loads and applies them
+(the package's `schemas` folder is a link to signalling/schemas).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+PROTOCOL_VERSION = 1
+
+
+class ErrorCode(StrEnum):
+    BAD_JSON = "bad_json"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_MESSAGE = "invalid_message"
+    NOT_JOINED = "not_joined"
+    ALREADY_JOINED = "already_joined"
+    MESSAGE_TOO_LARGE = "message_too_large"
+    RATE_LIMITED = "rate_limited"
+    FLOODING = "flooding"
+    FORBIDDEN = "forbidden"
+    ROOM_FULL = "room_full"
+    JOIN_TIMEOUT = "join_timeout"
+    NOT_SUPPORTED = "not_supported"
+    INTERNAL_ERROR = "internal_error"
+
+
+class ProtocolError(Exception):
+    """A refused message: becomes an `error` message (and a close when fatal)."""
+
+    def __init__(self, code: ErrorCode, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+Message = dict[str, Any]
+
+
+class Schemas:
+    """Validators for every client and server message type."""
+
+    def __init__(self) -> None:
+        root = resources.files("commhub") / "schemas"
+        docs: list[dict[str, Any]] = []
+        self.client: dict[str, Draft202012Validator] = {}
+        self.server: dict[str, Draft202012Validator] = {}
+        defs = json.loads((root / "defs.json").read_text("utf-8"))
+        docs.append(defs)
+        per_dir: dict[str, dict[str, dict[str, Any]]] = {"client": {}, "server": {}}
+        for direction in per_dir:
+            for entry in (root / direction).iterdir():
+                if entry.name.endswith(".json"):
+                    doc = json.loads(entry.read_text("utf-8"))
+                    per_dir[direction][entry.name.removesuffix(".json")] = doc
+                    docs.append(doc)
+        registry: Registry[Any] = Registry().with_resources(
+            (doc["$id"], Resource.from_contents(doc)) for doc in docs
+        )
+        for direction, table in per_dir.items():
+            target = self.client if direction == "client" else self.server
+            for name, doc in table.items():
+                Draft202012Validator.check_schema(doc)
+                target[name] = Draft202012Validator(doc, registry=registry)
+
+    def parse_client(self, raw: str | bytes) -> Message:
+        """Decode and validate one client message, or raise ProtocolError."""
+        try:
+            msg = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+        if not isinstance(msg, dict):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+        ref = msg.get("id") if isinstance(msg.get("id"), str) else None
+        kind = msg.get("type")
+        if not isinstance(kind, str):
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field 'type'", ref)
+        validator = self.client.get(kind)
+        if validator is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+        error = next(iter(sorted(validator.iter_errors(msg), key=_depth)), None)
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(message)"
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind}: {where}: {error.message}", ref)
+        return msg
+
+    def check_server(self, msg: Message) -> None:
+        """Raise jsonschema.ValidationError when a server message breaks its schema."""
+        self.server[msg["type"]].validate(msg)
+
+
+def encode(msg: Message) -> str:
+    """The one way a message is put on the wire (compact, UTF-8 kept)."""
+    return json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+
+
+def _depth(error: Any) -> int:
+    return len(error.absolute_path)
+
+
+@cache
+def schemas() -> Schemas:
+    return Schemas()

@@ -1,0 +1,42 @@
+"""A room: who is in it, and the recent chat a newcomer gets."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from commhub.rooms.participant import Participant
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    capacity: int
+    history_size: int
+    participants: dict[str, Participant] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    empty_since: float | None = None
+    history: deque[dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.history = deque(maxlen=self.history_size)
+
+    def by_identity(self, identity: str) -> Participant | None:
+        return next((p for p in self.participants.values() if p.identity == identity), None)
+
+    def languages(self) -> dict[str, list[str]]:
+        return {
+            "speak": sorted({p.speak for p in self.participants.values()}),
+            "read": sorted({p.read for p in self.participants.values()}),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "capacity": self.capacity,
+            "participants": len(self.participants),
+            "created_at": round(self.created_at, 3),
+            "languages": self.languages(),
+        }

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket endpoints of the hub."""

@@ -1,0 +1,105 @@
+"""Admin API: rooms, participants and tokens, for tokens with the `admin` grant."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from commhub import auth
+from commhub.auth import AuthError, Claims
+from commhub.hub import Hub
+from commhub.server.keys import HUB
+from commhub.server.signal import bearer, json_error
+
+routes = web.RouteTableDef()
+
+
+def _admin(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
+    hub = request.app[HUB]
+    try:
+        claims = auth.verify(
+            hub.secret,
+            bearer(request),
+            issuer=hub.settings.issuer,
+            leeway=hub.settings.token_leeway,
+        )
+    except AuthError as exc:
+        raise web.HTTPUnauthorized(
+            text=_body(exc.code, exc.message), content_type="application/json"
+        ) from None
+    if "admin" not in claims.grants:
+        raise web.HTTPForbidden(
+            text=_body("forbidden", "this API needs a token with the admin grant"),
+            content_type="application/json",
+        )
+    covered = claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM
+    if not covered:
+        raise web.HTTPForbidden(
+            text=_body("forbidden", "this admin token does not cover that room"),
+            content_type="application/json",
+        )
+    return hub, claims
+
+
+def _body(code: str, message: str) -> str:
+    return json.dumps({"error": code, "message": message})
+
+
+@routes.get("/v1/admin/rooms")
+async def list_rooms(request: web.Request) -> web.Response:
+    hub, _ = _admin(request)
+    return web.json_response({"rooms": [r.summary() for r in hub.rooms]})
+
+
+@routes.get("/v1/admin/rooms/{room}")
+async def show_room(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    hub, _ = _admin(request, name)
+    room = hub.rooms.get(name)
+    if room is None:
+        return json_error(404, "room_not_found", f"no room {name!r}")
+    body: dict[str, Any] = room.summary()
+    body["participants"] = [p.wire() for p in room.participants.values()]
+    return web.json_response(body)
+
+
+@routes.delete("/v1/admin/rooms/{room}")
+async def close_room(request: web.Request) -> web.Response:
+    name = request.match_info["room"]
+    hub, _ = _admin(request, name)
+    if not await hub.close_room(name):
+        return json_error(404, "room_not_found", f"no room {name!r}")
+    return web.Response(status=204)
+
+
+@routes.delete("/v1/admin/rooms/{room}/participants/{who}")
+async def remove_participant(request: web.Request) -> web.Response:
+    name, who = request.match_info["room"], request.match_info["who"]
+    hub, _ = _admin(request, name)
+    if not await hub.remove(name, who):
+        return json_error(404, "participant_not_found", f"no participant {who!r} in room {name!r}")
+    return web.Response(status=204)
+
+
+@routes.post("/v1/admin/tokens")
+async def mint_token(request: web.Request) -> web.Response:
+    try:
+        spec = await request.json()
+    except ValueError:
+        return json_error(400, "bad_json", "the body must be a JSON object")
+    if not isinstance(spec, dict) or not isinstance(spec.get("room"), str):
+        return json_error(
+            400, "invalid_request", "room (string) and identity (string) are required"
+        )
+    hub, _ = _admin(request, spec["room"])
+    allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl"}
+    unknown = set(spec) - allowed
+    if unknown:
+        return json_error(400, "invalid_request", f"unknown field(s) {sorted(unknown)}")
+    try:
+        token = auth.issue(hub.secret, issuer=hub.settings.issuer, **spec)
+    except (TypeError, ValueError) as exc:
+        return json_error(400, "invalid_request", str(exc))
+    return web.json_response({"token": token}, status=201)

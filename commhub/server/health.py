@@ -1,0 +1,26 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from commhub.server.keys import HUB
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    if hub.closing:
+        return web.json_response({"status": "shutting_down"}, status=503)
+    return web.json_response(
+        {"status": "ready", "rooms": len(hub.rooms), "participants": hub.rooms.participant_count()}
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[HUB].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

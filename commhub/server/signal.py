@@ -1,0 +1,222 @@
+"""The signalling endpoint: GET /v1/signal?access_token=... upgraded to a WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from commhub.auth import ANY_ROOM, AuthError, Claims, verify
+from commhub.hub import Hub
+from commhub.protocol import ErrorCode, Message, ProtocolError
+from commhub.rooms import Participant, Room, RoomFull
+from commhub.server.connection import Connection
+from commhub.server.keys import HUB
+from commhub.server.limits import RateLimiter
+
+log = logging.getLogger("commhub.signal")
+
+# aiohttp itself closes with 1009 beyond this multiple of the configured limit;
+# below it the hub reads the message and answers message_too_large.
+_HARD_LIMIT_FACTOR = 4
+
+
+def json_error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.query.get("access_token")
+
+
+async def signal(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    if hub.closing:
+        return json_error(503, "shutting_down", "the hub is shutting down")
+    try:
+        claims = verify(
+            hub.secret,
+            bearer(request),
+            issuer=hub.settings.issuer,
+            leeway=hub.settings.token_leeway,
+        )
+    except AuthError as exc:
+        hub.metrics.errors.labels(exc.code).inc()
+        return json_error(401, exc.code, exc.message)
+    room = request.query.get("room") or claims.room
+    if room == ANY_ROOM:
+        return json_error(400, "room_required", "an any-room token needs ?room=NAME")
+    if not claims.admits(room):
+        hub.metrics.errors.labels("token_wrong_room").inc()
+        return json_error(
+            401, "token_wrong_room", f"the access token is not valid for room {room!r}"
+        )
+
+    ws = web.WebSocketResponse(
+        heartbeat=hub.settings.heartbeat,
+        max_msg_size=hub.settings.max_message_bytes * _HARD_LIMIT_FACTOR,
+        timeout=2.0,
+    )
+    await ws.prepare(request)
+    session = Session(hub, ws, claims, room)
+    hub.metrics.connections.inc()
+    try:
+        await session.run()
+    finally:
+        hub.metrics.connections.dec()
+    return ws
+
+
+class Session:
+    """One connection's inbound side and its participant."""
+
+    def __init__(self, hub: Hub, ws: web.WebSocketResponse, claims: Claims, room: str) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.claims = claims
+        self.room_name = room
+        self.conn = Connection(ws, hub.settings.send_queue)
+        self.limiter = RateLimiter(
+            hub.settings.rate_limit, hub.settings.rate_burst, hub.settings.flood_strikes
+        )
+        self.participant: Participant | None = None
+        self.room: Room | None = None
+        self.leave_reason = "disconnected"
+
+    async def run(self) -> None:
+        deadline = time.monotonic() + self.hub.settings.join_timeout
+        try:
+            while not self.conn.closing:
+                timeout = None if self.participant else max(0.0, deadline - time.monotonic())
+                try:
+                    async with asyncio.timeout(timeout):
+                        msg = await self.ws.receive()
+                except TimeoutError:
+                    await self.fatal(
+                        ErrorCode.JOIN_TIMEOUT, "no join within the join timeout", "join_timeout"
+                    )
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    await self.on_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    self.error(
+                        ErrorCode.INVALID_MESSAGE, "binary frames are not part of the protocol"
+                    )
+                else:  # CLOSE, CLOSING, CLOSED, ERROR
+                    break
+        finally:
+            # A missed heartbeat pong closes the transport, and aiohttp then cancels
+            # this handler: the socket's exception tells the two cases apart.
+            if isinstance(self.ws.exception(), TimeoutError):
+                self.leave_reason = "timeout"
+            if self.participant is not None:
+                await self.hub.leave(self.room_name, self.participant, self.leave_reason)
+            if not self.ws.closed:
+                await self.conn.end("left", "bye")
+            await self.conn.stop()
+
+    async def on_text(self, data: str) -> None:
+        started = time.perf_counter()
+        kind = "invalid"
+        if len(data.encode()) > self.hub.settings.max_message_bytes:
+            self.error(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"message exceeds {self.hub.settings.max_message_bytes} bytes",
+            )
+            return
+        if not self.limiter.allow():
+            if self.limiter.flooding:
+                await self.fatal(ErrorCode.FLOODING, "too many messages; closing", "flooding")
+            else:
+                self.error(
+                    ErrorCode.RATE_LIMITED,
+                    f"over {self.hub.settings.rate_limit:g} messages/s; message dropped",
+                )
+            return
+        try:
+            msg = self.hub.schemas.parse_client(data)
+            kind = msg["type"]
+            self.hub.metrics.messages_in.labels(kind).inc()
+            await self.dispatch(msg)
+        except ProtocolError as exc:
+            self.error(exc.code, exc.message, exc.ref)
+        except Exception:
+            log.exception("handling %s failed", kind)
+            self.error(ErrorCode.INTERNAL_ERROR, "the hub failed to handle this message")
+        finally:
+            self.hub.metrics.handle_seconds.labels(kind).observe(time.perf_counter() - started)
+
+    async def dispatch(self, msg: Message) -> None:
+        kind, ref = msg["type"], msg.get("id")
+        if kind == "ping":
+            self.send(
+                {"type": "pong", "ts": round(time.time(), 3), **({"ref": ref} if ref else {})}
+            )
+            return
+        if kind == "join":
+            await self.join(msg)
+            return
+        p, room = self.participant, self.room
+        if p is None or room is None:
+            raise ProtocolError(ErrorCode.NOT_JOINED, f"send join before {kind}", ref)
+        if kind == "leave":
+            self.leave_reason = "left"
+            await self.hub.leave(self.room_name, p, "left")
+            self.participant = None
+            await self.conn.end("left", "left the room")
+        elif kind == "chat":
+            if not p.can("chat"):
+                raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no chat grant", ref)
+            await self.hub.chat(room, p, msg["text"].strip())
+        elif kind == "set_language":
+            p.speak = msg.get("speak", p.speak)
+            p.read = msg.get("read", p.read)
+            await self.hub.update(self.room_name, p)
+        else:  # offer / answer / ice: media negotiation
+            raise ProtocolError(
+                ErrorCode.NOT_SUPPORTED, f"{kind}: media is not enabled on this hub", ref
+            )
+
+    async def join(self, msg: Message) -> None:
+        if self.participant is not None:
+            raise ProtocolError(ErrorCode.ALREADY_JOINED, "already joined", msg.get("id"))
+        c = self.claims
+        p = Participant(
+            identity=c.identity,
+            name=msg.get("name", c.name),
+            role=c.role,
+            grants=c.grants,
+            speak=msg.get("speak", c.speak),
+            read=msg.get("read", c.read),
+            conn=self.conn,
+        )
+        try:
+            self.room = await self.hub.join(self.room_name, p)
+        except RoomFull as exc:
+            await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
+            return
+        self.participant = p
+
+    def send(self, msg: dict[str, Any]) -> None:
+        self.hub.send(self.conn, msg)
+
+    def error(
+        self, code: ErrorCode, message: str, ref: str | None = None, fatal: bool = False
+    ) -> None:
+        self.hub.metrics.errors.labels(code.value).inc()
+        body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
+        if ref:
+            body["ref"] = ref
+        if fatal:
+            body["fatal"] = True
+        self.send(body)
+
+    async def fatal(self, code: ErrorCode, message: str, reason: str) -> None:
+        self.error(code, message, fatal=True)
+        await self.conn.end(reason, message)
