@@ -1,0 +1,161 @@
+"""Admin API and health/metrics endpoints, over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from commhub import auth
+from tests.conftest import SECRET, Running
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def admin_headers(room: str = "*") -> dict[str, str]:
+    token = auth.issue(SECRET, room=room, identity="ops", grants=["admin"])
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+    async with http.request(method, url, **kw) as resp:
+        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
+        return resp.status, body
+
+
+async def test_list_and_show_rooms(hub: Running, http: aiohttp.ClientSession) -> None:
+    await hub.joined("desk-1", "agent", speak="ko", read="ko")
+    await hub.joined("desk-1", "resident", speak="en", read="en")
+    await hub.joined("desk-2", "solo")
+    status, body = await call(http, "GET", f"{hub.url}/v1/admin/rooms", headers=admin_headers())
+    assert status == 200
+    assert {r["name"]: r["participants"] for r in body["rooms"]} == {"desk-1": 2, "desk-2": 1}
+    status, room = await call(
+        http, "GET", f"{hub.url}/v1/admin/rooms/desk-1", headers=admin_headers("desk-1")
+    )
+    assert status == 200
+    assert room["languages"] == {"speak": ["en", "ko"], "read": ["en", "ko"]}
+    assert sorted(p["identity"] for p in room["participants"]) == ["agent", "resident"]
+    status, body = await call(
+        http, "GET", f"{hub.url}/v1/admin/rooms/nope", headers=admin_headers()
+    )
+    assert (status, body["error"]) == (404, "room_not_found")
+
+
+async def test_refusals(hub: Running, http: aiohttp.ClientSession) -> None:
+    status, body = await call(http, "GET", f"{hub.url}/v1/admin/rooms")
+    assert (status, body["error"]) == (401, "token_missing")
+    user = auth.issue(SECRET, room="desk-1", identity="u")
+    status, body = await call(
+        http, "GET", f"{hub.url}/v1/admin/rooms", headers={"Authorization": f"Bearer {user}"}
+    )
+    assert (status, body["error"]) == (403, "forbidden")
+    # An admin of one room may not list every room or act on another.
+    status, _ = await call(
+        http, "GET", f"{hub.url}/v1/admin/rooms", headers=admin_headers("desk-1")
+    )
+    assert status == 403
+    status, _ = await call(
+        http, "DELETE", f"{hub.url}/v1/admin/rooms/desk-2", headers=admin_headers("desk-1")
+    )
+    assert status == 403
+
+
+async def test_remove_participant(hub: Running, http: aiohttp.ClientSession) -> None:
+    watcher = await hub.joined("desk-1", "agent")
+    rude = await hub.joined("desk-1", "rude")
+    await watcher.expect("participant_joined")
+    status, _ = await call(
+        http,
+        "DELETE",
+        f"{hub.url}/v1/admin/rooms/desk-1/participants/rude",
+        headers=admin_headers(),
+    )
+    assert status == 204
+    assert (await rude.expect("bye"))["reason"] == "removed"
+    assert await rude.closed() == 4004
+    left = await watcher.expect("participant_left")
+    assert (left["participant"]["identity"], left["reason"]) == ("rude", "removed")
+    status, body = await call(
+        http,
+        "DELETE",
+        f"{hub.url}/v1/admin/rooms/desk-1/participants/rude",
+        headers=admin_headers(),
+    )
+    assert (status, body["error"]) == (404, "participant_not_found")
+
+
+async def test_close_room(hub: Running, http: aiohttp.ClientSession) -> None:
+    a = await hub.joined("desk-1", "a")
+    b = await hub.joined("desk-1", "b")
+    other = await hub.joined("desk-2", "c")
+    status, _ = await call(
+        http, "DELETE", f"{hub.url}/v1/admin/rooms/desk-1", headers=admin_headers()
+    )
+    assert status == 204
+    for c in (a, b):
+        assert (await c.expect("bye"))["reason"] == "room_closed"
+        assert await c.closed() == 4005
+    assert hub.hub.rooms.get("desk-1") is None
+    await other.send({"type": "ping", "id": "x"})
+    await other.expect("pong")
+
+
+async def test_mint_token(hub: Running, http: aiohttp.ClientSession) -> None:
+    spec = {"room": "desk-3", "identity": "guest-9", "speak": "ko", "read": "en", "ttl": 600}
+    status, body = await call(
+        http, "POST", f"{hub.url}/v1/admin/tokens", json=spec, headers=admin_headers()
+    )
+    assert status == 201
+    claims = auth.verify(SECRET, body["token"])
+    assert (claims.room, claims.identity, claims.speak, claims.read) == (
+        "desk-3",
+        "guest-9",
+        "ko",
+        "en",
+    )
+    c = await hub.client()
+    await c.close()
+    for bad, code in (
+        ({"room": "desk-3", "identity": "x", "grants": ["root"]}, "invalid_request"),
+        ({"room": "desk-3", "identity": "x", "evil": 1}, "invalid_request"),
+        ({"identity": "x"}, "invalid_request"),
+    ):
+        status, body = await call(
+            http, "POST", f"{hub.url}/v1/admin/tokens", json=bad, headers=admin_headers()
+        )
+        assert (status, body["error"]) == (400, code)
+    status, body = await call(
+        http, "POST", f"{hub.url}/v1/admin/tokens", data=b"{oops", headers=admin_headers()
+    )
+    assert (status, body["error"]) == (400, "bad_json")
+
+
+async def test_health_and_metrics(hub: Running, http: aiohttp.ClientSession) -> None:
+    assert await call(http, "GET", f"{hub.url}/healthz") == (200, {"status": "ok"})
+    a = await hub.joined("m", "a")
+    await a.send({"type": "chat", "text": "x"})
+    await a.expect("chat")
+    await a.ws.send_str("{bad")
+    await a.expect("error")
+    status, ready = await call(http, "GET", f"{hub.url}/readyz")
+    assert status == 200 and ready["participants"] == 1 and ready["rooms"] == 1
+    status, text = await call(http, "GET", f"{hub.url}/metrics")
+    assert status == 200
+    for line in (
+        "commhub_connections 1.0",
+        "commhub_rooms 1.0",
+        "commhub_participants 1.0",
+        'commhub_messages_in_total{type="chat"} 1.0',
+        'commhub_messages_out_total{type="chat"} 1.0',
+        'commhub_messages_out_total{type="joined"} 1.0',
+        'commhub_errors_total{code="bad_json"} 1.0',
+    ):
+        assert line in text, line
+    assert 'commhub_message_handle_seconds_count{type="chat"} 1.0' in text

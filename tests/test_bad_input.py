@@ -1,0 +1,152 @@
+"""Every kind of bad input gets its own error code; the connection and the room survive."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+
+from tests.conftest import Running, StartHub
+
+
+async def assert_alive(c: object) -> None:
+    await c.send({"type": "ping", "id": "alive"})  # type: ignore[attr-defined]
+    await c.expect("pong", ref="alive")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "invalid_message"),
+        ('{"text": "no type"}', "invalid_message"),
+        ('{"type": "teleport"}', "unknown_type"),
+        ('{"type": "chat"}', "invalid_message"),
+        ('{"type": "chat", "text": "   "}', "invalid_message"),
+        ('{"type": "chat", "text": "hi", "extra": 1}', "invalid_message"),
+        ('{"type": "set_language", "speak": "not a language"}', "invalid_message"),
+        ('{"type": "set_language"}', "invalid_message"),
+        ('{"type": "join"}', "already_joined"),
+    ],
+)
+async def test_recoverable_errors(hub: Running, raw: str, code: str) -> None:
+    watcher = await hub.joined(identity="watcher")
+    c = await hub.joined(identity="sender")
+    await c.ws.send_str(raw)
+    err = await c.expect("error")
+    assert err["code"] == code, err
+    assert err["message"] and "fatal" not in err
+    await assert_alive(c)
+    await c.send({"type": "chat", "text": "still here"})
+    assert (await watcher.expect("chat"))["text"] == "still here"
+
+
+async def test_error_echoes_the_message_id(hub: Running) -> None:
+    c = await hub.joined()
+    await c.send({"type": "chat", "id": "m-17", "text": ""})
+    err = await c.expect("error")
+    assert (err["code"], err["ref"]) == ("invalid_message", "m-17")
+    assert "text" in err["message"]
+
+
+async def test_message_before_join(hub: Running) -> None:
+    c = await hub.client()
+    await c.send({"type": "chat", "text": "too early"})
+    assert (await c.expect("error"))["code"] == "not_joined"
+    await c.join()
+    await c.send({"type": "chat", "text": "now"})
+    assert (await c.expect("chat"))["text"] == "now"
+
+
+async def test_binary_frames_are_refused(hub: Running) -> None:
+    c = await hub.joined()
+    await c.ws.send_bytes(b"\x00\x01")
+    assert (await c.expect("error"))["code"] == "invalid_message"
+    await assert_alive(c)
+
+
+async def test_oversize_message(start_hub: StartHub) -> None:
+    hub = await start_hub(max_message_bytes=2048)
+    watcher = await hub.joined(identity="watcher")
+    c = await hub.joined(identity="big")
+    await c.send({"type": "chat", "text": "x" * 3000})
+    err = await c.expect("error")
+    assert err["code"] == "message_too_large" and "2048" in err["message"]
+    await assert_alive(c)
+    # Far beyond the limit the frame is not even read: close 1009 (message too big).
+    await c.ws.send_str("y" * 2048 * 5)
+    assert await c.closed() == 1009
+    left = await watcher.expect("participant_left")
+    assert left["participant"]["identity"] == "big"
+    await assert_alive(watcher)
+
+
+async def test_rate_limit_then_flood_close(start_hub: StartHub) -> None:
+    hub = await start_hub(rate_limit=5.0, rate_burst=5, flood_strikes=10)
+    watcher = await hub.joined(identity="watcher")
+    c = await hub.joined(identity="flood")
+    for i in range(8):
+        await c.send({"type": "chat", "text": f"m{i}"})
+    first = await c.expect("error")
+    assert first["code"] == "rate_limited"
+    for i in range(20):
+        await c.send({"type": "chat", "text": f"n{i}"})
+    fatal = await c.expect("error", code="flooding")
+    assert fatal["fatal"] is True
+    assert await c.closed() == 1008
+    assert (await watcher.expect("participant_left"))["participant"]["identity"] == "flood"
+    await assert_alive(watcher)
+
+
+async def test_forbidden_without_chat_grant(hub: Running) -> None:
+    c = await hub.client(grants=["subscribe"])
+    await c.join()
+    await c.send({"type": "chat", "text": "hi"})
+    err = await c.expect("error")
+    assert err["code"] == "forbidden" and "chat" in err["message"]
+    await assert_alive(c)
+
+
+async def test_join_timeout(start_hub: StartHub) -> None:
+    hub = await start_hub(join_timeout=0.3)
+    c = await hub.client()
+    err = await c.expect("error")
+    assert (err["code"], err["fatal"]) == ("join_timeout", True)
+    assert await c.closed() == 4008
+
+
+async def test_room_full(start_hub: StartHub) -> None:
+    hub = await start_hub(room_capacity=2)
+    a = await hub.joined(identity="a")
+    await hub.joined(identity="b")
+    c = await hub.client(identity="c")
+    await c.send({"type": "join"})
+    err = await c.expect("error")
+    assert err["code"] == "room_full" and err["fatal"] is True
+    assert await c.closed() == 4003
+    # The same identity may always come back (it replaces itself).
+    again = await hub.joined(identity="a")
+    assert again.pid != a.pid
+
+
+async def test_no_leaks_after_many_connections(hub: Running) -> None:
+    for i in range(3):  # warm up lazily created tasks
+        c = await hub.joined(identity=f"warm{i}")
+        await c.close()
+    hub.clients.clear()
+    await asyncio.sleep(0.1)
+    before = len(asyncio.all_tasks())
+    for i in range(30):
+        c = await hub.joined(identity=f"u{i % 3}")
+        await c.send({"type": "chat", "text": "hi"})
+        await c.expect("chat")
+        await c.close()
+    async with asyncio.timeout(5):
+        while hub.hub.rooms.participant_count() or len(asyncio.all_tasks()) > before:
+            await asyncio.sleep(0.02)
+    hub.clients.clear()
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/metrics") as resp:
+        body = await resp.text()
+    assert "commhub_connections 0.0" in body
+    assert "commhub_participants 0.0" in body
