@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -41,6 +42,13 @@ class Settings:
     shutdown_timeout: float = 5.0
     send_queue: int = 1024  # outbound messages buffered per connection before it is dropped
     ice_servers: list[dict[str, Any]] = field(default_factory=_ice_servers_default)
+    # media: addresses the hub advertises in ICE (empty: all interfaces; aioice skips
+    # loopback), the UDP port range of its host candidates (0/0: any), room mode default
+    ice_host_addresses: list[str] = field(default_factory=list)
+    udp_port_min: int = 0
+    udp_port_max: int = 0
+    room_mode: str = "auto"  # auto (p2p for two p2p-capable clients, else sfu), sfu, p2p
+    media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
 
     @classmethod
@@ -90,6 +98,20 @@ class Settings:
         need(self.send_queue >= 16, "send_queue", "expected >= 16")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         need(
+            all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),
+            "ice_host_addresses",
+            'expected a JSON list of IP addresses like ["203.0.113.7"]',
+        )
+        need(
+            (self.udp_port_min, self.udp_port_max) == (0, 0)
+            or 1024 <= self.udp_port_min <= self.udp_port_max <= 65535,
+            "udp_port_min",
+            f"expected 1024 <= udp_port_min <= udp_port_max ({self.udp_port_max}) <= 65535, "
+            "or both 0",
+        )
+        need(self.room_mode in {"auto", "sfu", "p2p"}, "room_mode", "expected auto, sfu or p2p")
+        need(self.media_stall_timeout > 0, "media_stall_timeout", "expected > 0 seconds")
+        need(
             self.log_level in {"debug", "info", "warning", "error"},
             "log_level",
             "expected debug, info, warning or error",
@@ -123,6 +145,14 @@ class Settings:
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
         return value, True
+
+
+def _ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _coerce(name: str, ftype: Any, raw: str) -> Any:

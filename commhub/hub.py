@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
+from commhub.media import Media
 from commhub.metrics import HubMetrics
 from commhub.protocol import PROTOCOL_VERSION, Schemas, encode, schemas
 from commhub.rooms import Participant, Room, Rooms
@@ -31,6 +32,7 @@ class Hub:
         self.registry = CollectorRegistry()
         self.metrics = HubMetrics(self.registry)
         self.schemas: Schemas = schemas()
+        self.media = Media(self)
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -38,6 +40,7 @@ class Hub:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self.media.start()
         self._reaper = asyncio.create_task(self._reap_loop(), name="commhub-room-reaper")
 
     async def shutdown(self) -> None:
@@ -57,6 +60,7 @@ class Hub:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await self.media.close()
         await self.bus.close()
 
     async def _reap_loop(self) -> None:
@@ -91,6 +95,7 @@ class Hub:
                 room_name,
                 {"type": "participant_left", "participant": old.ref(), "reason": "replaced"},
             )
+            await self.media.leave(room_name, old, "replaced")
             task = asyncio.create_task(old.conn.end("replaced", "the same identity joined again"))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -119,6 +124,7 @@ class Hub:
         if room is None or room.participants.get(p.id) is not p:
             return  # already replaced or removed
         self.rooms.leave(room_name, p.id)
+        await self.media.leave(room_name, p, reason)  # closes p's peer connection
         self.bus.detach(room_name, p.id)
         await self.publish(
             room_name, {"type": "participant_left", "participant": p.ref(), "reason": reason}
@@ -155,6 +161,7 @@ class Hub:
         room = self.rooms.drop(room_name)
         if room is None:
             return False
+        await self.media.close_room(room_name, list(room.participants.values()))
         for p in list(room.participants.values()):
             self.bus.detach(room_name, p.id)
         await asyncio.gather(

@@ -31,6 +31,11 @@ class ErrorCode(StrEnum):
     ROOM_FULL = "room_full"
     JOIN_TIMEOUT = "join_timeout"
     NOT_SUPPORTED = "not_supported"
+    INVALID_SDP = "invalid_sdp"
+    NO_MEDIA = "no_media"
+    WRONG_STATE = "wrong_state"
+    UNKNOWN_PARTICIPANT = "unknown_participant"
+    INVALID_CANDIDATE = "invalid_candidate"
     INTERNAL_ERROR = "internal_error"
 
 

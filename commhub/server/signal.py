@@ -178,10 +178,8 @@ class Session:
             p.speak = msg.get("speak", p.speak)
             p.read = msg.get("read", p.read)
             await self.hub.update(self.room_name, p)
-        else:  # offer / answer / ice: media negotiation
-            raise ProtocolError(
-                ErrorCode.NOT_SUPPORTED, f"{kind}: media is not enabled on this hub", ref
-            )
+        else:  # offer / answer / ice / track: media negotiation
+            await self.hub.media.handle(self.room_name, p, msg)
 
     async def join(self, msg: Message) -> None:
         if self.participant is not None:
@@ -202,6 +200,7 @@ class Session:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
             return
         self.participant = p
+        await self.hub.media.joined(self.room_name, p, msg.get("capabilities", {}))
 
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)

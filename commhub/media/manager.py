@@ -1,0 +1,399 @@
+"""The hub's media layer: peer sessions per participant, room modes, relay, P2P brokering."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aiortc import RTCRtpTransceiver
+from aiortc.sdp import candidate_from_sdp
+
+from commhub.media.forward import Publication, tee_receiver
+from commhub.media.ice import IcePolicy
+from commhub.media.session import PeerSession, parse_sdp
+from commhub.media.tap import AudioTapCallback, AudioTaps
+from commhub.protocol import ErrorCode, Message, ProtocolError
+from commhub.rooms import Participant
+
+if TYPE_CHECKING:
+    from commhub.hub import Hub
+
+log = logging.getLogger("commhub.media")
+
+MODES = ("auto", "sfu", "p2p")
+
+
+@dataclass
+class RoomMedia:
+    name: str
+    override: str | None = None  # admin's choice; None: the settings' room_mode
+    mode: str = "sfu"
+    peers: tuple[str, str] | None = None  # the pair in p2p mode
+    publications: dict[str, Publication] = field(default_factory=dict)  # by track id
+
+
+class Media:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        s = hub.settings
+        self.policy = IcePolicy(
+            hosts=tuple(s.ice_host_addresses),
+            ports=(s.udp_port_min, s.udp_port_max) if s.udp_port_min else None,
+        )
+        self.taps = AudioTaps()
+        self.sessions: dict[str, PeerSession] = {}  # by participant id
+        self.rooms: dict[str, RoomMedia] = {}
+        self.capabilities: dict[str, dict[str, bool]] = {}
+        self.pending_meta: dict[str, dict[str, Any]] = {}  # track id -> source/muted
+        self._watchdog: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- public API -----------------------------------------------------------------------
+
+    def on_audio_track(self, callback: AudioTapCallback) -> Callable[[], None]:
+        """Call `callback(participant, track)` for every audio track published to the hub.
+
+        `track` is a MediaStreamTrack of decoded 48 kHz s16 AudioFrames owned by this
+        consumer; `await track.recv()` raises MediaStreamError when the publication ends.
+        The callback may be a coroutine function (it then runs as its own task).
+        Returns a function that unregisters the callback.
+        """
+        return self.taps.on_audio_track(callback)
+
+    def set_mode(self, room_name: str, mode: str) -> None:
+        """Admin: force `sfu` or `p2p` for a room, or `auto` to follow the defaults."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        rm = self._room(room_name)
+        rm.override = None if mode == "auto" else mode
+        self._spawn(self._recompute(room_name))
+
+    def mode(self, room_name: str) -> str:
+        rm = self.rooms.get(room_name)
+        return rm.mode if rm else "sfu"
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "sessions": len(self.sessions),
+            "publications": sum(len(r.publications) for r in self.rooms.values()),
+        }
+
+    async def start(self) -> None:
+        self._watchdog = asyncio.create_task(self._watch(), name="commhub-media-watchdog")
+
+    async def close(self) -> None:
+        if self._watchdog:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+        await asyncio.gather(*(s.close() for s in list(self.sessions.values())))
+        self.sessions.clear()
+        self.rooms.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.taps.close()
+
+    # -- membership -----------------------------------------------------------------------
+
+    async def joined(self, room_name: str, p: Participant, capabilities: dict[str, bool]) -> None:
+        self.capabilities[p.id] = dict(capabilities)
+        rm = self._room(room_name)
+        for pub in rm.publications.values():
+            owner = self._participant(room_name, pub.owner_id)
+            if owner is not None:
+                self.hub.send(p.conn, _track_msg("published", owner, pub))
+        self.hub.send(p.conn, {"type": "media_mode", "mode": rm.mode})
+        await self._recompute(room_name, force_notify=p.id)
+
+    async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
+        self.capabilities.pop(p.id, None)
+        await self._end_session(room_name, p, reason, tell=False)
+        rm = self.rooms.get(room_name)
+        if rm is not None:
+            room = self.hub.rooms.get(room_name)
+            if room is None or not room.participants:
+                self.rooms.pop(room_name, None)
+            else:
+                await self._recompute(room_name)
+
+    async def close_room(self, room_name: str, participants: list[Participant]) -> None:
+        for p in participants:
+            await self.leave(room_name, p, "room_closed")
+        self.rooms.pop(room_name, None)
+
+    # -- messages -------------------------------------------------------------------------
+
+    async def handle(self, room_name: str, p: Participant, msg: Message) -> None:
+        kind, ref = msg["type"], msg.get("id")
+        if kind == "track":
+            await self._track_meta(room_name, p, msg)
+            return
+        if "to" in msg:
+            await self._relay(room_name, p, msg)
+            return
+        session = self.sessions.get(p.id)
+        if kind == "offer":
+            if session is None:
+                session = self._new_session(room_name, p)
+            await session.client_offer(msg["sdp"], ref, p.can("publish"))
+            self._check_unpublished(room_name, session)
+        elif kind == "answer":
+            if session is None:
+                raise ProtocolError(ErrorCode.WRONG_STATE, "no offer from the hub to answer", ref)
+            await session.client_answer(msg["sdp"], ref)
+        elif kind == "ice":
+            if session is None:
+                raise ProtocolError(ErrorCode.WRONG_STATE, "ICE candidate before any offer", ref)
+            await session.client_candidate(msg["candidate"], ref)
+
+    async def _relay(self, room_name: str, p: Participant, msg: Message) -> None:
+        kind, ref, to = msg["type"], msg.get("id"), msg["to"]
+        target = self._participant(room_name, to)
+        if target is None or to == p.id:
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_PARTICIPANT, f"no participant {to!r} in this room", ref
+            )
+        rm = self._room(room_name)
+        if rm.mode != "p2p" or rm.peers is None or set(rm.peers) != {p.id, to}:
+            raise ProtocolError(
+                ErrorCode.WRONG_STATE, "direct connections need the room in p2p mode", ref
+            )
+        out: dict[str, Any] = {"type": kind, "from": p.id}
+        if kind in ("offer", "answer"):
+            parse_sdp(msg["sdp"], ref)
+            out["sdp"] = msg["sdp"]
+        else:
+            cand = msg["candidate"]
+            if cand is not None and cand.get("candidate"):
+                try:
+                    candidate_from_sdp(cand["candidate"].removeprefix("candidate:"))
+                except Exception:
+                    raise ProtocolError(
+                        ErrorCode.INVALID_CANDIDATE, "not an ICE candidate", ref
+                    ) from None
+            out["candidate"] = cand
+        self.hub.send(target.conn, out)
+
+    async def _track_meta(self, room_name: str, p: Participant, msg: Message) -> None:
+        meta: dict[str, Any] = {k: msg[k] for k in ("source", "muted") if k in msg}
+        session = self.sessions.get(p.id)
+        pub = next(
+            (
+                x
+                for x in (session.publications.values() if session else [])
+                if x.track_id == msg["track_id"]
+            ),
+            None,
+        )
+        if pub is None:
+            self.pending_meta[msg["track_id"]] = meta
+            return
+        pub.source = meta.get("source", pub.source)
+        if "muted" in meta and meta["muted"] != pub.muted:
+            pub.muted = meta["muted"]
+            pub.last_frame = time.monotonic()
+            if not pub.muted:
+                pub.request_keyframe()
+        await self.hub.publish(room_name, _track_msg("updated", p, pub))
+
+    # -- sessions and publications --------------------------------------------------------
+
+    def _new_session(self, room_name: str, p: Participant) -> PeerSession:
+        def on_track(session: PeerSession, transceiver: RTCRtpTransceiver, track_id: str) -> None:
+            self._publish(room_name, session, transceiver, track_id)
+
+        async def on_failed(session: PeerSession, reason: str) -> None:
+            await self._end_session(room_name, session.participant, reason, tell=True)
+
+        session = PeerSession(
+            p,
+            self.hub.settings.ice_servers,
+            self.policy,
+            lambda m: self.hub.send(p.conn, m),
+            on_track,
+            on_failed,
+            self._slot_map,
+        )
+        self.sessions[p.id] = session
+        rm = self._room(room_name)
+        if rm.mode == "sfu" and p.can("subscribe"):
+            for pub in rm.publications.values():
+                if pub.owner_id != p.id:
+                    session.add_slot(pub)
+        return session
+
+    def _publish(
+        self, room_name: str, session: PeerSession, transceiver: RTCRtpTransceiver, track_id: str
+    ) -> None:
+        p = session.participant
+        kind, mid = transceiver.kind, transceiver.mid or ""
+        rm = self._room(room_name)
+        pub = Publication(p.id, track_id, kind, transceiver.receiver, mid)
+        meta = self.pending_meta.pop(track_id, {})
+        pub.source = meta.get("source", pub.source)
+        pub.muted = meta.get("muted", False)
+        decode = kind == "audio" and self.taps.active
+        tee_receiver(transceiver.receiver, pub.on_frame, decode)
+        session.publications[mid] = pub
+        rm.publications[track_id] = pub
+        if decode:
+            self.taps.attach(track_id, p, transceiver.receiver.track, pub.source)
+        self._spawn(self.hub.publish(room_name, _track_msg("published", p, pub)))
+        if rm.mode == "sfu":
+            self._subscribe_all(room_name, pub)
+
+    def _subscribe_all(self, room_name: str, pub: Publication) -> None:
+        for pid, s in self.sessions.items():
+            other = s.participant
+            if pid == pub.owner_id or s.closed or not other.can("subscribe"):
+                continue
+            if self._participant(room_name, pid) is None:
+                continue
+            s.add_slot(pub)
+            self._spawn(s.maybe_renegotiate())
+
+    def _check_unpublished(self, room_name: str, session: PeerSession) -> None:
+        """Publications whose section the client's latest offer stopped sending end here."""
+        desc = session.pc.remoteDescription
+        if desc is None:
+            return
+        from aiortc.sdp import SessionDescription
+
+        parsed = SessionDescription.parse(desc.sdp)
+        live = {
+            m.rtp.muxId
+            for m in parsed.media
+            if m.port != 0 and m.direction in ("sendonly", "sendrecv")
+        }
+        for mid, pub in list(session.publications.items()):
+            if mid not in live:
+                del session.publications[mid]
+                self._spawn(self._unpublish(room_name, session.participant, pub))
+
+    async def _unpublish(self, room_name: str, owner: Participant, pub: Publication) -> None:
+        rm = self.rooms.get(room_name)
+        if rm is not None:
+            rm.publications.pop(pub.track_id, None)
+        if pub.kind == "audio":
+            await self.taps.detach(pub.track_id)
+        for s in list(self.sessions.values()):
+            s.drop_slot(pub)
+            self._spawn(s.maybe_renegotiate())
+        pub.close()
+        if self._participant(room_name, owner.id) is not None or rm is not None:
+            await self.hub.publish(room_name, _track_msg("unpublished", owner, pub))
+
+    async def _end_session(self, room_name: str, p: Participant, reason: str, tell: bool) -> None:
+        session = self.sessions.get(p.id)
+        if session is None or session.participant is not p:
+            return
+        del self.sessions[p.id]
+        for pub in list(session.publications.values()):
+            await self._unpublish(room_name, p, pub)
+        session.publications.clear()
+        await session.close()
+        if tell:
+            self.hub.send(p.conn, {"type": "media_closed", "reason": reason})
+        log.info("media session of %s closed: %s", p.id, reason)
+
+    def _slot_map(self, session: PeerSession) -> list[dict[str, Any]]:
+        out = []
+        for s in session.slots:
+            pub = s.publication
+            if pub is not None and s.transceiver.mid is not None:
+                out.append(
+                    {"mid": s.transceiver.mid, "participant": pub.owner_id, "track": pub.wire()}
+                )
+        return out
+
+    # -- modes ----------------------------------------------------------------------------
+
+    def _want_mode(self, room_name: str) -> tuple[str, tuple[str, str] | None]:
+        rm = self._room(room_name)
+        room = self.hub.rooms.get(room_name)
+        ids = sorted(room.participants) if room else []
+        choice = rm.override or self.hub.settings.room_mode
+        if len(ids) == 2 and choice != "sfu":
+            both = all(self.capabilities.get(i, {}).get("p2p") for i in ids)
+            if choice == "p2p" or both:
+                return "p2p", (ids[0], ids[1])
+        return "sfu", None
+
+    async def _recompute(self, room_name: str, force_notify: str | None = None) -> None:
+        rm = self._room(room_name)
+        mode, peers = self._want_mode(room_name)
+        changed = (mode, peers) != (rm.mode, rm.peers)
+        rm.mode, rm.peers = mode, peers
+        room = self.hub.rooms.get(room_name)
+        if room is None:
+            return
+        if changed or force_notify:
+            for p in room.participants.values():
+                if not changed and p.id != force_notify:
+                    continue
+                msg: dict[str, Any] = {"type": "media_mode", "mode": mode}
+                if peers:
+                    other = peers[1] if p.id == peers[0] else peers[0]
+                    msg.update(peer=other, offerer=p.id == peers[0])
+                self.hub.send(p.conn, msg)
+        if not changed:
+            return
+        for s in list(self.sessions.values()):
+            if mode == "p2p":
+                for pub in rm.publications.values():
+                    s.drop_slot(pub)
+            self._spawn(s.maybe_renegotiate())
+        if mode == "sfu":
+            for pub in list(rm.publications.values()):
+                self._subscribe_all(room_name, pub)
+
+    # -- faults ---------------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """End sessions whose unmuted tracks stopped delivering (stalled)."""
+        limit = self.hub.settings.media_stall_timeout
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            now = time.monotonic()
+            for room_name, rm in list(self.rooms.items()):
+                for pub in list(rm.publications.values()):
+                    if pub.muted or now - pub.last_frame < limit:
+                        continue
+                    session = self.sessions.get(pub.owner_id)
+                    if session is not None:
+                        log.warning("track %s of %s stalled", pub.track_id, pub.owner_id)
+                        await self._end_session(
+                            room_name, session.participant, "stalled", tell=True
+                        )
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _room(self, name: str) -> RoomMedia:
+        rm = self.rooms.get(name)
+        if rm is None:
+            rm = self.rooms[name] = RoomMedia(name)
+        return rm
+
+    def _participant(self, room_name: str, pid: str) -> Participant | None:
+        room = self.hub.rooms.get(room_name)
+        return room.participants.get(pid) if room else None
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("media task failed", exc_info=task.exception())
+
+
+def _track_msg(state: str, owner: Participant, pub: Publication) -> dict[str, Any]:
+    return {"type": "track", "state": state, "participant": owner.ref(), "track": pub.wire()}

@@ -1,0 +1,291 @@
+"""One participant's RTCPeerConnection with the hub and its offer/answer state machine.
+
+The client offers what it publishes; the hub offers what it relays to the client. Only
+one negotiation runs at a time: a client offer that arrives while the hub's own offer is
+outstanding is refused with `wrong_state` (aiortc cannot roll back), and hub changes
+wanted meanwhile are folded into one follow-up offer once the state is stable again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from commhub.media.forward import ForwardTrack, Publication
+from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+from commhub.protocol import ErrorCode, ProtocolError
+from commhub.rooms import Participant
+
+log = logging.getLogger("commhub.media.session")
+
+SUPPORTED = {"audio": {"opus"}, "video": {"vp8"}}
+CLOSE_BOUND = 5.0  # seconds a peer connection may take to close
+
+
+@dataclass
+class Slot:
+    """A hub-to-client transceiver and the publication (if any) it currently carries."""
+
+    transceiver: RTCRtpTransceiver
+    track: ForwardTrack
+    publication: Publication | None = None
+
+
+def parse_sdp(sdp: str, ref: str | None) -> SessionDescription:
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
+        raise ProtocolError(ErrorCode.INVALID_SDP, f"the SDP does not parse: {exc}", ref) from None
+    if not parsed.media and not parsed.group:
+        raise ProtocolError(ErrorCode.NO_MEDIA, "the SDP has no media sections", ref)
+    if not parsed.media or not any(m.port != 0 or m.kind for m in parsed.media):
+        raise ProtocolError(ErrorCode.NO_MEDIA, "the SDP has no media sections", ref)
+    return parsed
+
+
+def usable_media(parsed: SessionDescription) -> list[Any]:
+    """Audio/video sections whose codecs the hub relays (Opus; VP8)."""
+    return [
+        m
+        for m in parsed.media
+        if m.kind in SUPPORTED
+        and any(c.mimeType.split("/")[1].lower() in SUPPORTED[m.kind] for c in m.rtp.codecs)
+    ]
+
+
+class PeerSession:
+    def __init__(
+        self,
+        participant: Participant,
+        ice_servers: list[dict[str, Any]],
+        policy: IcePolicy,
+        send: Callable[[dict[str, Any]], None],
+        on_track: Callable[[PeerSession, Any, str], None],
+        on_failed: Callable[[PeerSession, str], Awaitable[None]],
+        slot_map: Callable[[PeerSession], list[dict[str, Any]]],
+    ) -> None:
+        self.participant = participant
+        self.policy = policy
+        self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
+        self.send = send
+        self.slots: list[Slot] = []
+        self.publications: dict[str, Publication] = {}  # by mid
+        self.msids: dict[str, str] = {}  # client mid -> client track id
+        self.closed = False
+        self.hub_offer_pending = False
+        self.renegotiate_wanted = False
+        self._lock = asyncio.Lock()
+        self._slot_map = slot_map
+        self._on_failed = on_failed
+        self._tasks: set[asyncio.Task[None]] = set()
+
+        @self.pc.on("track")
+        def _track(track: Any) -> None:
+            transceiver = next(
+                (t for t in self.pc.getTransceivers() if t.receiver.track is track), None
+            )
+            if transceiver is not None and transceiver.mid is not None:
+                on_track(self, transceiver, self.msids.get(transceiver.mid, track.id))
+
+        @self.pc.on("connectionstatechange")
+        async def _state() -> None:
+            if self.pc.connectionState == "failed" and not self.closed:
+                await self._on_failed(self, "ice_failed")
+
+    # -- client-initiated -----------------------------------------------------------------
+
+    async def client_offer(self, sdp: str, ref: str | None, can_publish: bool) -> None:
+        parsed = parse_sdp(sdp, ref)
+        if self.hub_offer_pending or self.pc.signalingState != "stable":
+            raise ProtocolError(
+                ErrorCode.WRONG_STATE,
+                "the hub's own offer is outstanding: answer it, then offer again",
+                ref,
+            )
+        usable = usable_media(parsed)
+        if not usable:
+            raise ProtocolError(
+                ErrorCode.NO_MEDIA, "no audio (Opus) or video (VP8) section in the offer", ref
+            )
+        hub_mids = {s.transceiver.mid for s in self.slots}
+        sending = [
+            m
+            for m in usable
+            if m.direction in ("sendonly", "sendrecv") and m.rtp.muxId not in hub_mids
+        ]
+        if sending and not can_publish:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no publish grant", ref)
+        for m in parsed.media:
+            if m.msid and " " in m.msid and m.rtp.muxId:
+                self.msids[m.rtp.muxId] = m.msid.split()[1]
+        async with self._lock:
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            except Exception as exc:
+                raise ProtocolError(
+                    ErrorCode.INVALID_SDP, f"the offer was refused: {exc}", ref
+                ) from None
+            self._prefer_relayable_codecs()
+            with policy_scope(self.policy):
+                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            self.send(
+                {
+                    "type": "answer",
+                    "sdp": self.pc.localDescription.sdp,
+                    "tracks": self._slot_map(self),
+                }
+            )
+        await self.maybe_renegotiate()
+
+    async def client_answer(self, sdp: str, ref: str | None) -> None:
+        parse_sdp(sdp, ref)
+        if not self.hub_offer_pending or self.pc.signalingState != "have-local-offer":
+            raise ProtocolError(ErrorCode.WRONG_STATE, "no offer from the hub is outstanding", ref)
+        async with self._lock:
+            try:
+                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+            except Exception as exc:
+                raise ProtocolError(
+                    ErrorCode.INVALID_SDP, f"the answer was refused: {exc}", ref
+                ) from None
+            self.hub_offer_pending = False
+        await self.maybe_renegotiate()
+
+    async def client_candidate(self, cand: dict[str, Any] | None, ref: str | None) -> None:
+        if cand is None or not cand.get("candidate"):
+            return  # end of candidates: aiortc needs no notice
+        line = cand["candidate"]
+        try:
+            ice = candidate_from_sdp(line.removeprefix("candidate:"))
+        except Exception:
+            raise ProtocolError(
+                ErrorCode.INVALID_CANDIDATE, f"not an ICE candidate: {line[:80]!r}", ref
+            ) from None
+        ice.sdpMid = cand.get("sdpMid")
+        ice.sdpMLineIndex = cand.get("sdpMLineIndex")
+        if ice.sdpMid is None and ice.sdpMLineIndex is None:
+            ice.sdpMLineIndex = 0
+        if self.pc.remoteDescription is None:
+            raise ProtocolError(
+                ErrorCode.WRONG_STATE, "ICE candidate before any offer or answer", ref
+            )
+        try:
+            await self.pc.addIceCandidate(ice)
+        except Exception as exc:
+            raise ProtocolError(
+                ErrorCode.INVALID_CANDIDATE, f"the candidate was refused: {exc}", ref
+            ) from None
+
+    # -- hub-initiated --------------------------------------------------------------------
+
+    def add_slot(self, pub: Publication) -> None:
+        """Carry pub to this client: reuse a free transceiver of its kind, or add one."""
+        free = next(
+            (s for s in self.slots if s.publication is None and s.track.kind == pub.kind), None
+        )
+        if free is None:
+            track = ForwardTrack(pub.kind, pub.request_keyframe)
+            transceiver = self.pc.addTransceiver(track, direction="sendonly")
+            codecs = [
+                c
+                for c in RTCRtpSender.getCapabilities(pub.kind).codecs
+                if c.mimeType.split("/")[1].lower() in SUPPORTED[pub.kind]
+            ]
+            transceiver.setCodecPreferences(codecs)
+            free = Slot(transceiver, track)
+            self.slots.append(free)
+            _relay_pli(transceiver, pub)
+        else:
+            free.track.switch_source(pub.request_keyframe)
+            free.transceiver.direction = "sendonly"
+        free.publication = pub
+        pub.subscribers.add(free.track)
+        pub.request_keyframe()
+        self.renegotiate_wanted = True
+
+    def drop_slot(self, pub: Publication) -> None:
+        for s in self.slots:
+            if s.publication is pub:
+                pub.subscribers.discard(s.track)
+                s.publication = None
+                s.transceiver.direction = "inactive"
+                self.renegotiate_wanted = True
+
+    async def maybe_renegotiate(self) -> None:
+        """Send the hub's offer when something changed and no negotiation is running."""
+        async with self._lock:
+            if (
+                self.closed
+                or not self.renegotiate_wanted
+                or self.hub_offer_pending
+                or self.pc.signalingState != "stable"
+            ):
+                return
+            self.renegotiate_wanted = False
+            self.hub_offer_pending = True
+            with policy_scope(self.policy):
+                await self.pc.setLocalDescription(await self.pc.createOffer())
+            self.send(
+                {
+                    "type": "offer",
+                    "sdp": self.pc.localDescription.sdp,
+                    "tracks": self._slot_map(self),
+                }
+            )
+
+    def _prefer_relayable_codecs(self) -> None:
+        # What the hub receives must be what it can forward as-is (Opus, VP8). aiortc
+        # fixes a remote-created transceiver's codecs in setRemoteDescription, before
+        # preferences could apply, so its negotiated list is narrowed here.
+        hub_sent = {s.transceiver for s in self.slots}
+        for t in self.pc.getTransceivers():
+            if t in hub_sent or t.kind not in SUPPORTED:
+                continue
+            keep = [c for c in t._codecs if c.mimeType.split("/")[1].lower() in SUPPORTED[t.kind]]
+            types = {c.payloadType for c in keep}
+            rtx = [
+                c
+                for c in t._codecs
+                if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in types
+            ]
+            if keep:
+                t._codecs = keep + rtx
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for s in self.slots:
+            if s.publication is not None:
+                s.publication.subscribers.discard(s.track)
+            s.track.stop()
+        for pub in self.publications.values():
+            pub.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_BOUND):
+                await self.pc.close()
+
+
+def _relay_pli(transceiver: RTCRtpTransceiver, pub_holder: Publication) -> None:
+    """A subscriber's picture-loss report becomes a key-frame request to the publisher."""
+    sender = transceiver.sender
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        if type(packet).__name__ == "RtcpPsfbPacket":
+            track = sender.track
+            if isinstance(track, ForwardTrack) and track.on_keyframe_needed:
+                track.need_keyframe = True
+                track.on_keyframe_needed()
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+    del pub_holder
