@@ -1,0 +1,355 @@
+"""CaptionStream: one audio stream in, caption events out (resample -> gate -> recognize).
+
+The event loop only resamples and gates (microseconds per 20 ms frame). Decoding runs in
+the shared RecognitionBudget's threads, one job at a time per stream, because a
+recognizer is not thread-safe. Speech audio is queued per stream in chunks of
+``chunk_ms``; a job takes everything queued for the current utterance, so when decoding
+falls behind, chunks merge and their partials are skipped (counted), while every
+utterance still gets its final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import av
+
+from ..speech.base import BYTES_PER_SECOND, Hypothesis, Recognizer, SpeechModel, Word
+from .budget import RecognitionBudget, default_budget
+from .events import CaptionEvent, OnCaption
+from .gate import GateEvent, GateSettings, SpeechAudio, SpeechEnd, SpeechStart, VoiceGate
+from .metrics import CaptionMetrics, default_metrics
+from .resample import Resampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    chunk_ms: int = 120  # decode granularity (a partial can change this often)
+    partials: bool = True
+    # An unchanged partial is re-sent so that one arrives at least this often while
+    # someone speaks (listeners see the caption is live; its end time moves on).
+    partial_refresh_ms: int = 250
+    max_backlog_s: float = 30.0  # undecoded speech per stream before new utterances are shed
+    lossless: bool = False  # files: push() waits for room instead of shedding
+    gate: GateSettings = field(default_factory=GateSettings)
+
+
+@dataclass
+class StreamStats:
+    partials: int = 0
+    dropped_partials: int = 0
+    finals: int = 0
+    dropped_utterances: int = 0
+    audio_seconds: float = 0.0
+    recognize_seconds: float = 0.0
+
+
+@dataclass(eq=False)
+class _Segment:
+    id: str
+    origin: float  # stream time of the first sample the recognizer gets for it
+    fed: float = 0.0  # seconds of audio decoded so far
+    last_partial: str = ""
+    last_partial_at: float = 0.0
+    sent_partial: bool = False
+
+
+@dataclass(eq=False)
+class _Chunk:
+    segment: _Segment
+    pcm: bytes
+
+
+@dataclass(eq=False)
+class _End:
+    segment: _Segment
+    speech_end: float
+    detected_at: float  # monotonic wall time when the gate closed the utterance
+
+
+class CaptionStream:
+    def __init__(
+        self,
+        model: SpeechModel,
+        on_event: OnCaption,
+        *,
+        speaker: str,
+        phrases: Sequence[str] | None = None,
+        settings: StreamSettings | None = None,
+        budget: RecognitionBudget | None = None,
+        metrics: CaptionMetrics | None = None,
+        stream_id: str | None = None,
+    ) -> None:
+        self.model = model
+        self.speaker = speaker
+        self.language = model.language
+        self.settings = settings or StreamSettings()
+        self.stats = StreamStats()
+        self.stream_id = stream_id or uuid.uuid4().hex[:12]
+        self._on_event = on_event
+        self._phrases = list(phrases) if phrases else None
+        self._budget = budget or default_budget()
+        self._metrics = metrics or default_metrics()
+        self._resampler = Resampler()
+        self._gate = VoiceGate(self.settings.gate)
+        self._chunk_bytes = BYTES_PER_SECOND * self.settings.chunk_ms // 1000
+        self._queue: deque[_Chunk | _End] = deque()
+        self._queued_bytes = 0
+        self._pending = bytearray()
+        self._segment: _Segment | None = None
+        self._shedding = False
+        self._segments = 0
+        self._recognizer: Recognizer | None = None
+        self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
+        self._closing = False
+        self._closed = False
+        self._worker = asyncio.get_running_loop().create_task(self._work())
+        self._metrics.active_streams.inc()
+
+    # -- input (event loop) -------------------------------------------------------------
+
+    @property
+    def time(self) -> float:
+        """Seconds of audio received."""
+        return self.stats.audio_seconds
+
+    @property
+    def backlog_seconds(self) -> float:
+        return (self._queued_bytes + len(self._pending)) / BYTES_PER_SECOND
+
+    async def push(self, frame: av.AudioFrame | bytes) -> None:
+        """Feed audio: an av.AudioFrame of any format, or s16le mono 16 kHz bytes.
+
+        Never waits in live mode; in lossless mode waits while the backlog is full.
+        """
+        if self._closing:
+            raise RuntimeError("CaptionStream is closed")
+        started = time.perf_counter()
+        pcm = frame if isinstance(frame, bytes) else self._resampler(frame)
+        resampled = time.perf_counter()
+        self._feed(pcm)
+        self._metrics.stage_seconds.labels("resample").observe(resampled - started)
+        self._metrics.stage_seconds.labels("gate").observe(time.perf_counter() - resampled)
+        if self.settings.lossless:
+            while self.backlog_seconds > self.settings.max_backlog_s and not self._worker.done():
+                self._progress.clear()
+                await self._progress.wait()
+
+    def _feed(self, pcm: bytes) -> None:
+        seconds = len(pcm) / BYTES_PER_SECOND
+        self.stats.audio_seconds += seconds
+        self._metrics.audio_seconds.inc(seconds)
+        self._route(self._gate.push(pcm))
+
+    def _route(self, events: list[GateEvent]) -> None:
+        for event in events:
+            if isinstance(event, SpeechStart):
+                self._start_segment(event.t)
+            elif isinstance(event, SpeechAudio):
+                if self._segment is not None:
+                    self._pending += event.pcm
+                    if len(self._pending) >= self._chunk_bytes:
+                        self._enqueue_pending()
+            elif isinstance(event, SpeechEnd) and self._segment is not None:
+                self._enqueue_pending()
+                self._enqueue(_End(self._segment, event.t, time.monotonic()))
+                self._segment = None
+
+    def _start_segment(self, t: float) -> None:
+        if not self.settings.lossless and self.backlog_seconds > self.settings.max_backlog_s:
+            # Over capacity for long: shed whole utterances (counted, logged) so the
+            # ones we do caption stay complete and the lag stops growing.
+            self._segment = None
+            self.stats.dropped_utterances += 1
+            self._metrics.dropped_utterances.inc()
+            if not self._shedding:
+                log.warning(
+                    "captions %s: %.1f s of speech behind, shedding utterances",
+                    self.stream_id,
+                    self.backlog_seconds,
+                )
+            self._shedding = True
+            return
+        self._shedding = False
+        self._segments += 1
+        self._segment = _Segment(f"{self.stream_id}-{self._segments}", t)
+
+    def _enqueue_pending(self) -> None:
+        if self._pending and self._segment is not None:
+            self._enqueue(_Chunk(self._segment, bytes(self._pending)))
+        self._pending.clear()
+
+    def _enqueue(self, item: _Chunk | _End) -> None:
+        if isinstance(item, _Chunk):
+            self._queued_bytes += len(item.pcm)
+        self._queue.append(item)
+        self._wake.set()
+
+    # -- decoding (worker task + budget threads) ------------------------------------------
+
+    async def _work(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            segment, pcm, chunks, end = self._take()
+            try:
+                await self._decode(segment, pcm, chunks, end)
+            except Exception:
+                log.exception("captions %s: recognition failed, utterance lost", self.stream_id)
+                self._recognizer = None  # a fresh one for the next utterance
+            self._progress.set()
+
+    def _take(self) -> tuple[_Segment, bytes, int, _End | None]:
+        """Everything queued for the head utterance, up to and including its end."""
+        head = self._queue.popleft()
+        segment = head.segment
+        parts: list[bytes] = []
+        end = head if isinstance(head, _End) else None
+        if isinstance(head, _Chunk):
+            parts.append(head.pcm)
+            while self._queue and self._queue[0].segment is segment and end is None:
+                item = self._queue.popleft()
+                if isinstance(item, _Chunk):
+                    parts.append(item.pcm)
+                else:
+                    end = item
+        pcm = b"".join(parts)
+        self._queued_bytes -= len(pcm)
+        return segment, pcm, len(parts), end
+
+    async def _decode(self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None) -> None:
+        partial, final, elapsed = await self._budget.run(lambda: self._recognize(pcm, end))
+        seconds = len(pcm) / BYTES_PER_SECOND
+        segment.fed += seconds
+        self.stats.recognize_seconds += elapsed
+        self._metrics.stage_seconds.labels("recognize").observe(elapsed)
+        self._metrics.recognized_seconds.inc(seconds)
+        if seconds > 0:
+            self._metrics.realtime_factor.observe(elapsed / seconds)
+        if end is not None and final is not None:
+            await self._emit_final(segment, final, end)
+            return
+        if not self.settings.partials:
+            return
+        skipped = chunks - 1  # merged chunks: one partial instead of several
+        if skipped:
+            self.stats.dropped_partials += skipped
+            self._metrics.dropped_partials.inc(skipped)
+        await self._emit_partial(segment, partial)
+
+    def _recognize(
+        self, pcm: bytes, end: _End | None
+    ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
+        started = time.perf_counter()
+        if self._recognizer is None:
+            self._recognizer = self.model.recognizer(self._phrases)
+        partial = self._recognizer.accept(pcm) if pcm else None
+        final = self._recognizer.finish() if end is not None else None
+        return partial, final, time.perf_counter() - started
+
+    async def _emit_partial(self, segment: _Segment, hyp: Hypothesis | None) -> None:
+        now = time.monotonic()
+        if hyp is not None:
+            segment.last_partial = hyp.text
+        elif (now - segment.last_partial_at) + self.settings.chunk_ms / 1000 <= (
+            self.settings.partial_refresh_ms / 1000
+        ):
+            return  # the next chunk still arrives in time for the cadence
+        if not segment.last_partial:
+            return
+        segment.last_partial_at = now
+        segment.sent_partial = True
+        self.stats.partials += 1
+        self._metrics.partials.inc()
+        await self._send(
+            CaptionEvent(
+                segment.id,
+                self.speaker,
+                self.language,
+                False,
+                segment.last_partial,
+                segment.origin,
+                segment.origin + segment.fed,
+            )
+        )
+
+    async def _emit_final(self, segment: _Segment, hyp: Hypothesis, end: _End) -> None:
+        if not hyp.text and not segment.sent_partial:
+            return  # noise or a cough: nothing was shown, nothing to retract
+        words = tuple(
+            Word(w.word, segment.origin + w.start, segment.origin + w.end, w.conf)
+            for w in hyp.words
+        )
+        start = words[0].start if words else segment.origin
+        stop = words[-1].end if words else max(end.speech_end, start)
+        self.stats.finals += 1
+        self._metrics.finals.inc()
+        await self._send(
+            CaptionEvent(
+                segment.id,
+                self.speaker,
+                self.language,
+                True,
+                hyp.text,
+                start,
+                stop,
+                words,
+                hyp.confidence,
+            )
+        )
+        self._metrics.stage_seconds.labels("finalize").observe(time.monotonic() - end.detected_at)
+
+    async def _send(self, event: CaptionEvent) -> None:
+        try:
+            await self._on_event(event)
+        except Exception:
+            log.exception("captions %s: event handler failed", self.stream_id)
+
+    # -- end of stream --------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Flush: the utterance in progress gets its final, then the recognizer is released."""
+        if self._closed:
+            return
+        self._closing = True
+        if not self._closed:
+            tail = self._resampler.flush()
+            if tail:
+                self._feed(tail)
+            self._route(self._gate.flush())
+            self._wake.set()
+            try:
+                await asyncio.shield(self._worker)
+            finally:
+                self._closed = True
+                self._metrics.active_streams.dec()
+                recognizer, self._recognizer = self._recognizer, None
+                if recognizer is not None:
+                    with contextlib.suppress(Exception):
+                        await self._budget.run(recognizer.close)
+
+    async def __aenter__(self) -> CaptionStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

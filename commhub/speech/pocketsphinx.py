@@ -1,0 +1,127 @@
+"""pocketsphinx 5 engine with the en-US model bundled in its wheel (English offline)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+
+from pocketsphinx import Decoder
+
+from .base import Hypothesis, Word, mean_confidence
+
+log = logging.getLogger(__name__)
+
+_FILLER = re.compile(r"^(<.*>|\[.*\]|\+\+.*\+\+)$")  # <s>, <sil>, [NOISE], ++UH++
+_ALTERNATE = re.compile(r"\(\d+\)$")  # "read(2)": second pronunciation of "read"
+_GRAMMAR = "phrases"
+_POOL_MAX = 8
+
+
+class PocketsphinxModel:
+    """Holds idle decoders for reuse.
+
+    pocketsphinx cannot share one acoustic model between decoders, and creating a
+    decoder costs ~0.4 s and ~100 MB, so closed recognizers give theirs back.
+    """
+
+    engine = "pocketsphinx"
+
+    def __init__(self, language: str = "en") -> None:
+        self.language = language
+        self._lock = threading.Lock()
+        self._idle: list[Decoder] = [self._new_decoder()]  # also proves the model loads
+
+    @staticmethod
+    def _new_decoder() -> Decoder:
+        return Decoder(loglevel="FATAL")
+
+    def _take(self) -> Decoder:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return self._new_decoder()
+
+    def _give_back(self, decoder: Decoder) -> None:
+        decoder.activate_search("_default")
+        with self._lock:
+            if len(self._idle) < _POOL_MAX:
+                self._idle.append(decoder)
+
+    def recognizer(self, phrases: Sequence[str] | None = None) -> PocketsphinxRecognizer:
+        decoder = self._take()
+        if phrases:
+            self._use_grammar(decoder, phrases)
+        return PocketsphinxRecognizer(decoder, self._give_back)
+
+    def _use_grammar(self, decoder: Decoder, phrases: Sequence[str]) -> None:
+        """Any sequence of the phrases (Vosk's grammar semantics) as a JSGF rule."""
+        kept = [
+            p.lower() for p in phrases if all(decoder.lookup_word(w.lower()) for w in p.split())
+        ]
+        dropped = [p for p in phrases if p.lower() not in kept]
+        if dropped:
+            log.info("pocketsphinx: phrases not in the dictionary, ignored: %s", dropped)
+        if not kept:
+            return
+        alternatives = " | ".join(f"( {p} )" for p in kept)
+        decoder.add_jsgf_string(
+            _GRAMMAR, f"#JSGF V1.0;\ngrammar {_GRAMMAR};\npublic <utt> = ( {alternatives} )+ ;\n"
+        )
+        decoder.activate_search(_GRAMMAR)
+
+
+class PocketsphinxRecognizer:
+    def __init__(self, decoder: Decoder, give_back: Callable[[Decoder], None]) -> None:
+        self._decoder: Decoder | None = decoder
+        self._give_back = give_back
+        self._frate = float(decoder.config["frate"])
+        self._partial = ""
+        self._started = False
+
+    def _dec(self) -> Decoder:
+        if self._decoder is None:
+            raise RuntimeError("recognizer is closed")
+        if not self._started:
+            self._decoder.start_utt()
+            self._started = True
+        return self._decoder
+
+    def accept(self, pcm: bytes) -> Hypothesis | None:
+        decoder = self._dec()
+        decoder.process_raw(pcm, no_search=False, full_utt=False)
+        hyp = decoder.hyp()
+        text = hyp.hypstr if hyp is not None else ""
+        if text == self._partial:
+            return None
+        self._partial = text
+        return Hypothesis(text)
+
+    def finish(self) -> Hypothesis:
+        decoder = self._dec()
+        decoder.end_utt()
+        self._started = False
+        self._partial = ""
+        hyp = decoder.hyp()
+        if hyp is None or not hyp.hypstr:
+            return Hypothesis("")
+        words = tuple(
+            Word(
+                _ALTERNATE.sub("", seg.word),
+                seg.start_frame / self._frate,
+                (seg.end_frame + 1) / self._frate,
+                float(seg.prob),
+            )
+            for seg in decoder.seg()
+            if not _FILLER.match(seg.word)
+        )
+        return Hypothesis(hyp.hypstr, words, mean_confidence(words))
+
+    def close(self) -> None:
+        decoder, self._decoder = self._decoder, None
+        if decoder is None:
+            return
+        if self._started:
+            decoder.end_utt()
+        self._give_back(decoder)
