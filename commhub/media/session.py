@@ -9,7 +9,6 @@ wanted meanwhile are folded into one follow-up offer once the state is stable ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -269,9 +268,16 @@ class PeerSession:
             s.track.stop()
         for pub in self.publications.values():
             pub.close()
-        with contextlib.suppress(TimeoutError):
+        # Shielded: cancelling a waiter of aiortc's close future would cancel the future
+        # itself and break the close already running (InvalidStateError, leaked PC).
+        closing = asyncio.ensure_future(self.pc.close())
+        try:
             async with asyncio.timeout(CLOSE_BOUND):
-                await self.pc.close()
+                await asyncio.shield(closing)
+        except TimeoutError:
+            log.warning(
+                "peer connection of %s took over %.0f s to close", self.participant.id, CLOSE_BOUND
+            )
 
 
 def _relay_pli(transceiver: RTCRtpTransceiver, pub_holder: Publication) -> None:

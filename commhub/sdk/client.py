@@ -1,0 +1,346 @@
+"""RoomClient: join a room over /v1/signal, publish tracks to the hub, receive relayed ones.
+
+One RTCPeerConnection with the hub carries what the client publishes (its offers) and what
+the hub relays to it (the hub's offers, whose `tracks` map each mid to a publisher). When the
+hub puts the room in p2p mode the client also opens a direct connection to the other party
+and sends its tracks there; audio still goes to the hub (captions need it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc.sdp import candidate_from_sdp
+
+from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+
+log = logging.getLogger("commhub.sdk")
+
+
+class SignalError(Exception):
+    def __init__(self, msg: dict[str, Any]) -> None:
+        super().__init__(f"{msg['code']}: {msg['message']}")
+        self.code: str = msg["code"]
+        self.ref: str | None = msg.get("ref")
+
+
+@dataclass
+class RemoteTrack:
+    participant: str  # publisher's participant id
+    meta: dict[str, Any]  # id, kind, source, muted
+    track: MediaStreamTrack
+    direct: bool = False  # arrived over the p2p connection
+
+
+class RoomClient:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        ice_hosts: tuple[str, ...] = (),
+        p2p: bool = False,
+        name: str | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+        self.policy = IcePolicy(hosts=ice_hosts)
+        self.capabilities = {"p2p": p2p}
+        self.name = name
+        self.joined: dict[str, Any] | None = None
+        self.mode = "sfu"
+        self.peer_id: str | None = None
+        self.pc: RTCPeerConnection | None = None
+        self.direct: RTCPeerConnection | None = None
+        self.local: list[tuple[MediaStreamTrack, str]] = []
+        self.remote: dict[str, RemoteTrack] = {}  # by mid (hub) or "p2p:<mid>"
+        self.slots: dict[str, dict[str, Any]] = {}  # hub mid -> track_slot
+        self.inbox: list[dict[str, Any]] = []
+        self.errors: list[SignalError] = []
+        self.on_track: Callable[[RemoteTrack], None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._waiters: list[tuple[str, dict[str, Any], asyncio.Future[dict[str, Any]]]] = []
+        self._neg = asyncio.Lock()
+        self._want_offer = False
+        self._awaiting_answer = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- connection -----------------------------------------------------------------------
+
+    async def connect(self, **join_fields: Any) -> dict[str, Any]:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(f"{self.url}/v1/signal?access_token={self.token}")
+        self._reader = asyncio.create_task(self._read(), name="commhub-sdk-reader")
+        fields = {"capabilities": self.capabilities, **join_fields}
+        if self.name:
+            fields.setdefault("name", self.name)
+        wait = self.expect("joined")
+        await self.send({"type": "join", **fields})
+        self.joined = await wait
+        return self.joined
+
+    @property
+    def pid(self) -> str:
+        assert self.joined is not None
+        return str(self.joined["participant"]["id"])
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(json.dumps(msg))
+
+    def expect(
+        self, kind: str, timeout: float = 10.0, **match: Any
+    ) -> asyncio.Future[dict[str, Any]]:
+        """A future for the next message of `kind` (matching fields) from now on."""
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.append((kind, match, fut))
+
+        async def bounded() -> dict[str, Any]:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await fut
+            finally:
+                self._waiters[:] = [w for w in self._waiters if w[2] is not fut]
+
+        return asyncio.ensure_future(bounded())
+
+    def received(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.inbox if m["type"] == kind]
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for pc in (self.pc, self.direct):
+            if pc is not None:
+                await asyncio.shield(pc.close())
+        self.pc = self.direct = None
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        if self._session is not None:
+            await self._session.close()
+
+    # -- publishing -----------------------------------------------------------------------
+
+    async def publish(self, track: MediaStreamTrack, source: str | None = None) -> None:
+        """Send track to the hub (and to the peer in p2p mode); negotiates right away."""
+        source = source or ("microphone" if track.kind == "audio" else "camera")
+        self.local.append((track, source))
+        await self.send({"type": "track", "track_id": track.id, "source": source})
+        await self.negotiate()
+
+    async def set_muted(self, track: MediaStreamTrack, muted: bool) -> None:
+        await self.send({"type": "track", "track_id": track.id, "muted": muted})
+
+    async def negotiate(self) -> None:
+        """Offer the hub our current tracks (or a receive-only audio section)."""
+        if self.pc is None:
+            self.pc = RTCPeerConnection(
+                rtc_configuration(self.joined["ice_servers"] if self.joined else [])
+            )
+            self.pc.on("track", lambda track: self._on_hub_track(track))
+        pc = self.pc
+        async with self._neg:
+            if pc.signalingState != "stable" or self._awaiting_answer:
+                self._want_offer = True
+                return
+            senders = {s.track for s in pc.getSenders() if s.track is not None}
+            for track, _ in self.local:
+                if track in senders:
+                    continue
+                if self.mode == "p2p" and track.kind == "video":
+                    continue  # video goes straight to the peer
+                pc.addTransceiver(track, direction="sendonly")
+            if not pc.getTransceivers():
+                pc.addTransceiver("audio", direction="recvonly")
+            with policy_scope(self.policy):
+                await pc.setLocalDescription(await pc.createOffer())
+            self._awaiting_answer = True
+            await self.send({"type": "offer", "id": "sdk-offer", "sdp": pc.localDescription.sdp})
+
+    # -- inbound --------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for raw in self._ws:
+            if raw.type != aiohttp.WSMsgType.TEXT:
+                continue
+            msg = json.loads(raw.data)
+            self.inbox.append(msg)
+            try:
+                await self._handle(msg)
+            except Exception:
+                log.exception("handling %s failed", msg.get("type"))
+            for kind, match, fut in list(self._waiters):
+                if (
+                    msg["type"] == kind
+                    and all(msg.get(k) == v for k, v in match.items())
+                    and not fut.done()
+                ):
+                    fut.set_result(msg)
+
+    async def _handle(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "error":
+            err = SignalError(msg)
+            self.errors.append(err)
+            if err.ref == "sdk-offer" and err.code == "wrong_state":
+                self._awaiting_answer = False
+                self._want_offer = True  # retried once the hub's offer is answered
+                _rollback(self.pc)
+        elif kind == "media_mode":
+            await self._on_mode(msg)
+        elif kind in ("offer", "answer", "ice") and "from" in msg:
+            await self._on_direct(msg)
+        elif kind == "offer" and self.pc is not None:
+            self.slots.update({s["mid"]: s for s in msg["tracks"]})
+            async with self._neg:
+                await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+                with policy_scope(self.policy):
+                    await self.pc.setLocalDescription(await self.pc.createAnswer())
+                await self.send({"type": "answer", "sdp": self.pc.localDescription.sdp})
+            self._refresh_slots(msg["tracks"])
+            await self._maybe_offer_again()
+        elif kind == "answer" and self.pc is not None:
+            self.slots.update({s["mid"]: s for s in msg["tracks"]})
+            async with self._neg:
+                await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
+                self._awaiting_answer = False
+            await self._maybe_offer_again()
+        elif kind == "track":
+            for r in self.remote.values():
+                if r.meta.get("id") == msg["track"]["id"]:
+                    r.meta = msg["track"]
+
+    async def _maybe_offer_again(self) -> None:
+        if self._want_offer:
+            self._want_offer = False
+            self._spawn(self.negotiate())
+
+    def _refresh_slots(self, tracks: list[dict[str, Any]]) -> None:
+        live = {s["mid"] for s in tracks}
+        for mid in [m for m in self.remote if not m.startswith("p2p:") and m not in live]:
+            del self.remote[mid]
+        for s in tracks:
+            r = self.remote.get(s["mid"])
+            if r is not None:
+                r.participant, r.meta = s["participant"], s["track"]
+            elif self.pc is not None:
+                t = next((t for t in self.pc.getTransceivers() if t.mid == s["mid"]), None)
+                if t is not None and t.receiver.track is not None:
+                    self._add_remote(s["mid"], s["participant"], s["track"], t.receiver.track)
+
+    def _on_hub_track(self, track: MediaStreamTrack) -> None:
+        assert self.pc is not None
+        t = next((t for t in self.pc.getTransceivers() if t.receiver.track is track), None)
+        slot = self.slots.get(t.mid) if t is not None and t.mid else None
+        if t is not None and t.mid and slot:
+            self._add_remote(t.mid, slot["participant"], slot["track"], track)
+
+    def _add_remote(
+        self,
+        key: str,
+        participant: str,
+        meta: dict[str, Any],
+        track: MediaStreamTrack,
+        direct: bool = False,
+    ) -> None:
+        r = RemoteTrack(participant, dict(meta), track, direct)
+        self.remote[key] = r
+        if self.on_track is not None:
+            self.on_track(r)
+
+    # -- p2p ------------------------------------------------------------------------------
+
+    async def _on_mode(self, msg: dict[str, Any]) -> None:
+        old = self.mode
+        self.mode, self.peer_id = msg["mode"], msg.get("peer")
+        if self.mode == "sfu" and self.direct is not None:
+            await self.direct.close()
+            self.direct = None
+            for key in [k for k in self.remote if k.startswith("p2p:")]:
+                del self.remote[key]
+        if self.mode == "sfu" and old == "p2p" and self.pc is not None:
+            self._spawn(self.negotiate())  # video now goes through the hub
+        if self.mode == "p2p" and msg.get("offerer") and self.local:
+            self._spawn(self._direct_offer())
+
+    def _new_direct(self) -> RTCPeerConnection:
+        pc = RTCPeerConnection(rtc_configuration(self.joined["ice_servers"] if self.joined else []))
+        peer = self.peer_id
+
+        @pc.on("track")
+        def _track(track: MediaStreamTrack) -> None:
+            t = next((t for t in pc.getTransceivers() if t.receiver.track is track), None)
+            meta = {
+                "id": track.id,
+                "kind": track.kind,
+                "source": "microphone" if track.kind == "audio" else "camera",
+                "muted": False,
+            }
+            self._add_remote(f"p2p:{t.mid if t else track.id}", peer or "", meta, track, True)
+
+        self.direct = pc
+        return pc
+
+    async def _direct_offer(self) -> None:
+        pc = self._new_direct()
+        for track, _ in self.local:
+            pc.addTransceiver(track, direction="sendrecv")
+        with policy_scope(self.policy):
+            await pc.setLocalDescription(await pc.createOffer())
+        await self.send({"type": "offer", "to": self.peer_id, "sdp": pc.localDescription.sdp})
+
+    async def _on_direct(self, msg: dict[str, Any]) -> None:
+        kind = msg["type"]
+        if kind == "offer":
+            pc = self._new_direct() if self.direct is None else self.direct
+            await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+            for t in pc.getTransceivers():
+                mine = next(
+                    (
+                        tr
+                        for tr, _ in self.local
+                        if tr.kind == t.kind and tr not in {s.track for s in pc.getSenders()}
+                    ),
+                    None,
+                )
+                if mine is not None:
+                    t.sender.replaceTrack(mine)
+                    t.direction = "sendrecv"
+            with policy_scope(self.policy):
+                await pc.setLocalDescription(await pc.createAnswer())
+            await self.send({"type": "answer", "to": msg["from"], "sdp": pc.localDescription.sdp})
+        elif kind == "answer" and self.direct is not None:
+            await self.direct.setRemoteDescription(RTCSessionDescription(msg["sdp"], "answer"))
+        elif kind == "ice" and self.direct is not None and msg["candidate"]:
+            c = msg["candidate"]
+            ice = candidate_from_sdp(c["candidate"].removeprefix("candidate:"))
+            ice.sdpMid, ice.sdpMLineIndex = c.get("sdpMid"), c.get("sdpMLineIndex")
+            await self.direct.addIceCandidate(ice)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _rollback(pc: RTCPeerConnection | None) -> None:
+    """Undo our refused offer: aiortc has no rollback, so restore its pre-offer state."""
+    if pc is None or pc.signalingState != "have-local-offer":
+        return
+    pc._RTCPeerConnection__pendingLocalDescription = None  # type: ignore[attr-defined]
+    pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]

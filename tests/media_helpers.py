@@ -1,0 +1,116 @@
+"""Helpers for media tests: a speech WAV, a patterned video track, recording, correlation."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import gc
+import subprocess
+import threading
+import wave
+from pathlib import Path
+
+import numpy as np
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+from av.video.frame import VideoFrame
+
+LOOPBACK = ("127.0.0.1",)
+
+
+def speech_wav(
+    path: Path,
+    text: str = "Hello, this is a test of the commhub media relay. One two three four five.",
+) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+    return path
+
+
+def read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        rate, ch = w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+    if ch > 1:
+        data = data.reshape(-1, ch).mean(axis=1)
+    return data, rate
+
+
+def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
+    n = int(len(x) * dst / src)
+    return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x)
+
+
+def best_correlation(received: np.ndarray, source: np.ndarray) -> float:
+    """Normalised correlation of received against source at the best alignment."""
+    n = 1 << int(np.ceil(np.log2(len(received) + len(source))))
+    xc = np.fft.irfft(np.fft.rfft(received, n) * np.conj(np.fft.rfft(source, n)), n)
+    lag = int(np.argmax(np.abs(xc)))
+    if lag > n // 2:
+        lag -= n
+    # received[i] ~ source[i - lag]
+    r0, s0 = max(lag, 0), max(-lag, 0)
+    length = min(len(received) - r0, len(source) - s0)
+    a, b = received[r0 : r0 + length], source[s0 : s0 + length]
+    keep = np.abs(b) > 0.02 * np.abs(b).max()  # compare where the source speaks
+    a, b = a[keep], b[keep]
+    return float(abs(np.dot(a, b)) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+class PatternTrack(MediaStreamTrack):
+    """320x240 frames at 30 fps: bright left half with a red block, dark right half."""
+
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pts = 0
+        img = np.zeros((240, 320, 3), dtype=np.uint8)
+        img[:, :160] = (230, 230, 230)
+        img[:, 160:] = (20, 20, 20)
+        img[100:140, 60:100] = (0, 0, 255)  # a red block (BGR) inside the bright half
+        self.img = img
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(1 / 30)
+        frame = VideoFrame.from_ndarray(self.img, format="bgr24")
+        frame.pts = self.pts
+        frame.time_base = fractions.Fraction(1, 30)
+        self.pts += 1
+        return frame
+
+
+def carries_pattern(frame: VideoFrame) -> bool:
+    img = frame.to_ndarray(format="bgr24").astype(int)
+    h, w = img.shape[:2]
+    left, right = img[:, : w // 2 - 10].mean(), img[:, w // 2 + 10 :].mean()
+    by, bx = h * 120 // 240, w * 80 // 320
+    block = img[by - 10 : by + 10, bx - 10 : bx + 10]
+    b, g, r = block[..., 0].mean(), block[..., 1].mean(), block[..., 2].mean()
+    return left > 180 and right < 60 and r > 150 and g < 100 and b < 100
+
+
+async def collect_audio(track: MediaStreamTrack, seconds: float) -> np.ndarray:
+    chunks: list[np.ndarray] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while loop.time() < end:
+        try:
+            async with asyncio.timeout(max(0.1, end - loop.time())):
+                frame = await track.recv()
+        except (TimeoutError, MediaStreamError):
+            break
+        arr = frame.to_ndarray().astype(np.float64)
+        chans = len(frame.layout.channels)
+        chunks.append(arr.reshape(-1, chans).mean(axis=1))
+    return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def census() -> dict[str, int]:
+    """Live peer connections, asyncio tasks and media threads (for leak checks)."""
+    gc.collect()
+    pcs = sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection))
+    tasks = len([t for t in asyncio.all_tasks() if not t.done()])
+    threads = len([t for t in threading.enumerate() if "decoder" in t.name])
+    return {"pcs": pcs, "tasks": tasks, "decoder_threads": threads}

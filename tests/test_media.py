@@ -1,0 +1,181 @@
+"""WebRTC through the hub with real aiortc peers on loopback: SFU relay, P2P, audio taps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiortc.contrib.media import MediaPlayer
+
+from commhub.media import TapTrack
+from commhub.rooms import Participant
+from commhub.sdk import RoomClient
+from tests.conftest import Running, StartHub
+from tests.media_helpers import (
+    LOOPBACK,
+    PatternTrack,
+    best_correlation,
+    carries_pattern,
+    census,
+    collect_audio,
+    read_wav_mono,
+    resample,
+    speech_wav,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return speech_wav(tmp_path_factory.mktemp("media") / "speech.wav")
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail the test when peer connections, tasks or decoder threads outlive it."""
+    before = census()
+    yield
+    for _ in range(50):  # closing transports settle over a few loop turns
+        now = census()
+        if all(now[k] <= before[k] for k in now):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"leaked: before {before}, after {census()}")
+
+
+@pytest.fixture
+async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
+    return await start_hub(ice_host_addresses=list(LOOPBACK), media_stall_timeout=3.0)
+
+
+class Clients:
+    def __init__(self, hub: Running) -> None:
+        self.hub = hub
+        self.all: list[RoomClient] = []
+
+    async def join(
+        self, identity: str, room: str = "lobby", p2p: bool = False, **kw: Any
+    ) -> RoomClient:
+        c = RoomClient(
+            self.hub.url, self.hub.token(room, identity, **kw), ice_hosts=LOOPBACK, p2p=p2p
+        )
+        self.all.append(c)
+        await c.connect()
+        return c
+
+    async def close(self) -> None:
+        for c in self.all:
+            await c.close()
+
+
+@pytest.fixture
+async def clients(media_hub: Running) -> AsyncIterator[Clients]:
+    cs = Clients(media_hub)
+    yield cs
+    await cs.close()
+
+
+async def wait_for(cond: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not cond():
+            await asyncio.sleep(0.05)
+
+
+async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, wav: Path) -> None:
+    media_hub.hub.media.set_mode("lobby", "sfu")
+    b = await clients.join("bob")
+    await b.negotiate()  # receive-only: b publishes nothing
+    a = await clients.join("alice")
+    player = MediaPlayer(str(wav))
+    assert player.audio is not None
+    video = PatternTrack()
+    await a.publish(video)
+    await a.publish(player.audio)
+    await wait_for(lambda: {r.meta["kind"] for r in b.remote.values()} == {"audio", "video"})
+    by_kind = {r.meta["kind"]: r for r in b.remote.values()}
+    assert {r.participant for r in by_kind.values()} == {a.pid}
+    assert by_kind["video"].meta["source"] == "camera"
+    assert by_kind["audio"].meta["source"] == "microphone"
+
+    frames = []
+    async with asyncio.timeout(10):
+        while len(frames) < 5:
+            frames.append(await by_kind["video"].track.recv())
+    assert all(carries_pattern(f) for f in frames[-3:])
+
+    got = await collect_audio(by_kind["audio"].track, 6.0)
+    src, rate = read_wav_mono(wav)
+    assert len(got) > 48000  # more than a second arrived
+    corr = best_correlation(got, resample(src, rate, 48000))
+    assert corr >= 0.9, corr
+
+    # Relayed without an encode per subscriber: the hub forwards encoded packets.
+    session = media_hub.hub.media.sessions[b.pid]
+    assert sum(s.track.forwarded for s in session.slots) > 50
+    player.audio.stop()
+
+
+async def test_tracks_come_and_go_with_renegotiation(media_hub: Running, clients: Clients) -> None:
+    media_hub.hub.media.set_mode("lobby", "sfu")
+    b = await clients.join("bob")
+    await b.negotiate()
+    a = await clients.join("alice")
+    cam = PatternTrack()
+    announced = b.expect("track", state="published")
+    await a.publish(cam, "screen")
+    assert (await announced)["track"]["source"] == "screen"
+    await wait_for(lambda: len(b.remote) == 1)
+
+    muted = b.expect("track", state="updated")
+    await a.set_muted(cam, True)
+    assert (await muted)["track"]["muted"] is True
+
+    # A leaves: its publication ends, B is told and renegotiated, the hub's PC for A closes.
+    gone = b.expect("track", state="unpublished")
+    offers = len([m for m in b.inbox if m["type"] == "offer"])
+    await a.close()
+    assert (await gone)["participant"]["id"] == a.pid
+    await wait_for(lambda: len([m for m in b.inbox if m["type"] == "offer"]) > offers)
+    await wait_for(lambda: not b.remote)
+    assert a.pid not in media_hub.hub.media.sessions
+    assert media_hub.hub.media.counts()["publications"] == 0
+
+
+async def test_p2p_room_connects_directly_and_hub_taps_audio(
+    media_hub: Running, clients: Clients, wav: Path
+) -> None:
+    tapped: list[tuple[Participant, TapTrack]] = []
+    media_hub.hub.media.on_audio_track(lambda p, t: tapped.append((p, t)))
+    a = await clients.join("alice", p2p=True)
+    b = await clients.join("bob", p2p=True)
+    await wait_for(lambda: a.mode == "p2p" and b.mode == "p2p")
+    assert (a.peer_id, b.peer_id) == (b.pid, a.pid)
+    player = MediaPlayer(str(wav))
+    assert player.audio is not None
+    await b.negotiate()
+    await a.publish(player.audio)  # audio to the hub
+    a_video = PatternTrack()
+    a.local.append((a_video, "camera"))
+    # the offerer side opens the direct connection
+    offerer = a if any(m.get("offerer") for m in a.received("media_mode")) else b
+    await offerer._direct_offer()
+    await wait_for(lambda: any(r.direct and r.meta["kind"] == "video" for r in b.remote.values()))
+    assert a.direct is not None and a.direct.connectionState == "connected"
+    assert not any(not r.direct for r in b.remote.values())  # nothing relayed by the hub
+    # the hub taps A's audio even though media flows directly
+    await wait_for(lambda: any(p.id == a.pid for p, _ in tapped))
+    tap = next(t for p, t in tapped if p.id == a.pid)
+    got = await collect_audio(tap, 3.0)
+    assert len(got) > 48000 and np.abs(got).max() > 1000
+    video = next(r for r in b.remote.values() if r.direct and r.meta["kind"] == "video")
+    async with asyncio.timeout(10):
+        frame = None
+        for _ in range(5):
+            frame = await video.track.recv()
+    assert frame is not None and carries_pattern(frame)
+    player.audio.stop()
