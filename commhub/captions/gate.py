@@ -4,9 +4,10 @@ webrtcvad decides speech per 10/20/30 ms frame. It calls steady noise (a fan, wh
 noise) speech, so a frame must also stand ``min_snr_db`` above the noise floor (the
 quietest frame of the last few seconds: adapts to any steady noise within that window)
 and have a peaked spectrum: broadband noise is spectrally flat from its first frame on,
-speech is not (measured: white noise flatness >= 0.5, 95 % of speech frames <= 0.38). An utterance opens when enough of the recent
-frames are speech (with ``pre_roll_ms`` of audio before it, so word onsets are kept)
-and ends after ``end_silence_ms`` without speech. Ending it ourselves lets the pipeline
+speech is not (measured: white noise flatness >= 0.5, 95 % of speech frames <= 0.38).
+An utterance opens when enough of the recent frames are speech (with ``pre_roll_ms``
+of audio before it, so word onsets are kept) and ends after ``end_silence_ms`` without
+speech. Ending it ourselves lets the pipeline
 ask for the final result at once instead of waiting ~1 s for Vosk's own endpointing.
 """
 
