@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -91,7 +90,7 @@ def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
     values = sorted(values)
-    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] * 1000
+    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
 
 
 async def run_target(
@@ -255,9 +254,14 @@ async def main() -> None:
         f"fan-out vs bare aiohttp: {ratio:.2f}x (goal >= 0.5); "
         f"join p95 {hub_r['join_p95_ms']:.1f} ms (goal <= 50)"
     )
-    out = Path(args.json)
+    await asyncio.to_thread(
+        write_json, Path(args.json), {"results": results, "fanout_ratio": ratio}
+    )
+
+
+def write_json(out: Path, doc: dict[str, Any]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"results": results, "fanout_ratio": ratio}, indent=2))
+    out.write_text(json.dumps(doc, indent=2))
     print(f"wrote {out}")
 
 
