@@ -241,15 +241,15 @@ class CaptionStream:
         self._metrics.recognized_seconds.inc(seconds)
         if seconds > 0:
             self._metrics.realtime_factor.observe(elapsed / seconds)
+        if self.settings.partials and chunks > 1:
+            # merged chunks: one decode instead of several, so their partials are skipped
+            self.stats.dropped_partials += chunks - 1
+            self._metrics.dropped_partials.inc(chunks - 1)
         if end is not None and final is not None:
             await self._emit_final(segment, final, end)
             return
         if not self.settings.partials:
             return
-        skipped = chunks - 1  # merged chunks: one partial instead of several
-        if skipped:
-            self.stats.dropped_partials += skipped
-            self._metrics.dropped_partials.inc(skipped)
         await self._emit_partial(segment, partial)
 
     def _recognize(
