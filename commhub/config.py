@@ -26,7 +26,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("data")
-    models_dir: Path = Path("models")
+    models_dir: Path = Path("models/installed")
     secret: str = ""  # empty: generated once into data_dir/secret
     issuer: str = "commhub"
     token_leeway: float = 10.0  # seconds of clock skew accepted on exp/nbf
@@ -50,6 +50,11 @@ class Settings:
     room_mode: str = "auto"  # auto (p2p for two p2p-capable clients, else sfu), sfu, p2p
     media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
+    captions: bool = True  # run live captions on every published audio track
+    caption_budget: int = 0  # concurrently decoding recognizers per node; 0 = CPU count
+    caption_end_silence_ms: int = 500  # silence that ends an utterance (then the final)
+    caption_phrases: dict[str, list[str]] = field(default_factory=dict)  # lang -> grammar
+    speech_engines: dict[str, str] = field(default_factory=dict)  # lang -> vosk|pocketsphinx
 
     @classmethod
     def load(
@@ -164,10 +169,15 @@ def _coerce(name: str, ftype: Any, raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
-        if kind.startswith("list"):
+        if kind == "bool":
+            if raw.lower() not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError("not a boolean")
+            return raw.lower() in {"1", "true", "yes", "on"}
+        if kind.startswith(("list", "dict")):
             value = json.loads(raw)
-            if not isinstance(value, list):
-                raise ValueError("not a JSON list")
+            want = list if kind.startswith("list") else dict
+            if not isinstance(value, want):
+                raise ValueError(f"not a JSON {want.__name__}")
             return value
     except ValueError as exc:
         raise SettingsError(

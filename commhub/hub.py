@@ -7,7 +7,8 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +20,25 @@ from commhub.protocol import PROTOCOL_VERSION, Schemas, encode, schemas
 from commhub.rooms import Participant, Room, Rooms
 
 log = logging.getLogger("commhub.hub")
+
+
+class Translated(Protocol):
+    text: str
+    status: str
+    engine: str | None
+    detail: str
+
+
+class Translating(Protocol):
+    """What the hub needs of a translation service (commhub.translate.TranslationService)."""
+
+    async def translate_many(
+        self, text: str, source: str, targets: Iterable[str]
+    ) -> Mapping[str, Translated]: ...
+
+
+def base_language(tag: str) -> str:
+    return tag.split("-", 1)[0].lower()
 
 
 class Hub:
@@ -33,6 +53,7 @@ class Hub:
         self.metrics = HubMetrics(self.registry)
         self.schemas: Schemas = schemas()
         self.media = Media(self)
+        self.translator: Translating | None = None  # set by the app when translation runs
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -79,7 +100,12 @@ class Hub:
         self.metrics.messages_out.labels(msg["type"]).inc()
 
     async def publish(
-        self, room: str, msg: dict[str, Any], *, to: str | None = None, exclude: str | None = None
+        self,
+        room: str,
+        msg: dict[str, Any],
+        *,
+        to: str | Collection[str] | None = None,
+        exclude: str | None = None,
     ) -> None:
         count = await self.bus.publish(room, msg, to=to, exclude=exclude)
         if count:
@@ -144,8 +170,46 @@ class Hub:
             "ts": round(time.time(), 3),
         }
         room.history.append(msg)
-        await self.publish(room.name, msg)
+        await self.publish_text(room, msg, text, p.speak)
         return msg
+
+    async def publish_text(self, room: Room, msg: dict[str, Any], text: str, source: str) -> None:
+        """Publish msg to the room, translated once per read language present (Jigasi's
+        rule: once per target language, not once per listener). Readers of the source
+        language get msg as it is; the others get it with a `translation` beside it."""
+        groups: dict[str, list[str]] = {}
+        for p in room.participants.values():
+            groups.setdefault(base_language(p.read), []).append(p.id)
+        src = base_language(source)
+        same = groups.pop(src, [])
+        if same:
+            await self.publish(room.name, msg, to=same)
+        if not groups:
+            return
+        if self.translator is None:
+            results: Mapping[str, Translated | None] = dict.fromkeys(groups)
+        else:
+            results = await self.translator.translate_many(text, src, list(groups))
+        for lang, ids in groups.items():
+            t = results.get(lang)
+            if t is None:
+                info: dict[str, Any] = {
+                    "lang": lang,
+                    "status": "unavailable",
+                    "detail": "translation is not enabled on this hub",
+                }
+            elif t.status in ("ok", "same"):
+                info = {"lang": lang, "status": "ok", "text": t.text}
+            else:
+                info = {"lang": lang, "status": t.status}
+            if t is not None and t.engine:
+                info["engine"] = t.engine
+            if t is not None and t.detail and t.status not in ("ok", "same"):
+                info["detail"] = t.detail
+            await self.publish(room.name, {**msg, "translation": info}, to=ids)
+
+    def room_of(self, p: Participant) -> Room | None:
+        return next((r for r in self.rooms if r.participants.get(p.id) is p), None)
 
     async def remove(self, room_name: str, key: str) -> bool:
         """Admin: remove a participant by id or identity."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, Protocol
 
 
@@ -21,11 +22,11 @@ class Bus(Protocol):
         room: str,
         msg: dict[str, Any],
         *,
-        to: str | None = None,
+        to: str | Collection[str] | None = None,
         exclude: str | None = None,
     ) -> int:
-        """Send msg to everyone in room (or only `to`, or all but `exclude`); returns
-        how many inboxes it reached on this node."""
+        """Send msg to everyone in room (or only `to`: one id or several, or all but
+        `exclude`); returns how many inboxes it reached on this node."""
         ...
 
     async def close(self) -> None: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from typing import Any
 
 from commhub.bus.base import Inbox
@@ -27,7 +28,7 @@ class MemoryBus:
         room: str,
         msg: dict[str, Any],
         *,
-        to: str | None = None,
+        to: str | Collection[str] | None = None,
         exclude: str | None = None,
     ) -> int:
         members = self._rooms.get(room)
@@ -35,11 +36,11 @@ class MemoryBus:
             return 0
         data = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
         if to is not None:
-            inbox = members.get(to)
-            if inbox is None:
-                return 0
-            inbox.deliver(data)
-            return 1
+            targets = [members.get(pid) for pid in ((to,) if isinstance(to, str) else to)]
+            reached = [inbox for inbox in targets if inbox is not None]
+            for inbox in reached:
+                inbox.deliver(data)
+            return len(reached)
         count = 0
         for pid, inbox in list(members.items()):
             if pid != exclude:
