@@ -30,7 +30,10 @@ from .languages import to_iso1, to_iso3
 log = logging.getLogger(__name__)
 
 # Characters with a meaning in Apertium's stream format; escaped on the way in.
-_SPECIAL = re.compile(r"([\\\[\]\^\$/@<>{}])")
+_SPECIAL = re.compile(r"([\\\[\]\$/@<>{}])")
+# An escaped "^" standing alone as a word stalls lt-proc (3.7): it travels as a private-use
+# character instead, which every stage passes through untouched.
+_CARET = "\ue000"
 _ESCAPED = re.compile(r"\\(.)", re.DOTALL)
 _CHUNK_BYTES = 8192  # written before reading back: far below the pipes' buffers, so no deadlock
 
@@ -60,11 +63,12 @@ def discover_modes(modes_dir: Path | None) -> dict[tuple[str, str], Path]:
 
 
 def escape(text: str) -> str:
-    return _SPECIAL.sub(r"\\\1", text.replace("\0", ""))
+    text = text.replace("\0", "").replace(_CARET, "")
+    return _SPECIAL.sub(r"\\\1", text).replace("^", _CARET)
 
 
 def unescape(text: str) -> str:
-    return _ESCAPED.sub(r"\1", text)
+    return _ESCAPED.sub(r"\1", text).replace(_CARET, "^")
 
 
 class ApertiumPipe:
@@ -224,7 +228,9 @@ class ApertiumTranslator:
             return pipe
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str) -> list[str]:
-        return self.pipe(source, target).translate(texts)
+        out = self.pipe(source, target).translate(texts)
+        # Dropped words leave edge blanks ("It costs" -> " Cuesta"); keep only the input's own.
+        return [o.strip() if t == t.strip() else o for t, o in zip(texts, out, strict=True)]
 
     def close(self) -> None:
         with self._lock:
