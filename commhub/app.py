@@ -2,27 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
 
+from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.server import admin, health
-from commhub.server.keys import HUB
+from commhub.server.keys import CAPTIONS, HUB
 from commhub.server.signal import signal
+from commhub.speech import SpeechModels
+from commhub.translate import TranslationService, build_engines
+
+log = logging.getLogger("commhub.app")
 
 
 def web_root() -> Path:
     return Path(str(resources.files("commhub") / "web"))
 
 
+@cache
+def shared_models(models_dir: Path, engines: tuple[tuple[str, str], ...]) -> SpeechModels:
+    """One registry per process: a model loads once and every room (and app) shares it."""
+    return SpeechModels(models_dir, dict(engines))
+
+
 def create_app(settings: Settings, secret: str) -> web.Application:
     app = web.Application(client_max_size=settings.max_message_bytes)
     hub = Hub(settings, secret)
     app[HUB] = hub
+    if settings.captions:
+        models = shared_models(settings.models_dir, tuple(sorted(settings.speech_engines.items())))
+        app[CAPTIONS] = LiveCaptions(hub, models)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
@@ -34,8 +51,17 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         app.router.add_static("/static/", root)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if settings.translation:
+            hub.translator = await asyncio.to_thread(translation_service, settings, hub)
         await hub.start()
+        captions = app.get(CAPTIONS)
+        if captions is not None:
+            captions.start()
         yield
+        if captions is not None:
+            await captions.close()
+        if isinstance(hub.translator, TranslationService):
+            await hub.translator.aclose()
 
     async def on_shutdown(app: web.Application) -> None:
         await hub.shutdown()
@@ -43,6 +69,24 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+def translation_service(settings: Settings, hub: Hub) -> TranslationService:
+    """Engines found on disk (Argos packages, Apertium pairs); scans run off the loop."""
+    service = TranslationService(
+        build_engines(settings.models_dir),
+        cache_size=settings.translate_cache,
+        max_chars=settings.translate_max_chars,
+        timeout=settings.translate_timeout,
+        registry=hub.registry,
+        preferences=settings.translate_engines,
+    )
+    pairs = service.matrix()
+    log.info(
+        "translation pairs: %s",
+        ", ".join(f"{s}->{t} ({e})" for (s, t), e in sorted(pairs.items())) or "none installed",
+    )
+    return service
 
 
 async def _index(request: web.Request) -> web.FileResponse:

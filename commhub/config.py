@@ -55,6 +55,11 @@ class Settings:
     caption_end_silence_ms: int = 500  # silence that ends an utterance (then the final)
     caption_phrases: dict[str, list[str]] = field(default_factory=dict)  # lang -> grammar
     speech_engines: dict[str, str] = field(default_factory=dict)  # lang -> vosk|pocketsphinx
+    translation: bool = True  # translate chat and final captions into each reader's language
+    translate_engines: dict[str, str] = field(default_factory=dict)  # "en-es" -> apertium|argos
+    translate_timeout: float = 10.0
+    translate_cache: int = 10000  # translations kept (LRU), shared by all rooms
+    translate_max_chars: int = 2000  # longer texts are delivered untranslated (too_long)
 
     @classmethod
     def load(

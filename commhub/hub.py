@@ -23,10 +23,14 @@ log = logging.getLogger("commhub.hub")
 
 
 class Translated(Protocol):
-    text: str
-    status: str
-    engine: str | None
-    detail: str
+    @property
+    def text(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def engine(self) -> str | None: ...
+    @property
+    def detail(self) -> str: ...
 
 
 class Translating(Protocol):

@@ -1,0 +1,95 @@
+"""Live captions through a real WebRTC call: aiortc peers, the hub's audio tap, real models."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiortc.contrib.media import MediaPlayer
+
+from commhub.sdk import RoomClient
+from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, espeak, silence
+from tests.conftest import Running, StartHub
+from tests.media_helpers import LOOPBACK
+
+pytestmark = pytest.mark.e2e
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+@pytest.fixture(scope="module")
+def korean_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    pcm = silence(0.5) + espeak(KO_SENTENCE) + silence(1.5)
+    return write_wav(tmp_path_factory.mktemp("captions") / "ko.wav", pcm)
+
+
+@pytest.fixture
+async def caption_hub(start_hub: StartHub) -> Running:
+    return await start_hub(ice_host_addresses=list(LOOPBACK), caption_phrases={"ko": KO_PHRASES})
+
+
+class Room:
+    def __init__(self, hub: Running) -> None:
+        self.hub = hub
+        self.clients: list[RoomClient] = []
+
+    async def join(self, identity: str, **kw: object) -> RoomClient:
+        c = RoomClient(self.hub.url, self.hub.token("desk", identity, **kw), ice_hosts=LOOPBACK)
+        self.clients.append(c)
+        await c.connect()
+        return c
+
+
+@pytest.fixture
+async def room(caption_hub: Running) -> AsyncIterator[Room]:
+    r = Room(caption_hub)
+    yield r
+    for c in r.clients:
+        await c.close()
+
+
+async def test_korean_speaker_captioned_for_listener(room: Room, korean_wav: Path) -> None:
+    agent = await room.join("agent", speak="ko", read="ko")
+    listener = await room.join("resident", speak="ko", read="ko")
+    final = listener.expect("caption", timeout=60, final=True)
+    player = MediaPlayer(str(korean_wav))
+    assert player.audio is not None
+    await agent.publish(player.audio)
+    got = await final
+    assert got["speaker"] == agent.pid and got["lang"] == "ko"
+    assert got["text"].split() == KO_WORDS
+    assert [w["word"] for w in got["words"]] == KO_WORDS
+    assert 0 < got["start"] < got["end"]
+    partials = [m for m in listener.received("caption") if not m["final"]]
+    assert partials, "no partial captions arrived before the final"
+    assert {m["segment"] for m in partials} == {got["segment"]}
+    assert all(m["speaker"] == agent.pid for m in partials)
+    assert "translation" not in got  # the listener reads the spoken language
+
+
+async def test_speaker_without_model_gets_a_notice(room: Room, korean_wav: Path) -> None:
+    speaker = await room.join("visitor", speak="fr", read="fr")
+    listener = await room.join("agent", speak="ko", read="ko")
+    notice = listener.expect("caption_unavailable", timeout=30)
+    player = MediaPlayer(str(korean_wav))
+    assert player.audio is not None
+    await speaker.publish(player.audio)
+    got = await notice
+    assert (got["participant"], got["lang"], got["reason"]) == (speaker.pid, "fr", "no_model")
+    assert "commhub models install" in got["message"]
+    # The call goes on: chat still flows.
+    chat = listener.expect("chat", timeout=10)
+    await speaker.send({"type": "chat", "text": "bonjour"})
+    assert (await chat)["text"] == "bonjour"
+    await asyncio.sleep(0.5)
+    assert not listener.received("caption")
