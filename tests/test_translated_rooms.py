@@ -1,0 +1,131 @@
+"""Chat and captions read in each listener's language: real Apertium, real recordings."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiortc.contrib.media import MediaPlayer
+
+from commhub.sdk import RoomClient
+from tests.audio import POCKETSPHINX_DATA, silence
+from tests.conftest import Running, StartHub
+from tests.media_helpers import LOOPBACK
+
+pytestmark = pytest.mark.e2e
+
+
+async def metric(hub: Running, name: str) -> float:
+    """Sum of a Prometheus metric's samples, read over HTTP like any scraper would."""
+    async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and (line[len(name)] in " {")
+    )
+
+
+async def test_chat_is_translated_once_per_reading_language(hub: Running) -> None:
+    english = await hub.joined(identity="resident", speak="en", read="en")
+    spanish = [await hub.joined(identity=f"es{i}", speak="es", read="es") for i in range(2)]
+    korean = await hub.joined(identity="agent", speak="ko", read="ko")
+    calls = await metric(hub, "commhub_translation_engine_calls_total")
+    await english.send({"type": "chat", "text": "Where is the city hall?"})
+    mine = await english.expect("chat")
+    assert mine["text"] == "Where is the city hall?" and "translation" not in mine
+    for listener in spanish:
+        got = await listener.expect("chat")
+        assert got["text"] == "Where is the city hall?"  # the original travels too
+        t = got["translation"]
+        assert (t["lang"], t["status"], t["engine"]) == ("es", "ok", "apertium")
+        assert "ciudad" in t["text"] and "Dónde" in t["text"]
+    ko = await korean.expect("chat")
+    assert ko["translation"]["status"] == "unavailable" and "text" not in ko["translation"]
+    # Two Spanish readers, one engine call; the Korean pair does not exist (no call).
+    assert await metric(hub, "commhub_translation_engine_calls_total") == calls + 1
+
+
+async def test_repeated_phrase_comes_from_the_cache(hub: Running) -> None:
+    a = await hub.joined(identity="a", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    for _ in range(3):
+        await a.send({"type": "chat", "text": "Good morning, how can I help you?"})
+        got = await b.expect("chat")
+        assert got["translation"]["status"] == "ok"
+    assert await metric(hub, "commhub_translation_cache_hits_total") >= 2
+
+
+async def test_oversize_text_is_delivered_untranslated(start_hub: StartHub) -> None:
+    hub = await start_hub(translate_max_chars=20)
+    a = await hub.joined(identity="a", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    text = "This sentence is certainly longer than twenty characters."
+    await a.send({"type": "chat", "text": text})
+    got = await b.expect("chat")
+    assert got["text"] == text
+    assert got["translation"]["status"] == "too_long"
+
+
+async def test_translation_follows_live_language_change(hub: Running) -> None:
+    a = await hub.joined(identity="a", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="en", read="en")
+    await b.send({"type": "set_language", "read": "es"})
+    await a.expect("participant_updated")
+    await a.send({"type": "chat", "text": "Thank you"})
+    assert (await b.expect("chat"))["translation"]["lang"] == "es"
+
+
+@pytest.fixture(scope="module")
+def english_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """'go forward ten meters', a real recording shipped by pocketsphinx-testdata."""
+    raw = (POCKETSPHINX_DATA / "goforward.raw").read_bytes()
+    path = tmp_path_factory.mktemp("tr") / "goforward.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(silence(0.5) + raw + silence(1.5))
+    return path
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[RoomClient]]:
+    made: list[RoomClient] = []
+    yield made
+    for c in made:
+        await c.close()
+
+
+async def test_english_speaker_read_in_spanish_and_english(
+    start_hub: StartHub, english_wav: Path, clients: list[RoomClient]
+) -> None:
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK))
+
+    async def join(identity: str, speak: str, read: str) -> RoomClient:
+        c = RoomClient(hub.url, hub.token("desk", identity, speak=speak, read=read),
+                       ice_hosts=LOOPBACK)  # fmt: skip
+        clients.append(c)
+        await c.connect()
+        return c
+
+    speaker = await join("resident", "en", "en")
+    english = await join("agent-en", "en", "en")
+    spanish = [await join(f"agent-es{i}", "es", "es") for i in range(2)]
+    calls = await metric(hub, "commhub_translation_engine_calls_total")
+    waits = [c.expect("caption", timeout=60, final=True) for c in (english, *spanish)]
+    player = MediaPlayer(str(english_wav))
+    assert player.audio is not None
+    await speaker.publish(player.audio)
+    en, *es = await asyncio.gather(*waits)
+    assert en["text"] == "go forward ten meters" and en["speaker"] == speaker.pid
+    assert "translation" not in en
+    for got in es:
+        assert got["segment"] == en["segment"] and got["text"] == en["text"]
+        assert got["translation"]["status"] == "ok"
+        assert got["translation"]["text"] == "Va de frente diez metros"
+    assert await metric(hub, "commhub_translation_engine_calls_total") == calls + 1
