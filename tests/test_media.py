@@ -50,7 +50,12 @@ async def no_leaks() -> AsyncIterator[None]:
 
 @pytest.fixture
 async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
-    return await start_hub(ice_host_addresses=list(LOOPBACK), media_stall_timeout=3.0)
+    return await start_hub(
+        ice_host_addresses=list(LOOPBACK),
+        media_stall_timeout=3.0,
+        captions=False,
+        translation=False,
+    )
 
 
 class Clients:
@@ -152,19 +157,17 @@ async def test_p2p_room_connects_directly_and_hub_taps_audio(
     tapped: list[tuple[Participant, TapTrack]] = []
     media_hub.hub.media.on_audio_track(lambda p, t: tapped.append((p, t)))
     a = await clients.join("alice", p2p=True)
+    player = MediaPlayer(str(wav))
+    assert player.audio is not None
+    await a.publish(player.audio)  # audio to the hub (and to the peer once direct)
+    await a.publish(PatternTrack())
     b = await clients.join("bob", p2p=True)
     await wait_for(lambda: a.mode == "p2p" and b.mode == "p2p")
     assert (a.peer_id, b.peer_id) == (b.pid, a.pid)
-    player = MediaPlayer(str(wav))
-    assert player.audio is not None
     await b.negotiate()
-    await a.publish(player.audio)  # audio to the hub
-    a_video = PatternTrack()
-    a.local.append((a_video, "camera"))
-    # the offerer side opens the direct connection
-    offerer = a if any(m.get("offerer") for m in a.received("media_mode")) else b
-    await offerer._direct_offer()
+    # whichever side the hub named offerer opened the direct connection by itself
     await wait_for(lambda: any(r.direct and r.meta["kind"] == "video" for r in b.remote.values()))
+    await wait_for(lambda: a.direct is not None and a.direct.connectionState == "connected")
     assert a.direct is not None and a.direct.connectionState == "connected"
     assert not any(not r.direct for r in b.remote.values())  # nothing relayed by the hub
     # the hub taps A's audio even though media flows directly

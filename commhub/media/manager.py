@@ -139,9 +139,16 @@ class Media:
             return
         session = self.sessions.get(p.id)
         if kind == "offer":
+            fresh = session is None
             if session is None:
                 session = self._new_session(room_name, p)
-            await session.client_offer(msg["sdp"], ref, p.can("publish"))
+            try:
+                await session.client_offer(msg["sdp"], ref, p.can("publish"))
+            except ProtocolError:
+                if fresh:  # a refused first offer leaves no half-made session behind
+                    self.sessions.pop(p.id, None)
+                    await session.close()
+                raise
             self._check_unpublished(room_name, session)
         elif kind == "answer":
             if session is None:
@@ -360,17 +367,18 @@ class Media:
         limit = self.hub.settings.media_stall_timeout
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
-            now = time.monotonic()
-            for room_name, rm in list(self.rooms.items()):
-                for pub in list(rm.publications.values()):
-                    if pub.muted or now - pub.last_frame < limit:
-                        continue
-                    session = self.sessions.get(pub.owner_id)
-                    if session is not None:
-                        log.warning("track %s of %s stalled", pub.track_id, pub.owner_id)
-                        await self._end_session(
-                            room_name, session.participant, "stalled", tell=True
-                        )
+            await self._end_stalled(limit)  # own frame: no publication outlives a pass
+
+    async def _end_stalled(self, limit: float) -> None:
+        now = time.monotonic()
+        for room_name, rm in list(self.rooms.items()):
+            for pub in list(rm.publications.values()):
+                if pub.muted or now - pub.last_frame < limit:
+                    continue
+                session = self.sessions.get(pub.owner_id)
+                if session is not None:
+                    log.warning("track %s of %s stalled", pub.track_id, pub.owner_id)
+                    await self._end_session(room_name, session.participant, "stalled", tell=True)
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +39,14 @@ class Slot:
     publication: Publication | None = None
 
 
+_SDP_LINE = re.compile(r"^[a-z]=.*$")
+
+
 def parse_sdp(sdp: str, ref: str | None) -> SessionDescription:
+    # aiortc's parser skips lines it does not know: check the RFC 8866 shape first.
+    lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
+    if not lines or lines[0] != "v=0" or not all(_SDP_LINE.match(line) for line in lines):
+        raise ProtocolError(ErrorCode.INVALID_SDP, "not an SDP description (RFC 8866)", ref)
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
@@ -215,6 +223,7 @@ class PeerSession:
             if s.publication is pub:
                 pub.subscribers.discard(s.track)
                 s.publication = None
+                s.track.switch_source(None)  # and let go of the ended publication
                 s.transceiver.direction = "inactive"
                 self.renegotiate_wanted = True
 

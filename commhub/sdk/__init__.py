@@ -1,4 +1,4 @@
-"""Python client SDK for commhub rooms: signalling plus an aiortc peer (and a direct peer in p2p)."""
+"""Python client SDK for commhub rooms: signalling plus an aiortc peer (direct peer in p2p)."""
 
 from commhub.sdk.client import RemoteTrack, RoomClient, SignalError
 

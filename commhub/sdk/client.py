@@ -21,6 +21,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+from commhub.sdk.fanout import Fanout
 
 log = logging.getLogger("commhub.sdk")
 
@@ -61,6 +62,9 @@ class RoomClient:
         self.pc: RTCPeerConnection | None = None
         self.direct: RTCPeerConnection | None = None
         self.local: list[tuple[MediaStreamTrack, str]] = []
+        # A local track feeds the hub and, in p2p, the peer: each sender gets its own copy.
+        self._fanout = Fanout()
+        self._copies: dict[tuple[str, MediaStreamTrack], MediaStreamTrack] = {}
         self.remote: dict[str, RemoteTrack] = {}  # by mid (hub) or "p2p:<mid>"
         self.slots: dict[str, dict[str, Any]] = {}  # hub mid -> track_slot
         self.inbox: list[dict[str, Any]] = []
@@ -114,22 +118,31 @@ class RoomClient:
 
         return asyncio.ensure_future(bounded())
 
+    def _copy(self, where: str, track: MediaStreamTrack) -> MediaStreamTrack:
+        key = (where, track)
+        if key not in self._copies:
+            self._copies[key] = self._fanout.copy(track)
+        return self._copies[key]
+
     def received(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.inbox if m["type"] == kind]
 
     async def close(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for pc in (self.pc, self.direct):
-            if pc is not None:
-                await asyncio.shield(pc.close())
-        self.pc = self.direct = None
-        if self._ws is not None:
-            await self._ws.close()
+        # Stop reading first: a hub offer handled mid-close would hit a closed peer.
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for pc in (self.pc, self.direct):
+            if pc is not None:
+                await asyncio.shield(pc.close())
+        self.pc = self.direct = None
+        await self._fanout.close()
+        if self._ws is not None:
+            await self._ws.close()
         if self._session is not None:
             await self._session.close()
 
@@ -139,11 +152,12 @@ class RoomClient:
         """Send track to the hub (and to the peer in p2p mode); negotiates right away."""
         source = source or ("microphone" if track.kind == "audio" else "camera")
         self.local.append((track, source))
-        await self.send({"type": "track", "track_id": track.id, "source": source})
+        hub_id = self._copy("hub", track).id  # the id the hub sees in our SDP's msid
+        await self.send({"type": "track", "track_id": hub_id, "source": source})
         await self.negotiate()
 
     async def set_muted(self, track: MediaStreamTrack, muted: bool) -> None:
-        await self.send({"type": "track", "track_id": track.id, "muted": muted})
+        await self.send({"type": "track", "track_id": self._copy("hub", track).id, "muted": muted})
 
     async def negotiate(self) -> None:
         """Offer the hub our current tracks (or a receive-only audio section)."""
@@ -159,11 +173,11 @@ class RoomClient:
                 return
             senders = {s.track for s in pc.getSenders() if s.track is not None}
             for track, _ in self.local:
-                if track in senders:
+                if self._copies.get(("hub", track)) in senders:
                     continue
                 if self.mode == "p2p" and track.kind == "video":
                     continue  # video goes straight to the peer
-                pc.addTransceiver(track, direction="sendonly")
+                pc.addTransceiver(self._copy("hub", track), direction="sendonly")
             if not pc.getTransceivers():
                 pc.addTransceiver("audio", direction="recvonly")
             with policy_scope(self.policy):
@@ -275,10 +289,12 @@ class RoomClient:
                 del self.remote[key]
         if self.mode == "sfu" and old == "p2p" and self.pc is not None:
             self._spawn(self.negotiate())  # video now goes through the hub
-        if self.mode == "p2p" and msg.get("offerer") and self.local:
+        if self.mode == "p2p" and msg.get("offerer"):
             self._spawn(self._direct_offer())
 
     def _new_direct(self) -> RTCPeerConnection:
+        # senders stop their tracks when a connection closes: fresh copies for a new one
+        self._copies = {k: v for k, v in self._copies.items() if k[0] != "p2p"}
         pc = RTCPeerConnection(rtc_configuration(self.joined["ice_servers"] if self.joined else []))
         peer = self.peer_id
 
@@ -297,9 +313,14 @@ class RoomClient:
         return pc
 
     async def _direct_offer(self) -> None:
+        if self.direct is not None:
+            await self.direct.close()
         pc = self._new_direct()
-        for track, _ in self.local:
-            pc.addTransceiver(track, direction="sendrecv")
+        for kind in ("audio", "video"):
+            mine = next((t for t, _ in self.local if t.kind == kind), None)
+            # a section per kind either way, so the answerer can send what we lack
+            sender = self._copy("p2p", mine) if mine else kind
+            pc.addTransceiver(sender, direction="sendrecv" if mine else "recvonly")
         with policy_scope(self.policy):
             await pc.setLocalDescription(await pc.createOffer())
         await self.send({"type": "offer", "to": self.peer_id, "sdp": pc.localDescription.sdp})
@@ -309,17 +330,12 @@ class RoomClient:
         if kind == "offer":
             pc = self._new_direct() if self.direct is None else self.direct
             await pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
+            used = {s.track for s in pc.getSenders()}
             for t in pc.getTransceivers():
-                mine = next(
-                    (
-                        tr
-                        for tr, _ in self.local
-                        if tr.kind == t.kind and tr not in {s.track for s in pc.getSenders()}
-                    ),
-                    None,
-                )
+                mine = next((x for x, _ in self.local if x.kind == t.kind and x not in used), None)
                 if mine is not None:
-                    t.sender.replaceTrack(mine)
+                    used.add(mine)
+                    t.sender.replaceTrack(self._copy("p2p", mine))
                     t.direction = "sendrecv"
             with policy_scope(self.policy):
                 await pc.setLocalDescription(await pc.createAnswer())

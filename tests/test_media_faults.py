@@ -1,0 +1,263 @@
+"""Media bad input, grants and faults: precise errors, the participant stays, nothing leaks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.contrib.media import MediaPlayer
+
+from commhub.sdk import RoomClient
+from tests.conftest import Running, StartHub
+from tests.media_helpers import LOOPBACK, PatternTrack, census
+from tests.test_media import Clients, wait_for
+
+pytestmark = pytest.mark.e2e
+
+# A well-formed browser-like offer whose only media the hub cannot relay (H.263).
+NO_USABLE = """v=0
+o=- 1 2 IN IP4 127.0.0.1
+s=-
+t=0 0
+m=video 9 UDP/TLS/RTP/SAVPF 34
+c=IN IP4 0.0.0.0
+a=mid:0
+a=sendonly
+a=rtcp-mux
+a=ice-ufrag:abcd
+a=ice-pwd:abcdefghijklmnopqrstuvwx
+a=fingerprint:sha-256 {FP}
+a=setup:actpass
+a=rtpmap:34 H263/90000
+""".replace("{FP}", ":".join(["AB"] * 32))
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    before = census()
+    yield
+    for _ in range(50):
+        now = census()
+        if all(now[k] <= before[k] for k in now):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"leaked: before {before}, after {census()}")
+
+
+@pytest.fixture
+async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
+    return await start_hub(
+        ice_host_addresses=list(LOOPBACK),
+        media_stall_timeout=2.0,
+        captions=False,
+        translation=False,
+    )
+
+
+@pytest.fixture
+async def clients(media_hub: Running) -> AsyncIterator[Clients]:
+    cs = Clients(media_hub)
+    yield cs
+    await cs.close()
+
+
+async def error_for(c: RoomClient, msg: dict[str, Any]) -> str:
+    ref = f"r{len(c.inbox)}"
+    wait = c.expect("error", ref=ref)
+    await c.send({**msg, "id": ref})
+    code: str = (await wait)["code"]
+    return code
+
+
+async def still_connected(c: RoomClient) -> None:
+    wait = c.expect("pong", ref="alive")
+    await c.send({"type": "ping", "id": "alive"})
+    await wait
+
+
+async def test_bad_sdp_candidates_and_targets_get_precise_errors(
+    media_hub: Running, clients: Clients
+) -> None:
+    a = await clients.join("alice")
+    other_room = await clients.join("zed", room="elsewhere")
+    assert await error_for(a, {"type": "offer", "sdp": "this is not sdp"}) == "invalid_sdp"
+    assert await error_for(a, {"type": "offer", "sdp": "v=0\r\n"}) == "no_media"
+    assert await error_for(a, {"type": "offer", "sdp": NO_USABLE}) == "no_media"
+    assert await error_for(a, {"type": "answer", "sdp": NO_USABLE}) == "wrong_state"
+    cand = {"candidate": "candidate:garbage", "sdpMid": "0"}
+    assert await error_for(a, {"type": "ice", "candidate": cand}) == "wrong_state"
+    # a stranger (another room's participant) and a made-up id
+    for to in (other_room.pid, "PA_nosuchperson"):
+        msg = {"type": "offer", "sdp": NO_USABLE, "to": to}
+        assert await error_for(a, msg) == "unknown_participant"
+    # now a real session: garbage candidates are refused precisely, the session survives
+    await a.publish(PatternTrack())
+    await wait_for(lambda: a.pc is not None and a.pc.connectionState == "connected")
+    for bad in (
+        "candidate:garbage",
+        "candidate:1 1 udp notanumber 127.0.0.1 9 typ host",
+        "x" * 300,
+    ):
+        code = await error_for(a, {"type": "ice", "candidate": {"candidate": bad, "sdpMid": "0"}})
+        assert code == "invalid_candidate"
+    # an offer while the hub's own offer is outstanding
+    b = await clients.join("bob")
+    await b.publish(PatternTrack())
+    await wait_for(lambda: a.pid in media_hub.hub.media.sessions)
+    session = media_hub.hub.media.sessions[a.pid]
+    await wait_for(lambda: session.hub_offer_pending or bool(a.remote))
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    if session.hub_offer_pending:
+        assert (
+            await error_for(a, {"type": "offer", "sdp": pc.localDescription.sdp}) == "wrong_state"
+        )
+    await pc.close()
+    # p2p relay in an sfu room
+    code = await error_for(a, {"type": "offer", "sdp": NO_USABLE, "to": b.pid})
+    assert code == "wrong_state"
+    for c in (a, b, other_room):
+        await still_connected(c)
+    await wait_for(lambda: len(a.remote) == 1 and len(b.remote) == 1)
+    assert media_hub.hub.rooms.participant_count() == 3
+
+
+async def test_offer_in_wrong_state_is_refused(media_hub: Running, clients: Clients) -> None:
+    a = await clients.join("alice")
+    b = await clients.join("bob")
+    await b.negotiate()
+    await wait_for(lambda: b.pid in media_hub.hub.media.sessions and not b._awaiting_answer)
+    session = media_hub.hub.media.sessions[b.pid]
+    # Hold B's answers back so the hub's offer stays outstanding, then offer from B.
+    b._handle_orig = b._handle  # type: ignore[attr-defined]
+
+    async def swallow_offers(msg: dict[str, Any]) -> None:
+        if msg["type"] != "offer":
+            await b._handle_orig(msg)  # type: ignore[attr-defined]
+
+    b._handle = swallow_offers  # type: ignore[method-assign]
+    await a.publish(PatternTrack())
+    await wait_for(lambda: session.hub_offer_pending)
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    await pc.setLocalDescription(await pc.createOffer())
+    assert await error_for(b, {"type": "offer", "sdp": pc.localDescription.sdp}) == "wrong_state"
+    await pc.close()
+    await still_connected(b)
+
+
+async def test_grants_gate_publishing_and_subscribing(media_hub: Running, clients: Clients) -> None:
+    media_hub.hub.media.set_mode("lobby", "sfu")
+    listener = await clients.join("listener", grants=["chat"])  # neither publish nor subscribe
+    await listener.negotiate()  # receive-only is allowed
+    mute = await clients.join("viewer", grants=["subscribe"])
+    ref = "pub"
+    wait = mute.expect("error", ref=ref)
+    pc = RTCPeerConnection()
+    pc.addTransceiver(PatternTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    await mute.send({"type": "offer", "id": ref, "sdp": pc.localDescription.sdp})
+    assert (await wait)["code"] == "forbidden"
+    await pc.close()
+    await mute.negotiate()
+    speaker = await clients.join("speaker")
+    await speaker.publish(PatternTrack())
+    await wait_for(lambda: len(mute.remote) == 1)
+    await asyncio.sleep(0.5)
+    assert listener.remote == {}
+    assert len(media_hub.hub.media.sessions[listener.pid].slots) == 0
+    await still_connected(listener)
+
+
+async def test_stalled_track_closes_that_participants_media(
+    media_hub: Running, clients: Clients
+) -> None:
+    media_hub.hub.media.set_mode("lobby", "sfu")
+    b = await clients.join("bob")
+    await b.negotiate()
+    a = await clients.join("alice")
+    cam = PatternTrack()
+    await a.publish(cam)
+    await wait_for(lambda: len(b.remote) == 1)
+    closed = a.expect("media_closed")
+    gone = b.expect("track", state="unpublished")
+    cam.stop()  # frames stop while the track is not muted: a stall
+    assert (await closed)["reason"] == "stalled"
+    await gone
+    await wait_for(lambda: not b.remote)
+    assert a.pid not in media_hub.hub.media.sessions
+    await still_connected(a)
+
+
+async def test_ice_failure_closes_that_participants_media(
+    media_hub: Running, clients: Clients
+) -> None:
+    b = await clients.join("bob")
+    await b.negotiate()
+    a = await clients.join("alice")
+    await a.publish(PatternTrack())
+    await wait_for(lambda: len(b.remote) == 1)
+    closed = a.expect("media_closed", timeout=60)
+    gone = b.expect("track", state="unpublished", timeout=60)
+    assert a.pc is not None
+    # The client vanishes without a word: its transport stops, consent checks fail.
+    for t in a.pc.getTransceivers():
+        await t.receiver.transport.transport.stop()
+        break
+    assert (await closed)["reason"] in ("ice_failed", "stalled")
+    await gone
+    await still_connected(a)
+
+
+async def test_fifty_join_publish_leave_cycles_leak_nothing(
+    media_hub: Running, clients: Clients
+) -> None:
+    watcher = await clients.join("watcher")
+    await watcher.negotiate()
+    await wait_for(lambda: not watcher._awaiting_answer)
+
+    async def cycle(i: int) -> None:
+        c = RoomClient(media_hub.url, media_hub.token("lobby", f"cyc{i}"), ice_hosts=LOOPBACK)
+        await c.connect()
+        gone = watcher.expect("track", state="unpublished")
+        await c.publish(PatternTrack())
+        await wait_for(lambda: len(watcher.remote) == 1)
+        await c.close()
+        await gone
+        await wait_for(lambda: not watcher.remote)
+
+    async def settled(limit: dict[str, int]) -> dict[str, int]:
+        for _ in range(50):  # closing transports settle over a few loop turns
+            now = census()
+            if all(now[k] <= limit[k] for k in now):
+                break
+            await asyncio.sleep(0.1)
+        return now
+
+    await cycle(0)  # warm-up: the watcher's one reusable slot now exists
+    before = await settled(census())
+    for i in range(1, 51):
+        await cycle(i)
+    after = await settled(before)
+    assert after == before, (before, after)
+    media = media_hub.hub.media
+    assert media.counts() == {"sessions": 1, "publications": 0}
+    assert len(media.sessions[watcher.pid].slots) == 1  # one slot, reused 50 times
+
+
+async def test_audio_only_publisher_player(
+    media_hub: Running, clients: Clients, tmp_path: Any
+) -> None:
+    from tests.media_helpers import speech_wav
+
+    wav = speech_wav(tmp_path / "s.wav", "short")
+    a = await clients.join("alice")
+    player = MediaPlayer(str(wav))
+    assert player.audio is not None
+    await a.publish(player.audio)
+    await wait_for(lambda: media_hub.hub.media.counts()["publications"] == 1)
+    player.audio.stop()
