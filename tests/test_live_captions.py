@@ -93,3 +93,70 @@ async def test_speaker_without_model_gets_a_notice(room: Room, korean_wav: Path)
     assert (await chat)["text"] == "bonjour"
     await asyncio.sleep(0.5)
     assert not listener.received("caption")
+
+
+async def test_two_speakers_at_once_get_their_own_segments(room: Room, korean_wav: Path) -> None:
+    a = await room.join("agent-a", speak="ko", read="ko")
+    b = await room.join("agent-b", speak="ko", read="ko")
+    listener = await room.join("listener", speak="ko", read="ko")
+    finals = {
+        who.pid: listener.expect("caption", timeout=60, final=True, speaker=who.pid)
+        for who in (a, b)
+    }
+    for who in (a, b):
+        player = MediaPlayer(str(korean_wav))
+        assert player.audio is not None
+        await who.publish(player.audio)
+    got = {pid: await fut for pid, fut in finals.items()}
+    assert {m["speaker"] for m in got.values()} == {a.pid, b.pid}
+    assert got[a.pid]["segment"] != got[b.pid]["segment"]
+    for m in got.values():
+        assert m["text"].split() == KO_WORDS
+    for m in listener.received("caption"):
+        assert m["segment"] == got[m["speaker"]]["segment"]
+
+
+async def test_speaker_leaving_mid_utterance_gets_a_final(
+    room: Room, korean_wav: Path, caption_hub: Running
+) -> None:
+    from commhub.server.keys import CAPTIONS
+
+    speaker = await room.join("leaver", speak="ko", read="ko")
+    listener = await room.join("listener", speak="ko", read="ko")
+    first_partial = listener.expect("caption", timeout=60, final=False)
+    player = MediaPlayer(str(korean_wav))
+    assert player.audio is not None
+    await speaker.publish(player.audio)
+    partial = await first_partial
+    final = listener.expect("caption", timeout=30, final=True)
+    await speaker.close()  # gone mid-sentence: no leave message, the socket just closes
+    room.clients.remove(speaker)
+    got = await final
+    assert got["segment"] == partial["segment"] and got["speaker"] == partial["speaker"]
+    captions = caption_hub.server.app[CAPTIONS]
+    async with asyncio.timeout(10):
+        while captions.active:  # the stream was closed, not leaked
+            await asyncio.sleep(0.05)
+
+
+async def test_caption_metrics_are_exported(
+    room: Room, korean_wav: Path, caption_hub: Running
+) -> None:
+    import aiohttp
+
+    speaker = await room.join("agent", speak="ko", read="ko")
+    listener = await room.join("listener", speak="ko", read="ko")
+    final = listener.expect("caption", timeout=60, final=True)
+    player = MediaPlayer(str(korean_wav))
+    assert player.audio is not None
+    await speaker.publish(player.audio)
+    await final
+    async with aiohttp.ClientSession() as http, http.get(f"{caption_hub.url}/metrics") as resp:
+        text = await resp.text()
+    names = {
+        line.split("{")[0].split(" ")[0]
+        for line in text.splitlines()
+        if line.startswith("commhub_caption")
+    }
+    assert any(n.startswith("commhub_caption") for n in names), names
+    print(sorted(names))

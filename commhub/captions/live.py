@@ -8,6 +8,8 @@ in the room (Hub.publish_text); partials go out in the original.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -39,56 +41,73 @@ class LiveCaptions:
         self.settings = StreamSettings(gate=GateSettings(end_silence_ms=s.caption_end_silence_ms))
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
         self._remove: Callable[[], None] | None = None
+        self._preload: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._remove = self.hub.media.on_audio_track(self.run)
+        self._preload = asyncio.create_task(self.preload(), name="commhub-model-preload")
+
+    async def preload(self) -> None:
+        """Load the configured languages' models in the background, so a speaker's first
+        words are not queued behind a model load; say at start-up what is missing."""
+        for language in self.hub.settings.caption_preload:
+            try:
+                model = await self.models.load(language)
+                log.info("captions for %s: %s model ready", language, model.engine)
+            except ModelNotFound as exc:
+                log.warning("captions for %s unavailable: %s", language, exc)
 
     async def close(self) -> None:
         if self._remove:
             self._remove()
+        if self._preload is not None:
+            self._preload.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._preload
         for stream in list(self.active.values()):
             await stream.close()
         self.budget.shutdown()
 
     async def run(self, p: Participant, track: MediaStreamTrack) -> None:
         """Caption one published track until it ends; follows the speaker's language."""
+        room = self.hub.room_of(p)
+        if room is None:
+            return
+        # The room is held by name: a speaker who just left still gets its last final.
+        room_name = room.name
         try:
             while track.readyState == "live":
                 language = p.speak
-                stream = await self._open(p, language)
+                stream = await self._open(p, room_name, language)
                 if stream is None:
                     track.stop()  # nothing to do with this audio
                     return
                 self.active[track.id] = stream
                 try:
-                    await self._pump(p, track, stream, language)
+                    await self._pump(p, room_name, track, stream, language)
                 finally:
                     self.active.pop(track.id, None)
                     await stream.close()  # the last utterance still gets its final
         except MediaStreamError:
             pass
 
-    async def _open(self, p: Participant, language: str) -> CaptionStream | None:
-        room = self.hub.room_of(p)
+    async def _open(self, p: Participant, room_name: str, language: str) -> CaptionStream | None:
         try:
             model = await self.models.load(language)
         except ModelNotFound as exc:
             log.warning("no captions for %s: %s", p.identity, exc)
-            if room is not None:
-                await self.hub.publish(
-                    room.name,
-                    {
-                        "type": "caption_unavailable",
-                        "participant": p.id,
-                        "lang": language,
-                        "reason": "no_model",
-                        "message": str(exc),
-                    },
-                )
+            notice = {
+                "type": "caption_unavailable",
+                "participant": p.id,
+                "lang": language,
+                "reason": "no_model",
+                "message": str(exc),
+            }
+            await self.hub.publish(room_name, notice)
             return None
 
         async def emit(event: CaptionEvent) -> None:
-            await self._publish(p, event)
+            await self._publish(p, room_name, event)
 
         phrases = self.hub.settings.caption_phrases.get(language)
         return CaptionStream(
@@ -102,7 +121,12 @@ class LiveCaptions:
         )
 
     async def _pump(
-        self, p: Participant, track: MediaStreamTrack, stream: CaptionStream, language: str
+        self,
+        p: Participant,
+        room_name: str,
+        track: MediaStreamTrack,
+        stream: CaptionStream,
+        language: str,
     ) -> None:
         noticed = (0, 0)
         last_notice = 0.0
@@ -112,20 +136,16 @@ class LiveCaptions:
             seen = (stream.stats.dropped_partials, stream.stats.dropped_utterances)
             if seen != noticed and time.monotonic() - last_notice >= DEGRADED_NOTICE_EVERY:
                 noticed, last_notice = seen, time.monotonic()
-                room = self.hub.room_of(p)
-                if room is not None:
-                    await self.hub.publish(
-                        room.name,
-                        {
-                            "type": "caption_degraded",
-                            "participant": p.id,
-                            "dropped_partials": seen[0],
-                            "dropped_utterances": seen[1],
-                        },
-                    )
+                notice = {
+                    "type": "caption_degraded",
+                    "participant": p.id,
+                    "dropped_partials": seen[0],
+                    "dropped_utterances": seen[1],
+                }
+                await self.hub.publish(room_name, notice)
 
-    async def _publish(self, p: Participant, event: CaptionEvent) -> None:
-        room = self.hub.room_of(p)
+    async def _publish(self, p: Participant, room_name: str, event: CaptionEvent) -> None:
+        room = self.hub.rooms.get(room_name)
         if room is None:
             return
         msg: dict[str, Any] = {
