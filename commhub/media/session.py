@@ -9,6 +9,7 @@ wanted meanwhile are folded into one follow-up offer once the state is stable ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import ForwardTrack, Publication
 from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+from commhub.media.sdpmunge import Numbering
 from commhub.protocol import ErrorCode, ProtocolError
 from commhub.rooms import Participant
 
@@ -86,6 +88,7 @@ class PeerSession:
         self.slots: list[Slot] = []
         self.publications: dict[str, Publication] = {}  # by mid
         self.msids: dict[str, str] = {}  # client mid -> client track id
+        self.numbering = Numbering()  # the client's payload types and extension ids
         self.closed = False
         self.hub_offer_pending = False
         self.renegotiate_wanted = False
@@ -134,6 +137,7 @@ class PeerSession:
             if m.msid and " " in m.msid and m.rtp.muxId:
                 self.msids[m.rtp.muxId] = m.msid.split()[1]
         async with self._lock:
+            self.numbering.learn(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
             except Exception as exc:
@@ -157,6 +161,7 @@ class PeerSession:
         if not self.hub_offer_pending or self.pc.signalingState != "have-local-offer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "no offer from the hub is outstanding", ref)
         async with self._lock:
+            self.numbering.learn(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
             except Exception as exc:
@@ -168,7 +173,10 @@ class PeerSession:
 
     async def client_candidate(self, cand: dict[str, Any] | None, ref: str | None) -> None:
         if cand is None or not cand.get("candidate"):
-            return  # end of candidates: aiortc needs no notice
+            if self.pc.remoteDescription is not None:  # end of candidates
+                with contextlib.suppress(Exception):
+                    await self.pc.addIceCandidate(None)
+            return
         line = cand["candidate"]
         try:
             ice = candidate_from_sdp(line.removeprefix("candidate:"))
@@ -244,7 +252,7 @@ class PeerSession:
             self.send(
                 {
                     "type": "offer",
-                    "sdp": self.pc.localDescription.sdp,
+                    "sdp": self.numbering.rewrite_offer(self.pc.localDescription.sdp),
                     "tracks": self._slot_map(self),
                 }
             )

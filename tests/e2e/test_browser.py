@@ -1,0 +1,137 @@
+"""Headless Chromium (the page at /, commhub.js) and an aiortc SDK client in one room.
+
+Audio flows both ways through the hub: the browser's fake microphone (a known WAV) reaches
+the aiortc client and matches the file; the aiortc client's WAV reaches the browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc.contrib.media import MediaPlayer
+
+from commhub.sdk import RoomClient
+from tests.conftest import Running, StartHub
+from tests.media_helpers import (
+    LOOPBACK,
+    best_correlation,
+    collect_audio,
+    read_wav_mono,
+    resample,
+    speech_wav,
+)
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def chromium_flags(fake_audio: Path) -> list[str]:
+    # From FIELD-NOTES: without the last two, ICE never completes on loopback. Playwright
+    # gives every launch a fresh profile itself (it refuses --user-data-dir).
+    return [
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={fake_audio}%noloop",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-features=WebRtcHideLocalIpsWithMdns", "--allow-loopback-in-peer-connection",
+    ]  # fmt: skip
+
+
+@pytest.fixture
+async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    # Chrome's fake capture wants 16-bit PCM; loudness kept, 48 kHz mono.
+    src = speech_wav(
+        tmp_path / "raw.wav",
+        "The browser is speaking to the hub. One two three four five six seven.",
+    )
+    fake = tmp_path / "browser.wav"
+    proc = await asyncio.create_subprocess_exec(
+        "sox", str(src), "-r", "48000", "-c", "1", "-b", "16", str(fake)
+    )
+    assert await proc.wait() == 0
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(fake))
+        page = await browser.new_page()
+        page.fake_wav = fake
+        try:
+            yield page
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def media_hub(start_hub: StartHub) -> Running:
+    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+
+
+async def test_browser_and_aiortc_exchange_audio(
+    media_hub: Running, browser_page: Any, tmp_path: Path
+) -> None:
+    page = browser_page
+    media_hub.hub.media.set_mode("lobby", "sfu")
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
+
+    wav = speech_wav(
+        tmp_path / "sdk.wav", "Hello from the python client. Can you hear me? Eight nine ten."
+    )
+    sdk = RoomClient(media_hub.url, media_hub.token("lobby", "python"), ice_hosts=LOOPBACK)
+    await sdk.connect()
+    await sdk.negotiate()  # receive-only until it publishes below
+    try:
+        token = media_hub.token("lobby", "browser", name="Browser")
+        await page.goto(f"{media_hub.url}/?token={token}&autojoin=1&processing=off")
+        await page.wait_for_function("document.body.dataset.media === 'connected'", timeout=20000)
+        # the browser's microphone arrives at the SDK client through the hub
+        async with asyncio.timeout(20):
+            while not any(r.meta["kind"] == "audio" for r in sdk.remote.values()):
+                await asyncio.sleep(0.05)
+        heard = next(r for r in sdk.remote.values() if r.meta["kind"] == "audio")
+        assert heard.meta["source"] == "microphone"
+        got = await collect_audio(heard.track, 5.0)
+        src, rate = read_wav_mono(page.fake_wav)
+        corr = best_correlation(got, resample(src, rate, 48000))
+        assert corr >= 0.8, corr
+
+        # and the SDK client's WAV reaches the browser
+        player = MediaPlayer(str(wav))
+        assert player.audio is not None
+        await sdk.publish(player.audio)
+        await page.wait_for_function(
+            "[...window.commhub.remote.values()].some(r => r.track.kind === 'audio')",
+            timeout=20000,
+        )
+        energy = 0.0
+        for _ in range(60):
+            energy = await page.evaluate(
+                """async () => {
+                    let e = 0;
+                    for (const t of window.commhub.pc.getReceivers()) {
+                        const stats = await t.getStats();
+                        stats.forEach(s => {
+                            if (s.type === 'inbound-rtp' && s.kind === 'audio')
+                                e += s.totalAudioEnergy || 0;
+                        });
+                    }
+                    return e;
+                }"""
+            )
+            if energy > 0.01:
+                break
+            await asyncio.sleep(0.1)
+        assert energy > 0.01, (energy, logs[-10:])
+        names = await page.locator("#participants li").all_inner_texts()
+        assert any("python" in n for n in names)
+        player.audio.stop()
+    finally:
+        await sdk.close()
