@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
@@ -42,6 +43,14 @@ class Room:
     def __init__(self, hub: Running) -> None:
         self.hub = hub
         self.clients: list[RoomClient] = []
+        self.players: list[MediaPlayer] = []
+
+    def play(self, path: Path) -> MediaStreamTrack:
+        """A real-time audio track of the file (its reader thread is stopped at teardown)."""
+        player = MediaPlayer(str(path))
+        self.players.append(player)
+        assert player.audio is not None
+        return player.audio
 
     async def join(self, identity: str, **kw: object) -> RoomClient:
         c = RoomClient(self.hub.url, self.hub.token("desk", identity, **kw), ice_hosts=LOOPBACK)
@@ -56,15 +65,16 @@ async def room(caption_hub: Running) -> AsyncIterator[Room]:
     yield r
     for c in r.clients:
         await c.close()
+    for player in r.players:
+        if player.audio is not None:
+            player.audio.stop()
 
 
 async def test_korean_speaker_captioned_for_listener(room: Room, korean_wav: Path) -> None:
     agent = await room.join("agent", speak="ko", read="ko")
     listener = await room.join("resident", speak="ko", read="ko")
     final = listener.expect("caption", timeout=60, final=True)
-    player = MediaPlayer(str(korean_wav))
-    assert player.audio is not None
-    await agent.publish(player.audio)
+    await agent.publish(room.play(korean_wav))
     got = await final
     assert got["speaker"] == agent.pid and got["lang"] == "ko"
     assert got["text"].split() == KO_WORDS
@@ -81,9 +91,7 @@ async def test_speaker_without_model_gets_a_notice(room: Room, korean_wav: Path)
     speaker = await room.join("visitor", speak="fr", read="fr")
     listener = await room.join("agent", speak="ko", read="ko")
     notice = listener.expect("caption_unavailable", timeout=30)
-    player = MediaPlayer(str(korean_wav))
-    assert player.audio is not None
-    await speaker.publish(player.audio)
+    await speaker.publish(room.play(korean_wav))
     got = await notice
     assert (got["participant"], got["lang"], got["reason"]) == (speaker.pid, "fr", "no_model")
     assert "commhub models install" in got["message"]
@@ -104,9 +112,7 @@ async def test_two_speakers_at_once_get_their_own_segments(room: Room, korean_wa
         for who in (a, b)
     }
     for who in (a, b):
-        player = MediaPlayer(str(korean_wav))
-        assert player.audio is not None
-        await who.publish(player.audio)
+        await who.publish(room.play(korean_wav))
     got = {pid: await fut for pid, fut in finals.items()}
     assert {m["speaker"] for m in got.values()} == {a.pid, b.pid}
     assert got[a.pid]["segment"] != got[b.pid]["segment"]
@@ -124,9 +130,7 @@ async def test_speaker_leaving_mid_utterance_gets_a_final(
     speaker = await room.join("leaver", speak="ko", read="ko")
     listener = await room.join("listener", speak="ko", read="ko")
     first_partial = listener.expect("caption", timeout=60, final=False)
-    player = MediaPlayer(str(korean_wav))
-    assert player.audio is not None
-    await speaker.publish(player.audio)
+    await speaker.publish(room.play(korean_wav))
     partial = await first_partial
     final = listener.expect("caption", timeout=30, final=True)
     await speaker.close()  # gone mid-sentence: no leave message, the socket just closes
@@ -147,9 +151,7 @@ async def test_caption_metrics_are_exported(
     speaker = await room.join("agent", speak="ko", read="ko")
     listener = await room.join("listener", speak="ko", read="ko")
     final = listener.expect("caption", timeout=60, final=True)
-    player = MediaPlayer(str(korean_wav))
-    assert player.audio is not None
-    await speaker.publish(player.audio)
+    await speaker.publish(room.play(korean_wav))
     await final
     async with aiohttp.ClientSession() as http, http.get(f"{caption_hub.url}/metrics") as resp:
         text = await resp.text()

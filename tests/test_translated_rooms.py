@@ -121,7 +121,10 @@ async def test_english_speaker_read_in_spanish_and_english(
     player = MediaPlayer(str(english_wav))
     assert player.audio is not None
     await speaker.publish(player.audio)
-    en, *es = await asyncio.gather(*waits)
+    try:
+        en, *es = await asyncio.gather(*waits)
+    finally:
+        player.audio.stop()
     assert en["text"] == "go forward ten meters" and en["speaker"] == speaker.pid
     assert "translation" not in en
     for got in es:
