@@ -161,3 +161,23 @@ def test_pocketsphinx_grammar_and_decoder_reuse(en: SpeechModel) -> None:
     feed(again, pcm)
     assert again.finish().text.startswith("go forward ten")
     again.close()
+
+
+def test_unusable_model_folder_is_named_in_the_error(tmp_path: Path) -> None:
+    broken = tmp_path / "vosk" / "de" / "vosk-model-small-de"
+    (broken / "conf").mkdir(parents=True)
+    (broken / "conf" / "model.conf").write_text("--sample-frequency=16000\n")
+    with pytest.raises(ModelNotFound) as info:
+        SpeechModels(tmp_path).get("de")
+    assert str(broken) in str(info.value) and "missing am/final.mdl" in str(info.value)
+
+
+def test_corrupt_model_says_which_and_how_to_fix(tmp_path: Path) -> None:
+    corrupt = tmp_path / "vosk" / "de" / "corrupt"
+    for part in ("am/final.mdl", "conf/model.conf", "graph/HCLG.fst"):
+        (corrupt / part).parent.mkdir(parents=True, exist_ok=True)
+        (corrupt / part).write_bytes(b"not a model")
+    with pytest.raises(ModelNotFound) as info:
+        SpeechModels(tmp_path).get("de")
+    message = str(info.value)
+    assert str(corrupt) in message and "failed to load" in message and "--force" in message

@@ -82,6 +82,18 @@ def vosk_locations(models_dir: Path) -> list[ModelLocation]:
     return found
 
 
+def vosk_problems(models_dir: Path, language: str) -> list[str]:
+    """Model folders for ``language`` that are there but unusable, each with the reason."""
+    lang_dir = models_dir / "vosk" / language
+    if not lang_dir.is_dir():
+        return []
+    return [
+        f"{model} ({problem})"
+        for model in sorted(p for p in lang_dir.iterdir() if p.is_dir())
+        if not model.name.startswith(".") and (problem := vosk_model_problem(model))
+    ]
+
+
 def pocketsphinx_locations() -> list[ModelLocation]:
     pkg = package_dir("pocketsphinx")
     if pkg is None or not (pkg / "model" / "en-us").is_dir():

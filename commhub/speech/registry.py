@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from .base import ModelNotFound, SpeechModel
-from .layout import ModelLocation, all_locations
+from .layout import ModelLocation, all_locations, vosk_problems
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +59,14 @@ class SpeechModels:
         if len(prefix) == 1:
             return prefix[0], candidates[prefix[0]][0]
         installed = ", ".join(sorted(candidates)) or "none"
+        broken = vosk_problems(self.models_dir, wanted)
+        unusable = f"; found but unusable: {', '.join(broken)}" if broken else ""
         raise ModelNotFound(
             language,
             f"no speech model for language {language!r} (looked in "
             f"{self.models_dir / 'vosk' / wanted} and in installed model packages; "
-            f"installed: {installed}). Fix: run `commhub models install {wanted}` or "
-            f"`commhub models install vosk:<vosk-model.zip> --language {wanted}`",
+            f"installed: {installed}{unusable}). Fix: run `commhub models install {wanted}` or "
+            f"`commhub models install vosk:<vosk-model.zip> --language {wanted} --force`",
         )
 
     def get(self, language: str) -> SpeechModel:
@@ -76,7 +78,16 @@ class SpeechModels:
             model = self._loaded.get(key)
             if model is None:
                 started = time.monotonic()
-                model = _load(key, location)
+                try:
+                    model = _load(key, location)
+                except Exception as exc:  # a corrupt model: say which and how to fix it
+                    raise ModelNotFound(
+                        language,
+                        f"the {location.engine} model {location.name} for {key!r} at "
+                        f"{location.path or location.source} failed to load ({exc}). Fix: "
+                        f"reinstall it with `commhub models install vosk:<zip> --language "
+                        f"{key} --force`, or remove it",
+                    ) from exc
                 log.info(
                     "loaded %s speech model %s for %s in %.1f s",
                     location.engine,
