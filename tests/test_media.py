@@ -132,7 +132,7 @@ async def test_tracks_come_and_go_with_renegotiation(media_hub: Running, clients
     a = await clients.join("alice")
     cam = PatternTrack()
     announced = b.expect("track", state="published")
-    await a.publish(cam, "screen")
+    await a.publish(cam, source="screen")
     assert (await announced)["track"]["source"] == "screen"
     await wait_for(lambda: len(b.remote) == 1)
 

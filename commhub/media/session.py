@@ -86,6 +86,7 @@ class PeerSession:
         self.pc = RTCPeerConnection(rtc_configuration(ice_servers))
         self.send = send
         self.slots: list[Slot] = []
+        self._wanted: list[Publication] = []  # to be carried from the next hub offer
         self.publications: dict[str, Publication] = {}  # by mid
         self.msids: dict[str, str] = {}  # client mid -> client track id
         self.numbering = Numbering()  # the client's payload types and extension ids
@@ -202,38 +203,55 @@ class PeerSession:
     # -- hub-initiated --------------------------------------------------------------------
 
     def add_slot(self, pub: Publication) -> None:
-        """Carry pub to this client: reuse a free transceiver of its kind, or add one."""
-        free = next(
-            (s for s in self.slots if s.publication is None and s.track.kind == pub.kind), None
-        )
-        if free is None:
-            track = ForwardTrack(pub.kind, pub.request_keyframe)
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            codecs = [
-                c
-                for c in RTCRtpSender.getCapabilities(pub.kind).codecs
-                if c.mimeType.split("/")[1].lower() in SUPPORTED[pub.kind]
-            ]
-            transceiver.setCodecPreferences(codecs)
-            free = Slot(transceiver, track)
-            self.slots.append(free)
-            _relay_pli(transceiver, pub)
-        else:
-            free.track.switch_source(pub.request_keyframe)
-            free.transceiver.direction = "sendonly"
-        free.publication = pub
-        pub.subscribers.add(free.track)
-        pub.request_keyframe()
+        """Carry pub to this client from the next hub offer on.
+
+        Transceivers are only added inside maybe_renegotiate, under the negotiation lock in
+        the stable state: one added while a client offer is being answered would be in
+        the answer but not in the offer.
+        """
+        if pub not in self._wanted:
+            self._wanted.append(pub)
         self.renegotiate_wanted = True
 
     def drop_slot(self, pub: Publication) -> None:
+        if pub in self._wanted:
+            self._wanted.remove(pub)
         for s in self.slots:
             if s.publication is pub:
                 pub.subscribers.discard(s.track)
                 s.publication = None
                 s.track.switch_source(None)  # and let go of the ended publication
-                s.transceiver.direction = "inactive"
                 self.renegotiate_wanted = True
+
+    def _apply_slots(self) -> None:
+        for pub in self._wanted:
+            free = next(
+                (s for s in self.slots if s.publication is None and s.track.kind == pub.kind),
+                None,
+            )
+            if free is None:
+                track = ForwardTrack(pub.kind, pub.request_keyframe)
+                transceiver = self.pc.addTransceiver(track, direction="sendonly")
+                transceiver.setCodecPreferences(
+                    [
+                        c
+                        for c in RTCRtpSender.getCapabilities(pub.kind).codecs
+                        if c.mimeType.split("/")[1].lower() in SUPPORTED[pub.kind]
+                    ]
+                )
+                free = Slot(transceiver, track)
+                self.slots.append(free)
+                _relay_pli(transceiver)
+            else:
+                free.track.switch_source(pub.request_keyframe)
+            free.transceiver.direction = "sendonly"
+            free.publication = pub
+            pub.subscribers.add(free.track)
+            pub.request_keyframe()
+        self._wanted.clear()
+        for s in self.slots:
+            if s.publication is None:
+                s.transceiver.direction = "inactive"
 
     async def maybe_renegotiate(self) -> None:
         """Send the hub's offer when something changed and no negotiation is running."""
@@ -246,6 +264,7 @@ class PeerSession:
             ):
                 return
             self.renegotiate_wanted = False
+            self._apply_slots()
             self.hub_offer_pending = True
             with policy_scope(self.policy):
                 await self.pc.setLocalDescription(await self.pc.createOffer())
@@ -297,7 +316,7 @@ class PeerSession:
             )
 
 
-def _relay_pli(transceiver: RTCRtpTransceiver, pub_holder: Publication) -> None:
+def _relay_pli(transceiver: RTCRtpTransceiver) -> None:
     """A subscriber's picture-loss report becomes a key-frame request to the publisher."""
     sender = transceiver.sender
     original = sender._handle_rtcp_packet
@@ -306,9 +325,8 @@ def _relay_pli(transceiver: RTCRtpTransceiver, pub_holder: Publication) -> None:
         await original(packet)
         if type(packet).__name__ == "RtcpPsfbPacket":
             track = sender.track
+            # Only ask: frames keep flowing, the decoder recovers at the key frame.
             if isinstance(track, ForwardTrack) and track.on_keyframe_needed:
-                track.need_keyframe = True
                 track.on_keyframe_needed()
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
-    del pub_holder

@@ -148,12 +148,13 @@ class RoomClient:
 
     # -- publishing -----------------------------------------------------------------------
 
-    async def publish(self, track: MediaStreamTrack, source: str | None = None) -> None:
-        """Send track to the hub (and to the peer in p2p mode); negotiates right away."""
-        source = source or ("microphone" if track.kind == "audio" else "camera")
-        self.local.append((track, source))
-        hub_id = self._copy("hub", track).id  # the id the hub sees in our SDP's msid
-        await self.send({"type": "track", "track_id": hub_id, "source": source})
+    async def publish(self, *tracks: MediaStreamTrack, source: str | None = None) -> None:
+        """Send tracks to the hub (and to the peer in p2p mode) in one offer."""
+        for track in tracks:
+            kind_source = source or ("microphone" if track.kind == "audio" else "camera")
+            self.local.append((track, kind_source))
+            hub_id = self._copy("hub", track).id  # the id the hub sees in our SDP's msid
+            await self.send({"type": "track", "track_id": hub_id, "source": kind_source})
         await self.negotiate()
 
     async def set_muted(self, track: MediaStreamTrack, muted: bool) -> None:
@@ -212,16 +213,25 @@ class RoomClient:
             err = SignalError(msg)
             self.errors.append(err)
             if err.ref == "sdk-offer" and err.code == "wrong_state":
-                self._awaiting_answer = False
-                self._want_offer = True  # retried once the hub's offer is answered
-                _rollback(self.pc)
+                # the hub's offer crossed ours (usually already rolled back, see below)
+                async with self._neg:
+                    if self._awaiting_answer:
+                        self._awaiting_answer = False
+                        self._want_offer = True
+                        _rollback(self.pc)
         elif kind == "media_mode":
             await self._on_mode(msg)
         elif kind in ("offer", "answer", "ice") and "from" in msg:
             await self._on_direct(msg)
         elif kind == "offer" and self.pc is not None:
             self.slots.update({s["mid"]: s for s in msg["tracks"]})
-            async with self._neg:
+            async with self._neg:  # never while our own offer is being made
+                if self.pc.signalingState == "have-local-offer":
+                    # Glare: the hub refuses our offer while its own is outstanding. Be
+                    # the polite side: drop ours, answer, offer again afterwards.
+                    self._awaiting_answer = False
+                    self._want_offer = True
+                    _rollback(self.pc)
                 await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
                 with policy_scope(self.policy):
                     await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -358,5 +368,15 @@ def _rollback(pc: RTCPeerConnection | None) -> None:
     """Undo our refused offer: aiortc has no rollback, so restore its pre-offer state."""
     if pc is None or pc.signalingState != "have-local-offer":
         return
+    current = pc._RTCPeerConnection__currentLocalDescription  # type: ignore[attr-defined]
+    negotiated = {m.rtp.muxId for m in current.media} if current is not None else set()
+    transceivers = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+    for t in list(transceivers):
+        # Transceivers only our refused offer carried would be matched to the hub's new
+        # sections (same kind, no mid): drop them; negotiate() adds them again later.
+        if t.mid is None or t.mid not in negotiated:
+            if t.mid is not None:
+                pc._RTCPeerConnection__seenMids.discard(t.mid)  # type: ignore[attr-defined]
+            transceivers.remove(t)
     pc._RTCPeerConnection__pendingLocalDescription = None  # type: ignore[attr-defined]
     pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
