@@ -14,6 +14,7 @@ from aiohttp import web
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
+from commhub.media import admin as media_admin
 from commhub.server import admin, health
 from commhub.server.keys import CAPTIONS, HUB
 from commhub.server.signal import signal
@@ -45,6 +46,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
+    app.router.add_routes(media_admin.routes)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)

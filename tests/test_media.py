@@ -92,7 +92,7 @@ async def wait_for(cond: Any, timeout: float = 10.0) -> None:
 
 
 async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, wav: Path) -> None:
-    media_hub.hub.media.set_mode("lobby", "sfu")
+    await media_hub.hub.media.set_mode("lobby", "sfu")
     b = await clients.join("bob")
     await b.negotiate()  # receive-only: b publishes nothing
     a = await clients.join("alice")
@@ -126,7 +126,7 @@ async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, 
 
 
 async def test_tracks_come_and_go_with_renegotiation(media_hub: Running, clients: Clients) -> None:
-    media_hub.hub.media.set_mode("lobby", "sfu")
+    await media_hub.hub.media.set_mode("lobby", "sfu")
     b = await clients.join("bob")
     await b.negotiate()
     a = await clients.join("alice")

@@ -151,7 +151,7 @@ async def test_offer_in_wrong_state_is_refused(media_hub: Running, clients: Clie
 
 
 async def test_grants_gate_publishing_and_subscribing(media_hub: Running, clients: Clients) -> None:
-    media_hub.hub.media.set_mode("lobby", "sfu")
+    await media_hub.hub.media.set_mode("lobby", "sfu")
     listener = await clients.join("listener", grants=["chat"])  # neither publish nor subscribe
     await listener.negotiate()  # receive-only is allowed
     mute = await clients.join("viewer", grants=["subscribe"])
@@ -176,7 +176,7 @@ async def test_grants_gate_publishing_and_subscribing(media_hub: Running, client
 async def test_stalled_track_closes_that_participants_media(
     media_hub: Running, clients: Clients
 ) -> None:
-    media_hub.hub.media.set_mode("lobby", "sfu")
+    await media_hub.hub.media.set_mode("lobby", "sfu")
     b = await clients.join("bob")
     await b.negotiate()
     a = await clients.join("alice")

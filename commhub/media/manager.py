@@ -65,13 +65,13 @@ class Media:
         """
         return self.taps.on_audio_track(callback)
 
-    def set_mode(self, room_name: str, mode: str) -> None:
+    async def set_mode(self, room_name: str, mode: str) -> None:
         """Admin: force `sfu` or `p2p` for a room, or `auto` to follow the defaults."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
         rm = self._room(room_name)
         rm.override = None if mode == "auto" else mode
-        self._spawn(self._recompute(room_name))
+        await self._recompute(room_name)
 
     def mode(self, room_name: str) -> str:
         rm = self.rooms.get(room_name)

@@ -78,7 +78,7 @@ async def test_browser_and_aiortc_exchange_audio(
     media_hub: Running, browser_page: Any, tmp_path: Path
 ) -> None:
     page = browser_page
-    media_hub.hub.media.set_mode("lobby", "sfu")
+    await media_hub.hub.media.set_mode("lobby", "sfu")
     logs: list[str] = []
     page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
 
