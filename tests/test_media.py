@@ -97,6 +97,8 @@ async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, 
     await media_hub.hub.media.set_mode("lobby", "sfu")
     b = await clients.join("bob")
     await b.negotiate()  # receive-only: b publishes nothing
+    taps = media_hub.hub.media.audio_tracks()
+    first_tap = asyncio.ensure_future(anext(taps))
     a = await clients.join("alice")
     player = MediaPlayer(str(wav))
     assert player.audio is not None
@@ -115,11 +117,19 @@ async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, 
             frames.append(await by_kind["video"].track.recv())
     assert all(carries_pattern(f) for f in frames[-3:])
 
-    got = await collect_audio(by_kind["audio"].track, 6.0)
+    tapped_by, tap = await asyncio.wait_for(first_tap, 5)
+    assert tapped_by.id == a.pid and tap.source == "microphone"
+    got, tapped = await asyncio.gather(
+        collect_audio(by_kind["audio"].track, 6.0), collect_audio(tap, 6.0)
+    )
     src, rate = read_wav_mono(wav)
+    source = resample(src, rate, 48000)
     assert len(got) > 48000  # more than a second arrived
-    corr = best_correlation(got, resample(src, rate, 48000))
+    corr = best_correlation(got, source)
     assert corr >= 0.9, corr
+    # the audio tap (what captions consume) hears the same speech
+    assert best_correlation(tapped, source) >= 0.9
+    await taps.aclose()
 
     # Relayed without an encode per subscriber: the hub forwards encoded packets.
     session = media_hub.hub.media.sessions[b.pid]

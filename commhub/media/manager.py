@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from aiortc.sdp import candidate_from_sdp
 from commhub.media.forward import Publication, tee_receiver
 from commhub.media.ice import IcePolicy
 from commhub.media.session import PeerSession, parse_sdp
-from commhub.media.tap import AudioTapCallback, AudioTaps
+from commhub.media.tap import AudioTapCallback, AudioTaps, TapTrack
 from commhub.protocol import ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant
 
@@ -64,6 +64,16 @@ class Media:
         Returns a function that unregisters the callback.
         """
         return self.taps.on_audio_track(callback)
+
+    async def audio_tracks(self) -> AsyncIterator[tuple[Participant, TapTrack]]:
+        """The same as on_audio_track, as an async iterator (unregisters when closed)."""
+        queue: asyncio.Queue[tuple[Participant, TapTrack]] = asyncio.Queue()
+        remove = self.on_audio_track(lambda p, t: queue.put_nowait((p, t)))
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            remove()
 
     async def set_mode(self, room_name: str, mode: str) -> None:
         """Admin: force `sfu` or `p2p` for a room, or `auto` to follow the defaults."""
