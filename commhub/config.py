@@ -40,7 +40,7 @@ class Settings:
     heartbeat: float = 15.0  # WebSocket ping interval; a silent peer is dropped after 1.5x
     join_timeout: float = 10.0
     shutdown_timeout: float = 5.0
-    send_queue: int = 1024  # outbound messages buffered per connection before it is dropped
+    send_buffer: int = 4 * 1024 * 1024  # unsent bytes per connection before it is dropped
     ice_servers: list[dict[str, Any]] = field(default_factory=_ice_servers_default)
     # media: addresses the hub advertises in ICE (empty: all interfaces; aioice skips
     # loopback), the UDP port range of its host candidates (0/0: any), room mode default
@@ -106,7 +106,7 @@ class Settings:
         need(self.heartbeat > 0, "heartbeat", "expected > 0 seconds")
         need(self.join_timeout > 0, "join_timeout", "expected > 0 seconds")
         need(self.shutdown_timeout > 0, "shutdown_timeout", "expected > 0 seconds")
-        need(self.send_queue >= 16, "send_queue", "expected >= 16")
+        need(self.send_buffer >= 65536, "send_buffer", "expected >= 65536 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         need(
             all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),

@@ -1,4 +1,12 @@
-"""One signalling socket's outbound side: a bounded queue drained by a writer task."""
+"""One signalling socket's outbound side: each event is framed once, then written straight
+to every recipient's transport.
+
+Server-to-client WebSocket frames are unmasked, so the bytes of one event are the same for
+every recipient: the bus serialises an event once, `frame()` turns that string into a frame
+once (memoised on the string object), and a delivery is one `transport.write` with no task
+hop. The transport's write buffer is the queue; a reader that lets it grow past the limit
+is dropped (1013) instead of holding the room's memory.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
+import struct
+from functools import lru_cache
 
 from aiohttp import web
 
@@ -26,72 +35,72 @@ CLOSE_CODES = {
     "internal_error": 1011,
 }
 _BYE = {"left", "replaced", "removed", "room_closed"}
+CLOSE_TIMEOUT = 3.0
+
+
+@lru_cache(maxsize=256)
+def frame(data: str) -> bytes:
+    """An unmasked, final, uncompressed text frame (RFC 6455 5.2)."""
+    payload = data.encode()
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, queue_size: int) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, limit: int) -> None:
         self.ws = ws
-        self.queue: deque[str] = deque()
-        self.queue_size = queue_size
-        self.wakeup = asyncio.Event()
-        self.drained = asyncio.Event()
+        self.transport = transport
+        self.limit = limit  # bytes waiting in the transport before the reader is dropped
         self.ended = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
-        self.writer = asyncio.create_task(self._write(), name="commhub-ws-writer")
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def deliver(self, data: str) -> None:
-        if self.closing:
+        if self.closing or self.transport.is_closing():
             return
-        if len(self.queue) >= self.queue_size:
-            # A reader this far behind holds the room's memory hostage: drop it.
-            log.warning("slow consumer: %d messages queued, closing", len(self.queue))
-            task = asyncio.create_task(self.end("slow_consumer", "too many undelivered messages"))
+        if self.transport.get_write_buffer_size() > self.limit:
+            log.warning("slow consumer: %d bytes unsent, closing", self.limit)
+            self.closing = True  # nothing more for it; the close frame goes out below
+            task = asyncio.create_task(self._close("slow_consumer", "too much undelivered data"))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self.queue.append(data)
-        self.drained.clear()
-        self.wakeup.set()
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                await self.wakeup.wait()
-                self.wakeup.clear()
-                while self.queue:
-                    await self.ws.send_str(self.queue.popleft())
-                self.drained.set()
-        except (ConnectionError, RuntimeError) as exc:  # peer gone mid-write
-            log.debug("writer stopped: %s", exc)
-        finally:
-            self.drained.set()
-
-    async def flush(self) -> None:
-        """Wait (bounded) until what is queued has been written."""
-        if self.queue:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2.0):
-                    await self.drained.wait()
+        self.transport.write(frame(data))
 
     async def end(self, reason: str, message: str) -> None:
-        """Send the last word (bye, when it has one), flush, and close with reason's code."""
+        """Say why (bye, when the reason has one) and close with the reason's code."""
         if self.closing:
             await self.ended.wait()
             return
         if reason in _BYE:
             self.deliver(json.dumps({"type": "bye", "reason": reason, "message": message}))
         self.closing = True
-        await self.flush()
-        code = CLOSE_CODES.get(reason, 1000)
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=message[:120].encode())
+        await self._close(reason, message)
+
+    async def _close(self, reason: str, message: str) -> None:
+        # A close frame cannot reach a reader that stopped reading (the write would wait
+        # for it forever): such a socket, or one that does not answer in time, is aborted.
+        try:
+            if reason == "slow_consumer":
+                raise TimeoutError
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(
+                    code=CLOSE_CODES.get(reason, 1000), message=message[:120].encode()
+                )
+        except Exception:
+            self.transport.abort()
         self.ended.set()
 
     async def stop(self) -> None:
-        """Release the writer task (after the socket is gone)."""
+        """The socket is gone: nothing more is written."""
         self.closing = True
-        self.writer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.writer
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         self.ended.set()

@@ -62,9 +62,13 @@ async def signal(request: web.Request) -> web.StreamResponse:
         heartbeat=hub.settings.heartbeat,
         max_msg_size=hub.settings.max_message_bytes * _HARD_LIMIT_FACTOR,
         timeout=2.0,
+        compress=False,  # frames are written pre-built (server/connection.py)
     )
     await ws.prepare(request)
-    session = Session(hub, ws, claims, room)
+    transport = request.transport
+    if not isinstance(transport, asyncio.Transport):
+        return ws  # the peer went away during the handshake
+    session = Session(hub, ws, transport, claims, room)
     hub.metrics.connections.inc()
     try:
         await session.run()
@@ -76,12 +80,19 @@ async def signal(request: web.Request) -> web.StreamResponse:
 class Session:
     """One connection's inbound side and its participant."""
 
-    def __init__(self, hub: Hub, ws: web.WebSocketResponse, claims: Claims, room: str) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        claims: Claims,
+        room: str,
+    ) -> None:
         self.hub = hub
         self.ws = ws
         self.claims = claims
         self.room_name = room
-        self.conn = Connection(ws, hub.settings.send_queue)
+        self.conn = Connection(ws, transport, hub.settings.send_buffer)
         self.limiter = RateLimiter(
             hub.settings.rate_limit, hub.settings.rate_burst, hub.settings.flood_strikes
         )
