@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -132,3 +134,24 @@ async def test_english_speaker_read_in_spanish_and_english(
         assert got["translation"]["status"] == "ok"
         assert got["translation"]["text"] == "Va de frente diez metros"
     assert await metric(hub, "commhub_translation_engine_calls_total") == calls + 1
+
+
+async def test_killed_engine_is_restarted_and_the_room_goes_on(hub: Running) -> None:
+    from commhub.translate import ApertiumTranslator, TranslationService
+
+    a = await hub.joined(identity="a", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    await a.send({"type": "chat", "text": "Good morning."})
+    assert (await b.expect("chat"))["translation"]["status"] == "ok"
+    service = hub.hub.translator
+    assert isinstance(service, TranslationService)
+    engine = service.engines["apertium"]
+    assert isinstance(engine, ApertiumTranslator)
+    pid = engine.pipe("en", "es").pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)
+    await a.send({"type": "chat", "text": "The office opens at nine."})
+    got = await b.expect("chat")
+    assert got["text"] == "The office opens at nine."  # delivered whatever happened
+    assert got["translation"]["status"] == "ok" and "nueve" in got["translation"]["text"]
+    assert engine.pipe("en", "es").pid not in (None, pid)
