@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -70,3 +72,36 @@ async def start_hub(settings: Settings) -> AsyncIterator[StartHub]:
 @pytest.fixture
 async def hub(start_hub: StartHub) -> Running:
     return await start_hub()
+
+
+class LoopWatch:
+    """Measures how late the event loop wakes a 20 ms sleeper: a blocking call shows up."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task = asyncio.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            start = loop.time()
+            await asyncio.sleep(0.02)
+            self.worst = max(self.worst, loop.time() - start - 0.02)
+
+    async def stop(self) -> float:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        return self.worst
+
+
+LOOP_BLOCK_LIMIT = 0.5  # seconds; model loads (~2 s) or recognition on the loop exceed it
+
+
+@pytest.fixture
+async def loop_watch() -> AsyncIterator[LoopWatch]:
+    """Fail the test if anything blocked the event loop for longer than the limit."""
+    watch = LoopWatch()
+    yield watch
+    worst = await watch.stop()
+    assert worst < LOOP_BLOCK_LIMIT, f"the event loop was blocked for {worst:.2f} s"

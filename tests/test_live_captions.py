@@ -13,7 +13,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
 from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, espeak, silence
-from tests.conftest import Running, StartHub
+from tests.conftest import LoopWatch, Running, StartHub
 from tests.media_helpers import LOOPBACK
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,7 @@ def korean_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def caption_hub(start_hub: StartHub) -> Running:
+async def caption_hub(start_hub: StartHub, loop_watch: LoopWatch) -> Running:
     return await start_hub(ice_host_addresses=list(LOOPBACK), caption_phrases={"ko": KO_PHRASES})
 
 

@@ -15,7 +15,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
 from tests.audio import POCKETSPHINX_DATA, silence
-from tests.conftest import Running, StartHub
+from tests.conftest import LoopWatch, Running, StartHub
 from tests.media_helpers import LOOPBACK
 
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ async def clients() -> AsyncIterator[list[RoomClient]]:
 
 
 async def test_english_speaker_read_in_spanish_and_english(
-    start_hub: StartHub, english_wav: Path, clients: list[RoomClient]
+    start_hub: StartHub, english_wav: Path, clients: list[RoomClient], loop_watch: LoopWatch
 ) -> None:
     hub = await start_hub(ice_host_addresses=list(LOOPBACK))
 
