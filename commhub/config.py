@@ -52,7 +52,7 @@ class Settings:
     log_level: str = "info"
     captions: bool = True  # run live captions on every published audio track
     caption_budget: int = 0  # concurrently decoding recognizers per node; 0 = CPU count
-    caption_end_silence_ms: int = 500  # silence that ends an utterance (then the final)
+    caption_end_silence_ms: int = 400  # silence that ends an utterance (then the final)
     caption_preload: list[str] = field(default_factory=lambda: ["ko", "en"])  # load at start
     caption_phrases: dict[str, list[str]] = field(default_factory=dict)  # lang -> grammar
     speech_engines: dict[str, str] = field(default_factory=dict)  # lang -> vosk|pocketsphinx

@@ -34,11 +34,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StreamSettings:
-    chunk_ms: int = 120  # decode granularity (a partial can change this often)
+    chunk_ms: int = 90  # decode granularity, a multiple of the gate's 30 ms frames
     partials: bool = True
     # An unchanged partial is re-sent so that one arrives at least this often while
     # someone speaks (listeners see the caption is live; its end time moves on).
     partial_refresh_ms: int = 250
+    # Room for network and decoder jitter: a partial is re-sent early rather than late.
+    partial_margin_ms: int = 60
     max_backlog_s: float = 30.0  # undecoded speech per stream before new utterances are shed
     lossless: bool = False  # files: push() waits for room instead of shedding
     gate: GateSettings = field(default_factory=GateSettings)
@@ -266,9 +268,9 @@ class CaptionStream:
         now = time.monotonic()
         if hyp is not None:
             segment.last_partial = hyp.text
-        elif (now - segment.last_partial_at) + self.settings.chunk_ms / 1000 <= (
-            self.settings.partial_refresh_ms / 1000
-        ):
+        elif (now - segment.last_partial_at) + (
+            self.settings.chunk_ms + self.settings.partial_margin_ms
+        ) / 1000 <= self.settings.partial_refresh_ms / 1000:
             return  # the next chunk still arrives in time for the cadence
         if not segment.last_partial:
             return
