@@ -290,6 +290,7 @@ async def fanout(hub: Hub, relay: str, kind: str, n: int, window: float) -> dict
         c = RoomClient(hub.url, hub.token(room, f"sub{i}"), ice_hosts=LOOP)
         await c.connect()
         c.pc = RTCPeerConnection()
+        c._pcs.add(c.pc)
         count_without_decoding(c.pc, counters)
         c.pc.on("track", lambda track, c=c: c._on_hub_track(track))
         await c.negotiate()
@@ -314,6 +315,7 @@ async def meeting(hub: Hub, n: int, window: float) -> dict[str, Any]:
         c = RoomClient(hub.url, hub.token(room, f"p{i}"), ice_hosts=LOOP)
         await c.connect()
         c.pc = RTCPeerConnection()
+        c._pcs.add(c.pc)
         count_without_decoding(c.pc, counters)
         c.pc.on("track", lambda track, c=c: c._on_hub_track(track))
         # one offer with both tracks, connected before the next arrives: the SDK is an

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpTransceiver
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import Publication, tee_receiver
 from commhub.media.ice import IcePolicy
@@ -280,8 +280,6 @@ class Media:
         desc = session.pc.remoteDescription
         if desc is None:
             return
-        from aiortc.sdp import SessionDescription
-
         parsed = SessionDescription.parse(desc.sdp)
         live = {
             m.rtp.muxId

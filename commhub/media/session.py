@@ -53,9 +53,7 @@ def parse_sdp(sdp: str, ref: str | None) -> SessionDescription:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
         raise ProtocolError(ErrorCode.INVALID_SDP, f"the SDP does not parse: {exc}", ref) from None
-    if not parsed.media and not parsed.group:
-        raise ProtocolError(ErrorCode.NO_MEDIA, "the SDP has no media sections", ref)
-    if not parsed.media or not any(m.port != 0 or m.kind for m in parsed.media):
+    if not parsed.media:
         raise ProtocolError(ErrorCode.NO_MEDIA, "the SDP has no media sections", ref)
     return parsed
 

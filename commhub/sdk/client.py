@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -61,6 +62,9 @@ class RoomClient:
         self.peer_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.direct: RTCPeerConnection | None = None
+        # every peer connection this client made and that is still alive, for close()
+        self._pcs: weakref.WeakSet[RTCPeerConnection] = weakref.WeakSet()
+        self._closing: set[asyncio.Task[None]] = set()
         self.local: list[tuple[MediaStreamTrack, str]] = []
         # A local track feeds the hub and, in p2p, the peer: each sender gets its own copy.
         self._fanout = Fanout()
@@ -124,6 +128,17 @@ class RoomClient:
             self._copies[key] = self._fanout.copy(track)
         return self._copies[key]
 
+    def _close_pc_soon(self, pc: RTCPeerConnection) -> asyncio.Task[None]:
+        # Its own task: a cancelled caller must not cancel aiortc's close half-way (that
+        # leaves its close future unresolved and every later close() waiting forever).
+        task = asyncio.ensure_future(pc.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        return task
+
+    async def _close_pc(self, pc: RTCPeerConnection) -> None:
+        await asyncio.shield(self._close_pc_soon(pc))
+
     def received(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.inbox if m["type"] == kind]
 
@@ -136,9 +151,10 @@ class RoomClient:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for pc in (self.pc, self.direct):
-            if pc is not None:
-                await asyncio.shield(pc.close())
+        for pc in list(self._pcs):
+            self._close_pc_soon(pc)
+        await asyncio.gather(*self._closing, return_exceptions=True)
+        self._pcs.clear()
         self.pc = self.direct = None
         await self._fanout.close()
         if self._ws is not None:
@@ -166,6 +182,7 @@ class RoomClient:
             self.pc = RTCPeerConnection(
                 rtc_configuration(self.joined["ice_servers"] if self.joined else [])
             )
+            self._pcs.add(self.pc)
             self.pc.on("track", lambda track: self._on_hub_track(track))
         pc = self.pc
         async with self._neg:
@@ -219,6 +236,15 @@ class RoomClient:
                         self._awaiting_answer = False
                         self._want_offer = True
                         _rollback(self.pc)
+        elif kind == "media_closed" and self.pc is not None:
+            # the hub ended our peer connection (ICE failure, stall): start afresh on the
+            # next negotiate()
+            pc, self.pc = self.pc, None
+            self._awaiting_answer = False
+            self._copies = {k: v for k, v in self._copies.items() if k[0] != "hub"}
+            for key in [k for k in self.remote if not k.startswith("p2p:")]:
+                del self.remote[key]
+            await self._close_pc(pc)
         elif kind == "media_mode":
             await self._on_mode(msg)
         elif kind in ("offer", "answer", "ice") and "from" in msg:
@@ -293,7 +319,7 @@ class RoomClient:
         old = self.mode
         self.mode, self.peer_id = msg["mode"], msg.get("peer")
         if self.mode == "sfu" and self.direct is not None:
-            await self.direct.close()
+            await self._close_pc(self.direct)
             self.direct = None
             for key in [k for k in self.remote if k.startswith("p2p:")]:
                 del self.remote[key]
@@ -306,6 +332,7 @@ class RoomClient:
         # senders stop their tracks when a connection closes: fresh copies for a new one
         self._copies = {k: v for k, v in self._copies.items() if k[0] != "p2p"}
         pc = RTCPeerConnection(rtc_configuration(self.joined["ice_servers"] if self.joined else []))
+        self._pcs.add(pc)
         peer = self.peer_id
 
         @pc.on("track")
@@ -324,7 +351,7 @@ class RoomClient:
 
     async def _direct_offer(self) -> None:
         if self.direct is not None:
-            await self.direct.close()
+            await self._close_pc(self.direct)
         pc = self._new_direct()
         for kind in ("audio", "video"):
             mine = next((t for t, _ in self.local if t.kind == kind), None)
