@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
+from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
 LOOPBACK = ("127.0.0.1",)
@@ -114,3 +115,29 @@ def census() -> dict[str, int]:
     tasks = len([t for t in asyncio.all_tasks() if not t.done()])
     threads = len([t for t in threading.enumerate() if "decoder" in t.name])
     return {"pcs": pcs, "tasks": tasks, "decoder_threads": threads}
+
+
+class ToneTrack(MediaStreamTrack):
+    """A 440 Hz tone in 20 ms frames, paced in real time."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+        self.t0: float | None = None
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        self.t0 = self.t0 if self.t0 is not None else loop.time()
+        await asyncio.sleep(max(0.0, self.t0 + self.n * 0.02 - loop.time()))
+        t = (np.arange(960) + self.n * 960) / 48000
+        samples = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
+        frame = AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = self.n * 960
+        frame.time_base = fractions.Fraction(1, 48000)
+        self.n += 1
+        return frame

@@ -261,3 +261,24 @@ async def test_audio_only_publisher_player(
     await a.publish(player.audio)
     await wait_for(lambda: media_hub.hub.media.counts()["publications"] == 1)
     player.audio.stop()
+
+
+async def test_crossing_offers_settle_everyone_receives_everyone(
+    media_hub: Running, clients: Clients
+) -> None:
+    """Three clients publish twice each at once: hub offers cross client offers (glare)."""
+    from tests.media_helpers import ToneTrack
+
+    people = [await clients.join(f"p{i}") for i in range(3)]
+    for p in people:  # the second offer of each races the hub's offers for the others
+        await p.publish(ToneTrack())
+        await p.publish(PatternTrack())
+    await wait_for(lambda: all(len(p.remote) == 4 for p in people), timeout=20)
+    await wait_for(
+        lambda: all(p.pc is not None and p.pc.connectionState == "connected" for p in people)
+    )
+    for p in people:
+        video = next(r for r in p.remote.values() if r.meta["kind"] == "video")
+        async with asyncio.timeout(10):
+            await video.track.recv()
+    assert media_hub.hub.media.counts() == {"sessions": 3, "publications": 6}

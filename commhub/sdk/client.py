@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import candidate_from_sdp
+from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.sdk.fanout import Fanout
@@ -81,6 +81,7 @@ class RoomClient:
         self._neg = asyncio.Lock()
         self._want_offer = False
         self._awaiting_answer = False
+        self._before_offer: tuple[Any, Any] = (None, None)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- connection -----------------------------------------------------------------------
@@ -198,6 +199,11 @@ class RoomClient:
                 pc.addTransceiver(self._copy("hub", track), direction="sendonly")
             if not pc.getTransceivers():
                 pc.addTransceiver("audio", direction="recvonly")
+            # what a rollback must restore (aiortc keeps an answered offer "pending")
+            self._before_offer = (
+                pc._RTCPeerConnection__pendingLocalDescription,  # type: ignore[attr-defined]
+                pc._RTCPeerConnection__currentLocalDescription,  # type: ignore[attr-defined]
+            )
             with policy_scope(self.policy):
                 await pc.setLocalDescription(await pc.createOffer())
             self._awaiting_answer = True
@@ -235,7 +241,7 @@ class RoomClient:
                     if self._awaiting_answer:
                         self._awaiting_answer = False
                         self._want_offer = True
-                        _rollback(self.pc)
+                        _rollback(self.pc, self._before_offer)
         elif kind == "media_closed" and self.pc is not None:
             # the hub ended our peer connection (ICE failure, stall): start afresh on the
             # next negotiate()
@@ -257,7 +263,7 @@ class RoomClient:
                     # the polite side: drop ours, answer, offer again afterwards.
                     self._awaiting_answer = False
                     self._want_offer = True
-                    _rollback(self.pc)
+                    _rollback(self.pc, self._before_offer)
                 await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
                 with policy_scope(self.policy):
                     await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -391,12 +397,14 @@ class RoomClient:
         task.add_done_callback(self._tasks.discard)
 
 
-def _rollback(pc: RTCPeerConnection | None) -> None:
+def _rollback(pc: RTCPeerConnection | None, before: tuple[Any, Any]) -> None:
     """Undo our refused offer: aiortc has no rollback, so restore its pre-offer state."""
     if pc is None or pc.signalingState != "have-local-offer":
         return
-    current = pc._RTCPeerConnection__currentLocalDescription  # type: ignore[attr-defined]
-    negotiated = {m.rtp.muxId for m in current.media} if current is not None else set()
+    remote = pc.remoteDescription
+    negotiated = (
+        {m.rtp.muxId for m in SessionDescription.parse(remote.sdp).media} if remote else set()
+    )
     transceivers = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
     for t in list(transceivers):
         # Transceivers only our refused offer carried would be matched to the hub's new
@@ -405,5 +413,13 @@ def _rollback(pc: RTCPeerConnection | None) -> None:
             if t.mid is not None:
                 pc._RTCPeerConnection__seenMids.discard(t.mid)  # type: ignore[attr-defined]
             transceivers.remove(t)
-    pc._RTCPeerConnection__pendingLocalDescription = None  # type: ignore[attr-defined]
+    # and the transports only they used (aiortc would count them as still connecting)
+    used = {t.receiver.transport for t in transceivers}
+    dtls = pc._RTCPeerConnection__dtlsTransports  # type: ignore[attr-defined]
+    for transport in [d for d in dtls if d not in used]:
+        dtls.discard(transport)
+        pc._RTCPeerConnection__iceTransports.discard(transport.transport)  # type: ignore[attr-defined]
+    pending, current = before
+    pc._RTCPeerConnection__pendingLocalDescription = pending  # type: ignore[attr-defined]
+    pc._RTCPeerConnection__currentLocalDescription = current  # type: ignore[attr-defined]
     pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
