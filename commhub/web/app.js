@@ -36,7 +36,7 @@ async function join(ev) {
   });
   hub.addEventListener("chat", (e) => {
     const li = document.createElement("li");
-    li.textContent = `${e.detail.from.name}: ${e.detail.text}`;
+    li.append(`${e.detail.from.name}: `, ...bilingual(e.detail));
     $("chat").append(li);
   });
   hub.addEventListener("track", (e) => addTile(e.detail));
@@ -47,7 +47,15 @@ async function join(ev) {
       if (t) t.classList.toggle("muted", !!r.meta.muted);
     }
   });
-  hub.addEventListener("caption", (e) => { $("captions").textContent = e.detail.text || ""; });
+  hub.addEventListener("caption", (e) => showCaption(e.detail));
+  hub.addEventListener("notice", (e) => {
+    const li = document.createElement("li");
+    li.className = "notice";
+    li.textContent = e.detail.type === "caption_unavailable"
+      ? `${nameOf(e.detail.participant)}: no captions for ${e.detail.lang}`
+      : `captions are behind: ${e.detail.dropped_partials} partial(s) skipped`;
+    $("captions").append(li);
+  });
   hub.addEventListener("error", (e) => console.warn("commhub error", e.detail));
   try {
     await hub.connect();
@@ -56,6 +64,7 @@ async function join(ev) {
     $("state").className = "bad";
     return;
   }
+  $("read-lang").value = hub.me.read;
   $("join").disabled = true; $("leave").disabled = false;
   $("chat-text").disabled = false; $("chat-form").querySelector("button").disabled = false;
   const wantVideo = $("with-video").checked;
@@ -68,6 +77,35 @@ async function join(ev) {
     console.warn("no local media, receiving only", err);
     await hub.receiveOnly();
   }
+}
+
+// The text in my language first, the original beside it; why, when it could not be translated.
+function bilingual(msg) {
+  const t = msg.translation;
+  const main = document.createElement("span");
+  main.className = "text";
+  main.textContent = t && t.status === "ok" ? t.text : msg.text;
+  if (!t) return [main];
+  const orig = document.createElement("span");
+  orig.className = "original";
+  orig.textContent = t.status === "ok" ? msg.text : `(not translated: ${t.status})`;
+  orig.lang = t.status === "ok" ? msg.lang : "";
+  return [main, orig];
+}
+
+// One line per utterance (segment): partials replace it in place, the final settles it.
+function showCaption(c) {
+  let li = document.getElementById("seg-" + c.segment);
+  if (!li) {
+    li = document.createElement("li");
+    li.id = "seg-" + c.segment;
+    $("captions").append(li);
+    while ($("captions").children.length > 8) $("captions").firstElementChild.remove();
+  }
+  li.className = c.final ? "final" : "partial";
+  const who = document.createElement("b");
+  who.textContent = `${nameOf(c.speaker)}: `;
+  li.replaceChildren(who, ...bilingual(c));
 }
 
 function addTile(r) {
@@ -96,5 +134,6 @@ $("join-form").addEventListener("submit", join);
 $("leave").addEventListener("click", () => { hub.leave(); $("join").disabled = false; $("leave").disabled = true; });
 $("mute-audio").addEventListener("click", (e) => toggle("audio", e.target, "Mute mic", "Unmute mic"));
 $("mute-video").addEventListener("click", (e) => toggle("video", e.target, "Stop camera", "Start camera"));
+$("read-lang").addEventListener("change", (e) => { if (hub && e.target.validity.valid && e.target.value) hub.setLanguage({ read: e.target.value }); });
 $("chat-form").addEventListener("submit", (e) => { e.preventDefault(); const t = $("chat-text").value.trim(); if (t) hub.chat(t); $("chat-text").value = ""; });
 if (params.get("token") && params.get("autojoin") === "1") $("join-form").requestSubmit();

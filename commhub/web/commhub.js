@@ -2,7 +2,8 @@
 // One RTCPeerConnection with the hub (what we publish + what the hub relays to us),
 // a direct one to the other party when the hub puts the room in p2p mode.
 // Events (CommHub is an EventTarget): state, joined, participants, chat, track, trackended,
-// mode, error, message (every server message), caption (reserved for captions).
+// mode, error, message (every server message), caption (partial and final captions, with a
+// translation when the hub made one), notice (caption_unavailable / caption_degraded).
 export class CommHub extends EventTarget {
   constructor({ url = location.origin, token, name, p2p = true } = {}) {
     super();
@@ -83,6 +84,13 @@ export class CommHub extends EventTarget {
   async receiveOnly() {
     this.hubPc().addTransceiver("audio", { direction: "recvonly" });
     await this.negotiate();
+  }
+
+  setLanguage({ speak, read }) {
+    const msg = { type: "set_language" };
+    if (speak) msg.speak = speak;
+    if (read) msg.read = read;
+    this.send(msg);
   }
 
   setMuted(track, muted) {
@@ -167,6 +175,10 @@ export class CommHub extends EventTarget {
         break;
       case "caption":
         this.emit("caption", msg);
+        break;
+      case "caption_unavailable":
+      case "caption_degraded":
+        this.emit("notice", msg);
         break;
     }
   }

@@ -135,3 +135,59 @@ async def test_browser_and_aiortc_exchange_audio(
         player.audio.stop()
     finally:
         await sdk.close()
+
+
+async def test_browser_shows_live_captions_and_translated_chat(
+    start_hub: StartHub, browser_page: Any, tmp_path: Path
+) -> None:
+    from tests.audio import KO_PHRASES, KO_SENTENCE, espeak, silence
+    from tests.test_live_captions import write_wav
+    from tests.wsclient import SignalClient
+
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK), caption_phrases={"ko": KO_PHRASES})
+    page = browser_page
+    token = hub.token("desk", "visitor", name="Visitor", speak="es", read="es")
+    await page.goto(f"{hub.url}/?token={token}&autojoin=1&processing=off")
+    await page.wait_for_function("document.body.dataset.media === 'connected'", timeout=20000)
+
+    # A Korean agent speaks over WebRTC: the page shows the live caption of the utterance.
+    wav = write_wav(tmp_path / "ko.wav", silence(0.5) + espeak(KO_SENTENCE) + silence(1.5))
+    agent = RoomClient(hub.url, hub.token("desk", "agent", name="Agent", speak="ko", read="ko"),
+                       ice_hosts=LOOPBACK)  # fmt: skip
+    player = MediaPlayer(str(wav))
+    try:
+        await agent.connect()
+        assert player.audio is not None
+        await agent.publish(player.audio)
+        await page.wait_for_function(
+            "[...document.querySelectorAll('#captions li.final')]"
+            ".some(li => li.textContent.includes('안녕하세요 서울 시청 입니다'))",
+            timeout=60000,
+        )
+        line = await page.text_content("#captions li.final")
+        assert line is not None and line.startswith("Agent: ")
+
+        # English chat is shown in Spanish, the original beside it...
+        writer = await SignalClient.connect(hub.url, hub.token("desk", "resident", speak="en"))
+        await writer.join()
+        await writer.send({"type": "chat", "text": "Where is the city hall?"})
+        await page.wait_for_function(
+            "document.querySelector('#chat li:last-child .text')?.textContent.includes('Dónde')",
+            timeout=20000,
+        )
+        original = await page.text_content("#chat li:last-child .original")
+        assert original == "Where is the city hall?"
+        # ...and after switching the page's reading language live, in English.
+        await page.fill("#read-lang", "en")
+        await page.dispatch_event("#read-lang", "change")
+        await writer.expect("participant_updated")
+        await writer.send({"type": "chat", "text": "Thank you"})
+        await page.wait_for_function(
+            "document.querySelector('#chat li:last-child')?.textContent === 'resident: Thank you'",
+            timeout=20000,
+        )
+        await writer.close()
+    finally:
+        if player.audio is not None:
+            player.audio.stop()
+        await agent.close()
