@@ -48,6 +48,7 @@ class Settings:
     udp_port_min: int = 0
     udp_port_max: int = 0
     room_mode: str = "auto"  # auto (p2p for two p2p-capable clients, else sfu), sfu, p2p
+    audio_jitter_prefetch: int = 2  # audio packets (20 ms each) held before playout; aiortc: 4
     media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
     captions: bool = True  # run live captions on every published audio track
@@ -121,6 +122,7 @@ class Settings:
             "or both 0",
         )
         need(self.room_mode in {"auto", "sfu", "p2p"}, "room_mode", "expected auto, sfu or p2p")
+        need(1 <= self.audio_jitter_prefetch <= 16, "audio_jitter_prefetch", "expected 1..16")
         need(self.media_stall_timeout > 0, "media_stall_timeout", "expected > 0 seconds")
         need(
             self.log_level in {"debug", "info", "warning", "error"},

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpReceiver
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
 
@@ -57,10 +58,21 @@ class TeeQueue(queue.Queue[Any]):
 
 
 def tee_receiver(
-    receiver: RTCRtpReceiver, on_frame: Callable[[str, bytes, int], None], decode: bool
+    receiver: RTCRtpReceiver,
+    on_frame: Callable[[str, bytes, int], None],
+    decode: bool,
+    audio_prefetch: int | None = None,
 ) -> None:
-    """Swap the receiver's decoder queue (before it starts: aiortc hands it to the thread then)."""
+    """Swap the receiver's decoder queue (before it starts: aiortc hands it to the thread then).
+
+    aiortc holds 4 audio packets (80 ms) before releasing the first; every relayed packet and
+    every caption waits that long. `audio_prefetch` sets how many it holds instead.
+    """
     receiver._RTCRtpReceiver__decoder_queue = TeeQueue(on_frame, decode)  # type: ignore[attr-defined]
+    if audio_prefetch is not None and receiver._RTCRtpReceiver__kind == "audio":  # type: ignore[attr-defined]
+        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+            capacity=16, prefetch=audio_prefetch
+        )
 
 
 class ForwardTrack(MediaStreamTrack):

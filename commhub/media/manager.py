@@ -256,7 +256,9 @@ class Media:
         pub.source = meta.get("source", pub.source)
         pub.muted = meta.get("muted", False)
         decode = kind == "audio" and self.taps.active
-        tee_receiver(transceiver.receiver, pub.on_frame, decode)
+        tee_receiver(
+            transceiver.receiver, pub.on_frame, decode, self.hub.settings.audio_jitter_prefetch
+        )
         session.publications[mid] = pub
         rm.publications[track_id] = pub
         if decode:
