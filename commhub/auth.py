@@ -13,6 +13,7 @@ GRANTS = ("publish", "subscribe", "chat", "moderate", "admin")
 DEFAULT_GRANTS = ("publish", "subscribe", "chat")
 ROLES = ("guest", "customer", "resident", "business", "agent", "moderator", "admin", "bot")
 ANY_ROOM = "*"  # admin tokens may name every room
+MEDIA_MODES = (None, "sfu", "p2p", "auto")
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
 _ROOM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -36,6 +37,7 @@ class Claims:
     speak: str = "en"
     read: str = "en"
     expires: float = 0.0
+    media_mode: str | None = None  # sfu | p2p | auto: the room's media mode, set on join
 
     def can(self, grant: str) -> bool:
         return grant in self.grants or "admin" in self.grants
@@ -65,6 +67,7 @@ def issue(
     ttl: float = 6 * 3600,
     issuer: str = "commhub",
     not_before: float | None = None,
+    media_mode: str | None = None,
 ) -> str:
     """Mint a signed token; raises ValueError for values the hub would refuse anyway."""
     if room != ANY_ROOM and not valid_room_name(room):
@@ -81,6 +84,8 @@ def issue(
             raise ValueError(f"invalid language tag {lang!r}")
     if ttl <= 0:
         raise ValueError("ttl must be positive")
+    if media_mode not in MEDIA_MODES:
+        raise ValueError(f"media_mode must be one of sfu, p2p, auto, not {media_mode!r}")
     now = time.time()
     payload: dict[str, Any] = {
         "iss": issuer,
@@ -94,6 +99,8 @@ def issue(
         "grants": sorted(set(grants)),
         "lang": {"speak": speak, "read": read or speak},
     }
+    if media_mode is not None:
+        payload["media"] = media_mode
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
@@ -154,6 +161,9 @@ def _claims(payload: dict[str, Any]) -> Claims:
     role = payload.get("role", "guest")
     if role not in ROLES:
         raise bad("role")
+    media_mode = payload.get("media")
+    if media_mode not in MEDIA_MODES:
+        raise bad("media mode")
     identity = str(payload["sub"])
     return Claims(
         identity=identity,
@@ -164,4 +174,5 @@ def _claims(payload: dict[str, Any]) -> Claims:
         speak=speak,
         read=read,
         expires=float(payload["exp"]),
+        media_mode=media_mode,
     )

@@ -74,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--ttl", type=duration, default=6 * 3600.0, help="lifetime, e.g. 6h")
     token.add_argument("--admin", action="store_true", help="add the admin grant")
+    token.add_argument(
+        "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
+    )
 
     models = sub.add_parser("models", help="list or install speech and translation models")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -239,6 +242,7 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
                 read=args.read,
                 ttl=args.ttl,
                 issuer=settings.issuer,
+                media_mode=args.media_mode,
             )
         )
     except ValueError as exc:

@@ -141,3 +141,16 @@ async def test_admin_token_joins_a_named_room(hub: Running) -> None:
         joined = await ws.receive_json()
         assert joined["type"] == "joined" and joined["room"]["name"] == "desk-7"
         await ws.close()
+
+
+def test_media_mode_claim() -> None:
+    assert (
+        auth.verify(SECRET, auth.issue(SECRET, room="r", identity="u", media_mode="p2p")).media_mode
+        == "p2p"
+    )
+    assert auth.verify(SECRET, auth.issue(SECRET, room="r", identity="u")).media_mode is None
+    with pytest.raises(ValueError):
+        auth.issue(SECRET, room="r", identity="u", media_mode="mesh")
+    with pytest.raises(auth.AuthError) as info:
+        auth.verify(SECRET, _forge({"media": "mesh"}))
+    assert info.value.code == "token_malformed"

@@ -239,3 +239,14 @@ async def test_auto_mode_needs_both_clients_capable(media_hub: Running, clients:
     await b.expect("pong", ref="sync")
     assert media_hub.hub.media.mode("lobby") == "sfu"
     assert a.mode == b.mode == "sfu"
+
+
+async def test_token_sets_the_room_mode(media_hub: Running, clients: Clients) -> None:
+    # Two p2p-capable clients would get p2p, but the first token pins the room to sfu.
+    a = await clients.join("alice", p2p=True, media_mode="sfu")
+    b = await clients.join("bob", p2p=True)
+    await b.send({"type": "ping", "id": "sync"})
+    await b.expect("pong", ref="sync")
+    assert media_hub.hub.media.mode("lobby") == "sfu"
+    assert a.mode == b.mode == "sfu"
+    assert all(m["mode"] == "sfu" for m in a.received("media_mode") + b.received("media_mode"))

@@ -94,7 +94,7 @@ async def mint_token(request: web.Request) -> web.Response:
             400, "invalid_request", "room (string) and identity (string) are required"
         )
     hub, _ = _admin(request, spec["room"])
-    allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl"}
+    allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"}
     unknown = set(spec) - allowed
     if unknown:
         return json_error(400, "invalid_request", f"unknown field(s) {sorted(unknown)}")

@@ -211,6 +211,8 @@ class Session:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
             return
         self.participant = p
+        if self.claims.media_mode is not None:  # the token's issuer chose the room's mode
+            await self.hub.media.set_mode(self.room_name, self.claims.media_mode)
         await self.hub.media.joined(self.room_name, p, msg.get("capabilities", {}))
 
     def send(self, msg: dict[str, Any]) -> None:
