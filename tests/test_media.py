@@ -250,3 +250,24 @@ async def test_token_sets_the_room_mode(media_hub: Running, clients: Clients) ->
     assert media_hub.hub.media.mode("lobby") == "sfu"
     assert a.mode == b.mode == "sfu"
     assert all(m["mode"] == "sfu" for m in a.received("media_mode") + b.received("media_mode"))
+
+
+async def test_hub_media_uses_the_configured_udp_ports(no_leaks: None, start_hub: StartHub) -> None:
+    hub = await start_hub(
+        ice_host_addresses=list(LOOPBACK), udp_port_min=41000, udp_port_max=41019,
+        captions=False, translation=False,
+    )  # fmt: skip
+    cs = Clients(hub)
+    try:
+        a = await cs.join("alice")
+        await a.publish(PatternTrack())
+        await wait_for(lambda: a.pc is not None and a.pc.connectionState == "connected")
+        assert a.pc is not None and a.pc.remoteDescription is not None
+        ports = [
+            int(line.split()[5])
+            for line in a.pc.remoteDescription.sdp.splitlines()
+            if line.startswith("a=candidate:")
+        ]
+        assert ports and all(41000 <= port <= 41019 for port in ports), ports
+    finally:
+        await cs.close()
