@@ -16,6 +16,8 @@ from commhub.app import create_app
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.server.keys import HUB
+from commhub.speech import SpeechModel, SpeechModels
+from tests.media_helpers import census
 from tests.wsclient import SignalClient
 
 SECRET = "test-secret-" + "x" * 40
@@ -111,3 +113,31 @@ async def loop_watch() -> AsyncIterator[LoopWatch]:
     yield watch
     slow = watch.stop()
     assert not slow, f"the event loop was blocked: {slow}"
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory: pytest.TempPathFactory) -> SpeechModels:
+    return SpeechModels(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def ko(models: SpeechModels) -> SpeechModel:
+    return models.get("ko")
+
+
+@pytest.fixture(scope="session")
+def en(models: SpeechModels) -> SpeechModel:
+    return models.get("en")
+
+
+@pytest.fixture
+async def no_leaks() -> AsyncIterator[None]:
+    """Fail the test when peer connections, tasks or decoder threads outlive it."""
+    before = census()
+    yield
+    for _ in range(50):  # closing transports settle over a few loop turns
+        now = census()
+        if all(now[k] <= before[k] for k in now):
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"leaked: before {before}, after {census()}")

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import os
-import socket
 
 import aiohttp
 import pytest
 
 from tests.conftest import Running, StartHub
+from tests.wsclient import raw_join
 
 
 async def assert_alive(c: object) -> None:
@@ -159,26 +157,7 @@ async def test_slow_reader_is_dropped_not_buffered_forever(start_hub: StartHub) 
     hub = await start_hub(send_buffer=65536, rate_limit=100000.0, rate_burst=100000)
     talker = await hub.joined(identity="talker")
     # A reader that never reads, with a tiny receive buffer: the hub's buffer fills.
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", hub.server.port))
-    reader, writer = await asyncio.open_connection(sock=sock)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /v1/signal?access_token={hub.token(identity='sleepy')} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-    payload = b'{"type":"join"}'
-    mask = os.urandom(4)
-    writer.write(
-        bytes([0x81, 0x80 | len(payload)])
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-    await writer.drain()
+    reader, writer = await raw_join(hub.server.port, hub.token(identity="sleepy"), rcvbuf=4096)
     await talker.expect("participant_joined")
     reader._transport.pause_reading()  # type: ignore[attr-defined]  # stop reading for real
     for i in range(3000):

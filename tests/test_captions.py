@@ -20,7 +20,7 @@ from commhub.captions import (
     VoiceGate,
 )
 from commhub.captions.gate import SpeechAudio, SpeechEnd, SpeechStart
-from commhub.speech import SpeechModel, SpeechModels
+from commhub.speech import SpeechModel
 from tests.audio import (
     KO_PHRASES,
     KO_SENTENCE,
@@ -39,21 +39,6 @@ from tests.audio import (
 # Measured: 0.34 word error rate on the five LibriVox recordings through the pipeline
 # (pocketsphinx alone on whole files: 0.28).
 LIBRIVOX_WER_BOUND = 0.40
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> SpeechModels:
-    return SpeechModels(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def ko(models: SpeechModels) -> SpeechModel:
-    return models.get("ko")
-
-
-@pytest.fixture(scope="module")
-def en(models: SpeechModels) -> SpeechModel:
-    return models.get("en")
 
 
 @pytest.fixture(scope="module")

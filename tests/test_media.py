@@ -22,7 +22,6 @@ from tests.media_helpers import (
     PatternTrack,
     best_correlation,
     carries_pattern,
-    census,
     collect_audio,
     read_wav_mono,
     resample,
@@ -35,19 +34,6 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speech_wav(tmp_path_factory.mktemp("media") / "speech.wav")
-
-
-@pytest.fixture
-async def no_leaks() -> AsyncIterator[None]:
-    """Fail the test when peer connections, tasks or decoder threads outlive it."""
-    before = census()
-    yield
-    for _ in range(50):  # closing transports settle over a few loop turns
-        now = census()
-        if all(now[k] <= before[k] for k in now):
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"leaked: before {before}, after {census()}")
 
 
 @pytest.fixture

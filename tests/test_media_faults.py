@@ -36,18 +36,6 @@ a=rtpmap:34 H263/90000
 
 
 @pytest.fixture
-async def no_leaks() -> AsyncIterator[None]:
-    before = census()
-    yield
-    for _ in range(50):
-        now = census()
-        if all(now[k] <= before[k] for k in now):
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"leaked: before {before}, after {census()}")
-
-
-@pytest.fixture
 async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
     return await start_hub(
         ice_host_addresses=list(LOOPBACK),

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import os
 
 from tests.conftest import Running
+from tests.wsclient import raw_join
 
 
 async def test_join_reports_room_and_presence(hub: Running) -> None:
@@ -104,24 +102,7 @@ async def test_ping_pong_before_join(hub: Running) -> None:
 async def test_vanished_client_is_removed_by_heartbeat(start_hub: object) -> None:
     hub = await start_hub(heartbeat=0.3)  # type: ignore[operator]
     watcher = await hub.joined(identity="watcher")
-    # A raw socket that joins, then goes silent: no pong, no close frame, as when a
-    # peer's network drops.
-    reader, writer = await asyncio.open_connection("127.0.0.1", hub.server.port)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /v1/signal?access_token={hub.token(identity='ghost')} HTTP/1.1\r\n"
-        f"Host: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-    payload = json.dumps({"type": "join"}).encode()
-    mask = os.urandom(4)
-    writer.write(
-        bytes([0x81, 0x80 | len(payload)])
-        + mask
-        + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
-    await writer.drain()
+    _, writer = await raw_join(hub.server.port, hub.token(identity="ghost"))
     joined = await watcher.expect("participant_joined")
     left = await watcher.expect("participant_left", timeout=5.0)
     assert left["participant"]["id"] == joined["participant"]["id"]

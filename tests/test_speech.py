@@ -24,21 +24,6 @@ GOFORWARD = POCKETSPHINX_DATA / "goforward.raw"  # "go forward ten meters", s16 
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> SpeechModels:
-    return SpeechModels(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def ko(models: SpeechModels) -> SpeechModel:
-    return models.get("ko")
-
-
-@pytest.fixture(scope="module")
-def en(models: SpeechModels) -> SpeechModel:
-    return models.get("en")
-
-
-@pytest.fixture(scope="module")
 def ko_speech() -> bytes:
     return silence(0.3) + espeak(KO_SENTENCE) + silence(0.3)
 
