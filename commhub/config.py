@@ -58,6 +58,7 @@ class Settings:
     caption_phrases: dict[str, list[str]] = field(default_factory=dict)  # lang -> grammar
     speech_engines: dict[str, str] = field(default_factory=dict)  # lang -> vosk|pocketsphinx
     translation: bool = True  # translate chat and final captions into each reader's language
+    translate_partials: bool = False  # also partial captions, by their stable prefix (CPU)
     translate_engines: dict[str, str] = field(default_factory=dict)  # "en-es" -> apertium|argos
     translate_timeout: float = 10.0
     translate_cache: int = 10000  # translations kept (LRU), shared by all rooms

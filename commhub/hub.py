@@ -204,6 +204,8 @@ class Hub:
                 }
             elif t.status in ("ok", "same"):
                 info = {"lang": lang, "status": "ok", "text": t.text}
+                if text != msg.get("text"):
+                    info["of"] = text  # only part of the original was translated
             else:
                 info = {"lang": lang, "status": t.status}
             if t is not None and t.engine:

@@ -155,3 +155,29 @@ async def test_killed_engine_is_restarted_and_the_room_goes_on(hub: Running) -> 
     assert got["text"] == "The office opens at nine."  # delivered whatever happened
     assert got["translation"]["status"] == "ok" and "nueve" in got["translation"]["text"]
     assert engine.pipe("en", "es").pid not in (None, pid)
+
+
+async def test_partials_translated_by_stable_prefix_when_enabled(
+    start_hub: StartHub, english_wav: Path, clients: list[RoomClient]
+) -> None:
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK), translate_partials=True)
+    speaker = RoomClient(hub.url, hub.token("desk", "resident", speak="en"), ice_hosts=LOOPBACK)
+    spanish = RoomClient(hub.url, hub.token("desk", "agent", speak="es"), ice_hosts=LOOPBACK)
+    clients += [speaker, spanish]
+    await speaker.connect()
+    await spanish.connect()
+    final = spanish.expect("caption", timeout=60, final=True)
+    player = MediaPlayer(str(english_wav))
+    assert player.audio is not None
+    await speaker.publish(player.audio)
+    try:
+        await final
+    finally:
+        player.audio.stop()
+    partials = [m for m in spanish.received("caption") if not m["final"]]
+    translated = [m for m in partials if "translation" in m]
+    assert translated, partials
+    for m in translated:
+        of = m["translation"]["of"] if "of" in m["translation"] else m["text"]
+        assert m["text"].startswith(of)  # the translated part is a prefix of the partial
+        assert m["translation"]["status"] == "ok"

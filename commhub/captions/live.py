@@ -40,6 +40,7 @@ class LiveCaptions:
         self.metrics = CaptionMetrics(hub.registry)
         self.settings = StreamSettings(gate=GateSettings(end_silence_ms=s.caption_end_silence_ms))
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
+        self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
 
@@ -144,6 +145,21 @@ class LiveCaptions:
                 }
                 await self.hub.publish(room_name, notice)
 
+    def _stable_prefix(self, event: CaptionEvent) -> str:
+        """The words two successive partials of a segment agree on (when partials are
+        translated at all): translating them does not flicker as the recognizer revises."""
+        if not self.hub.settings.translate_partials:
+            return ""
+        words = event.text.split()
+        previous = self._previous.get(event.segment_id, [])
+        self._previous[event.segment_id] = words
+        stable = []
+        for a, b in zip(previous, words, strict=False):
+            if a != b:
+                break
+            stable.append(a)
+        return " ".join(stable)
+
     async def _publish(self, p: Participant, room_name: str, event: CaptionEvent) -> None:
         room = self.hub.rooms.get(room_name)
         if room is None:
@@ -159,8 +175,13 @@ class LiveCaptions:
             "end": round(event.end, 3),
         }
         if not event.final:
-            await self.hub.publish(room.name, msg)
+            stable = self._stable_prefix(event)
+            if stable:  # translate_partials: only words the recognizer no longer revises
+                await self.hub.publish_text(room, msg, stable, event.language)
+            else:
+                await self.hub.publish(room.name, msg)
             return
+        self._previous.pop(event.segment_id, None)
         msg["words"] = [
             {
                 "word": w.word,
