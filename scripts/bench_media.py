@@ -89,7 +89,9 @@ def _use_media_relay() -> None:
     from commhub.media.session import SUPPORTED, PeerSession, Slot
 
     relay = MediaRelay()
-    manager.tee_receiver = lambda rx, on_frame, decode: forward.tee_receiver(rx, on_frame, True)
+    manager.tee_receiver = lambda rx, on_frame, decode, *rest: forward.tee_receiver(
+        rx, on_frame, True, *rest
+    )
     manager.AudioTaps.active = property(lambda self: False)  # type: ignore[assignment,method-assign]
 
     def apply_slots(self: PeerSession) -> None:

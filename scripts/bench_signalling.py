@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -44,12 +45,22 @@ def baseline_server(port: int) -> None:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         room = rooms.setdefault(request.query["room"], set())
+        sender = "PA_" + secrets.token_urlsafe(9)
         room.add(ws)
         try:
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     data = json.loads(msg.data)  # parse and re-encode, as any real server must
-                    out = json.dumps({"type": "chat", "text": data["text"]}, separators=(",", ":"))
+                    # the same shape and size as the hub's chat event: equal bytes on the wire
+                    event = {
+                        "type": "chat",
+                        "id": "CH_" + secrets.token_urlsafe(9),
+                        "from": {"id": sender, "identity": "u0000", "name": "u0000"},
+                        "text": data["text"],
+                        "lang": "en",
+                        "ts": round(time.time(), 3),
+                    }
+                    out = json.dumps(event, separators=(",", ":"))
                     for peer in list(room):
                         await peer.send_str(out)
         finally:
@@ -199,7 +210,7 @@ async def main() -> None:
     )
     ap.add_argument("--clients", type=int, default=500)
     ap.add_argument("--rooms", type=int, default=10)
-    ap.add_argument("--messages", type=int, default=100, help="chat messages sent per room")
+    ap.add_argument("--messages", type=int, default=300, help="chat messages sent per room")
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "signalling.json"))
     args = ap.parse_args()
 
