@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import re
 import signal
 import sys
@@ -119,6 +120,11 @@ def _load(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     return Settings.load(overrides)
+
+
+def command_name() -> str:
+    """How the user ran us (e.g. .venv/bin/commhub), for hints they can paste."""
+    return os.path.relpath(sys.argv[0]) if sys.argv[0].endswith("commhub") else "commhub"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -269,7 +275,7 @@ async def serve(settings: Settings) -> int:
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"commhub listening on http://{host}:{port}", flush=True)
     print(
-        "get a token: commhub token --room lobby --identity alice --speak ko --read en",
+        f"get a token: {command_name()} token --room lobby --identity alice --speak ko --read en",
         flush=True,
     )
     stop = asyncio.Event()
