@@ -235,7 +235,9 @@ class CaptionStream:
         return segment, pcm, len(parts), end
 
     async def _decode(self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None) -> None:
-        partial, final, elapsed = await self._budget.run(lambda: self._recognize(pcm, end))
+        partial, final, elapsed = await self._budget.run(
+            lambda: self._recognize(pcm, end), urgent=end is not None
+        )
         seconds = len(pcm) / BYTES_PER_SECOND
         segment.fed += seconds
         self.stats.recognize_seconds += elapsed
