@@ -138,7 +138,7 @@ class Hub:
                 "participant": p.wire(),
                 "room": {"name": room.name, "capacity": room.capacity},
                 "participants": [o.wire() for o in room.participants.values() if o is not p],
-                "chat": list(room.history),
+                "chat": room.recent_chat(p.read),
                 "ice_servers": self.settings.ice_servers,
             },
         )
@@ -173,7 +173,7 @@ class Hub:
             "lang": p.speak,
             "ts": round(time.time(), 3),
         }
-        room.history.append(msg)
+        room.remember(msg)
         await self.publish_text(room, msg, text, p.speak)
         return msg
 
@@ -212,6 +212,8 @@ class Hub:
                 info["engine"] = t.engine
             if t is not None and t.detail and t.status not in ("ok", "same"):
                 info["detail"] = t.detail
+            if msg["type"] == "chat" and msg["id"] in room.translations:
+                room.translations[msg["id"]][lang] = info
             await self.publish(room.name, {**msg, "translation": info}, to=ids)
 
     def room_of(self, p: Participant) -> Room | None:

@@ -181,3 +181,20 @@ async def test_partials_translated_by_stable_prefix_when_enabled(
         of = m["translation"]["of"] if "of" in m["translation"] else m["text"]
         assert m["text"].startswith(of)  # the translated part is a prefix of the partial
         assert m["translation"]["status"] == "ok"
+
+
+async def test_newcomer_reads_recent_chat_in_its_language(start_hub: StartHub) -> None:
+    hub = await start_hub(chat_history=2)
+    a = await hub.joined(identity="a", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    for text in ("Good morning.", "Where is the city hall?", "Thank you"):
+        await a.send({"type": "chat", "text": text})
+        await b.expect("chat", text=text)
+    late = await hub.client(identity="late", speak="es")
+    history = (await late.join())["chat"]
+    assert [m["text"] for m in history] == ["Where is the city hall?", "Thank you"]
+    assert [m["translation"]["text"] for m in history] == ["Dónde es la sala de ciudad?", "Gracias"]
+    english = await hub.client(identity="late-en", speak="en")
+    assert all("translation" not in m for m in (await english.join())["chat"])
+    room = hub.hub.rooms.get("lobby")
+    assert room is not None and len(room.translations) == 2  # the oldest fell off

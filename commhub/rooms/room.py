@@ -19,9 +19,28 @@ class Room:
     created_at: float = field(default_factory=time.time)
     empty_since: float | None = None
     history: deque[dict[str, Any]] = field(init=False)
+    # chat id -> read language -> the `translation` made when it was sent, for newcomers
+    translations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.history_size)
+
+    def remember(self, chat: dict[str, Any]) -> None:
+        """Keep a chat message for newcomers (the oldest, and its translations, fall off)."""
+        if not self.history.maxlen:
+            return
+        if len(self.history) == self.history.maxlen:
+            self.translations.pop(self.history[0]["id"], None)
+        self.history.append(chat)
+        self.translations[chat["id"]] = {}
+
+    def recent_chat(self, read: str) -> list[dict[str, Any]]:
+        """The chat history as a reader of `read` sees it: translated where it was."""
+        lang = read.split("-", 1)[0].lower()
+        return [
+            {**m, "translation": t} if (t := self.translations.get(m["id"], {}).get(lang)) else m
+            for m in self.history
+        ]
 
     def by_identity(self, identity: str) -> Participant | None:
         return next((p for p in self.participants.values() if p.identity == identity), None)
