@@ -136,13 +136,7 @@ class PeerSession:
             if m.msid and " " in m.msid and m.rtp.muxId:
                 self.msids[m.rtp.muxId] = m.msid.split()[1]
         async with self._lock:
-            self.numbering.learn(sdp)
-            try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
-            except Exception as exc:
-                raise ProtocolError(
-                    ErrorCode.INVALID_SDP, f"the offer was refused: {exc}", ref
-                ) from None
+            await self._set_remote(sdp, "offer", ref)
             self._prefer_relayable_codecs()
             with policy_scope(self.policy):
                 await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -155,18 +149,22 @@ class PeerSession:
             )
         await self.maybe_renegotiate()
 
+    async def _set_remote(self, sdp: str, kind: str, ref: str | None) -> None:
+        """Apply the client's description (caller holds the lock); a refusal is invalid_sdp."""
+        self.numbering.learn(sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
+        except Exception as exc:
+            raise ProtocolError(
+                ErrorCode.INVALID_SDP, f"the {kind} was refused: {exc}", ref
+            ) from None
+
     async def client_answer(self, sdp: str, ref: str | None) -> None:
         parse_sdp(sdp, ref)
         if not self.hub_offer_pending or self.pc.signalingState != "have-local-offer":
             raise ProtocolError(ErrorCode.WRONG_STATE, "no offer from the hub is outstanding", ref)
         async with self._lock:
-            self.numbering.learn(sdp)
-            try:
-                await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-            except Exception as exc:
-                raise ProtocolError(
-                    ErrorCode.INVALID_SDP, f"the answer was refused: {exc}", ref
-                ) from None
+            await self._set_remote(sdp, "answer", ref)
             self.hub_offer_pending = False
         await self.maybe_renegotiate()
 
