@@ -110,8 +110,11 @@ class ApertiumPipe:
         assert proc.stdin is not None and proc.stdout is not None
         out: list[str] = []
         for chunk in _chunks([(escape(t) + "\n\0").encode() for t in texts]):
-            proc.stdin.write(b"".join(chunk))
-            proc.stdin.flush()
+            try:
+                proc.stdin.write(b"".join(chunk))
+                proc.stdin.flush()
+            except BrokenPipeError:  # it died before reading: say so, as _read would
+                raise TranslationError(f"apertium exited (code {proc.poll()})") from None
             out.extend(self._read(proc, len(chunk)))
         return out
 
