@@ -27,6 +27,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ def serve(port: int, relay: str) -> None:
             "translation": False,
             "room_capacity": 100,
             "media_stall_timeout": 30.0,
-            "data_dir": Path(os.environ.get("TMPDIR", "/tmp")) / "commhub-bench-media",
+            "data_dir": Path(tempfile.gettempdir()) / "commhub-bench-media",
         },
         env={},
     )
