@@ -14,7 +14,6 @@ from aiohttp import web
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
-from commhub.media import admin as media_admin
 from commhub.server import admin, health
 from commhub.server.keys import CAPTIONS, HUB
 from commhub.server.signal import signal
@@ -46,7 +45,6 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
-    app.router.add_routes(media_admin.routes)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)
@@ -83,11 +81,7 @@ def translation_service(settings: Settings, hub: Hub) -> TranslationService:
         registry=hub.registry,
         preferences=settings.translate_engines,
     )
-    pairs = service.matrix()
-    log.info(
-        "translation pairs: %s",
-        ", ".join(f"{s}->{t} ({e})" for (s, t), e in sorted(pairs.items())) or "none installed",
-    )
+    log.info("translation pairs: %s", service.describe() or "none installed")
     return service
 
 

@@ -17,7 +17,7 @@ from commhub.config import Settings
 from commhub.media import Media
 from commhub.metrics import HubMetrics
 from commhub.protocol import PROTOCOL_VERSION, Schemas, encode, schemas
-from commhub.rooms import Participant, Room, Rooms
+from commhub.rooms import Participant, Room, Rooms, base_language
 
 log = logging.getLogger("commhub.hub")
 
@@ -41,8 +41,21 @@ class Translating(Protocol):
     ) -> Mapping[str, Translated]: ...
 
 
-def base_language(tag: str) -> str:
-    return tag.split("-", 1)[0].lower()
+def translation_info(lang: str, t: Translated | None, of: str | None) -> dict[str, Any]:
+    """The wire `translation` for readers of `lang` (`of`: the part translated, if not all)."""
+    if t is None:
+        return {"lang": lang, "status": "unavailable", "detail": "translation is not enabled"}
+    ok = t.status in ("ok", "same")
+    info: dict[str, Any] = {"lang": lang, "status": "ok" if ok else t.status}
+    if ok:
+        info["text"] = t.text
+        if of is not None:
+            info["of"] = of
+    elif t.detail:
+        info["detail"] = t.detail
+    if t.engine:
+        info["engine"] = t.engine
+    return info
 
 
 class Hub:
@@ -194,26 +207,12 @@ class Hub:
             results: Mapping[str, Translated | None] = dict.fromkeys(groups)
         else:
             results = await self.translator.translate_many(text, src, list(groups))
+        of = text if text != msg["text"] else None
+        kept = room.translations.get(msg.get("id", ""))  # a chat message newcomers will see
         for lang, ids in groups.items():
-            t = results.get(lang)
-            if t is None:
-                info: dict[str, Any] = {
-                    "lang": lang,
-                    "status": "unavailable",
-                    "detail": "translation is not enabled on this hub",
-                }
-            elif t.status in ("ok", "same"):
-                info = {"lang": lang, "status": "ok", "text": t.text}
-                if text != msg.get("text"):
-                    info["of"] = text  # only part of the original was translated
-            else:
-                info = {"lang": lang, "status": t.status}
-            if t is not None and t.engine:
-                info["engine"] = t.engine
-            if t is not None and t.detail and t.status not in ("ok", "same"):
-                info["detail"] = t.detail
-            if msg["type"] == "chat" and msg["id"] in room.translations:
-                room.translations[msg["id"]][lang] = info
+            info = translation_info(lang, results.get(lang), of)
+            if kept is not None:
+                kept[lang] = info
             await self.publish(room.name, {**msg, "translation": info}, to=ids)
 
     def room_of(self, p: Participant) -> Room | None:

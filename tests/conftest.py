@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,16 @@ from tests.media_helpers import census
 from tests.wsclient import SignalClient
 
 SECRET = "test-secret-" + "x" * 40
+
+
+def run_cli(
+    *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`commhub ARGS` in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "commhub.cli", *args],
+        input=stdin, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
 
 
 @pytest.fixture

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 from tests.audio import librivox, word_errors
+from tests.conftest import run_cli
 
 
 def commhub(
     *args: str, stdin: str | None = None, models: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     extra = ["--models-dir", str(models)] if models else []
-    return subprocess.run(
-        [sys.executable, "-m", "commhub.cli", *args, *extra],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_cli(*args, *extra, stdin=stdin)
 
 
 def test_models_list_shows_engines_and_pairs(tmp_path: Path) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from commhub.config import Settings, SettingsError
+from tests.conftest import run_cli
 
 
 def test_defaults() -> None:
@@ -56,12 +55,11 @@ def test_secret_generated_once(tmp_path: Path) -> None:
 
 
 def test_serve_refuses_bad_setting_at_start(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "commhub.cli", "serve", "--data-dir", str(tmp_path)],
+    proc = run_cli(
+        "serve",
+        "--data-dir",
+        str(tmp_path),
         env={"COMMHUB_HEARTBEAT": "-1", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
     )
     assert proc.returncode == 2
     assert "COMMHUB_HEARTBEAT" in proc.stderr
@@ -70,35 +68,11 @@ def test_serve_refuses_bad_setting_at_start(tmp_path: Path) -> None:
 def test_token_command(tmp_path: Path) -> None:
     from commhub import auth
 
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "commhub.cli",
-            "token",
-            "--data-dir",
-            str(tmp_path),
-            "--room",
-            "desk-1",
-            "--identity",
-            "minji",
-            "--name",
-            "Minji",
-            "--speak",
-            "ko",
-            "--read",
-            "en",
-            "--ttl",
-            "2h",
-            "--grant",
-            "publish",
-            "--grant",
-            "chat",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = run_cli(
+        "token", "--data-dir", str(tmp_path), "--room", "desk-1", "--identity", "minji",
+        "--name", "Minji", "--speak", "ko", "--read", "en", "--ttl", "2h",
+        "--grant", "publish", "--grant", "chat",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     secret = (tmp_path / "secret").read_text().strip()
     claims = auth.verify(secret, proc.stdout.strip())
@@ -109,21 +83,5 @@ def test_token_command(tmp_path: Path) -> None:
         "en",
     )
     assert claims.grants == frozenset({"publish", "chat"})
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "commhub.cli",
-            "token",
-            "--data-dir",
-            str(tmp_path),
-            "--room",
-            "a b",
-            "--identity",
-            "x",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    bad = run_cli("token", "--data-dir", str(tmp_path), "--room", "a b", "--identity", "x")
     assert bad.returncode == 2 and "invalid room name" in bad.stderr

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection
 from typing import Any
 
 from commhub.bus.base import Inbox
+from commhub.protocol import encode
 
 
 class MemoryBus:
@@ -34,7 +34,7 @@ class MemoryBus:
         members = self._rooms.get(room)
         if not members:
             return 0
-        data = json.dumps(msg, ensure_ascii=False, separators=(",", ":"))
+        data = encode(msg)
         if to is not None:
             targets = [members.get(pid) for pid in ((to,) if isinstance(to, str) else to)]
             reached = [inbox for inbox in targets if inbox is not None]

@@ -40,8 +40,6 @@ class Rooms:
             self._rooms[room_name] = room
         old = room.by_identity(participant.identity)
         if old is None and len(room.participants) >= room.capacity:
-            if not room.participants:
-                room.empty_since = room.empty_since or time.monotonic()
             raise RoomFull(f"room {room_name!r} is full ({room.capacity} participants)")
         if old is not None:
             del room.participants[old.id]

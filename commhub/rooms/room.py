@@ -10,6 +10,11 @@ from typing import Any
 from commhub.rooms.participant import Participant
 
 
+def base_language(tag: str) -> str:
+    """ "en-US" -> "en": readers are grouped, and translations kept, by base language."""
+    return tag.split("-", 1)[0].lower()
+
+
 @dataclass(eq=False)
 class Room:
     name: str
@@ -36,7 +41,7 @@ class Room:
 
     def recent_chat(self, read: str) -> list[dict[str, Any]]:
         """The chat history as a reader of `read` sees it: translated where it was."""
-        lang = read.split("-", 1)[0].lower()
+        lang = base_language(read)
         return [
             {**m, "translation": t} if (t := self.translations.get(m["id"], {}).get(lang)) else m
             for m in self.history

@@ -26,25 +26,22 @@ def _admin(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
             leeway=hub.settings.token_leeway,
         )
     except AuthError as exc:
-        raise web.HTTPUnauthorized(
-            text=_body(exc.code, exc.message), content_type="application/json"
-        ) from None
+        raise _refusal(web.HTTPUnauthorized, exc.code, exc.message) from None
     if "admin" not in claims.grants:
-        raise web.HTTPForbidden(
-            text=_body("forbidden", "this API needs a token with the admin grant"),
-            content_type="application/json",
+        raise _refusal(
+            web.HTTPForbidden, "forbidden", "this API needs a token with the admin grant"
         )
     covered = claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM
     if not covered:
-        raise web.HTTPForbidden(
-            text=_body("forbidden", "this admin token does not cover that room"),
-            content_type="application/json",
-        )
+        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
     return hub, claims
 
 
-def _body(code: str, message: str) -> str:
-    return json.dumps({"error": code, "message": message})
+def _refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+    """The same JSON body as json_error, as an exception that stops the handler."""
+    return kind(
+        text=json.dumps({"error": code, "message": message}), content_type="application/json"
+    )
 
 
 @routes.get("/v1/admin/rooms")
@@ -103,3 +100,19 @@ async def mint_token(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         return json_error(400, "invalid_request", str(exc))
     return web.json_response({"token": token}, status=201)
+
+
+@routes.put("/v1/admin/rooms/{room}/media")
+async def set_media_mode(request: web.Request) -> web.Response:
+    """Choose a room's media mode: sfu, p2p, or auto to follow the defaults."""
+    name = request.match_info["room"]
+    hub, _ = _admin(request, name)
+    try:
+        body = await request.json()
+    except ValueError:
+        return json_error(400, "bad_json", "the body must be a JSON object")
+    mode = body.get("mode") if isinstance(body, dict) else None
+    if mode not in ("sfu", "p2p", "auto"):
+        return json_error(400, "invalid_request", 'mode must be "sfu", "p2p" or "auto"')
+    await hub.media.set_mode(name, mode)
+    return web.json_response({"room": name, "mode": mode, "effective": hub.media.mode(name)})

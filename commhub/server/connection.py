@@ -5,19 +5,19 @@ Server-to-client WebSocket frames are unmasked, so the bytes of one event are th
 every recipient: the bus serialises an event once, `frame()` turns that string into a frame
 once (memoised on the string object), and a delivery is one `transport.write` with no task
 hop. The transport's write buffer is the queue; a reader that lets it grow past the limit
-is dropped (1013) instead of holding the room's memory.
+is dropped instead of holding the room's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import struct
 from functools import lru_cache
 
 from aiohttp import web
+
+from commhub.protocol import encode
 
 log = logging.getLogger("commhub.connection")
 
@@ -26,7 +26,6 @@ CLOSE_CODES = {
     "left": 1000,
     "shutdown": 1001,
     "flooding": 1008,
-    "slow_consumer": 1013,
     "replaced": 4002,
     "room_full": 4003,
     "removed": 4004,
@@ -59,17 +58,17 @@ class Connection:
         self.limit = limit  # bytes waiting in the transport before the reader is dropped
         self.ended = asyncio.Event()
         self.closing = False
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def deliver(self, data: str) -> None:
         if self.closing or self.transport.is_closing():
             return
         if self.transport.get_write_buffer_size() > self.limit:
+            # A close frame cannot reach a reader that stopped reading (writing it would
+            # wait for that reader forever): drop the connection at once.
             log.warning("slow consumer: %d bytes unsent, closing", self.limit)
-            self.closing = True  # nothing more for it; the close frame goes out below
-            task = asyncio.create_task(self._close("slow_consumer", "too much undelivered data"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self.closing = True
+            self.transport.abort()
+            self.ended.set()
             return
         self.transport.write(frame(data))
 
@@ -79,28 +78,18 @@ class Connection:
             await self.ended.wait()
             return
         if reason in _BYE:
-            self.deliver(json.dumps({"type": "bye", "reason": reason, "message": message}))
+            self.deliver(encode({"type": "bye", "reason": reason, "message": message}))
         self.closing = True
-        await self._close(reason, message)
-
-    async def _close(self, reason: str, message: str) -> None:
-        # A close frame cannot reach a reader that stopped reading (the write would wait
-        # for it forever): such a socket, or one that does not answer in time, is aborted.
         try:
-            if reason == "slow_consumer":
-                raise TimeoutError
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.ws.close(
                     code=CLOSE_CODES.get(reason, 1000), message=message[:120].encode()
                 )
-        except Exception:
+        except Exception:  # no answer in time (or the socket is already gone)
             self.transport.abort()
         self.ended.set()
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         """The socket is gone: nothing more is written."""
         self.closing = True
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self.ended.set()

@@ -130,12 +130,14 @@ class Session:
                 await self.hub.leave(self.room_name, self.participant, self.leave_reason)
             if not self.ws.closed:
                 await self.conn.end("left", "bye")
-            await self.conn.stop()
+            self.conn.stop()
 
     async def on_text(self, data: str) -> None:
         started = time.perf_counter()
         kind = "invalid"
-        if len(data.encode()) > self.hub.settings.max_message_bytes:
+        limit = self.hub.settings.max_message_bytes
+        # A UTF-8 character is at most 4 bytes: only long texts need encoding to measure.
+        if len(data) * 4 > limit and len(data.encode()) > limit:
             self.error(
                 ErrorCode.MESSAGE_TOO_LARGE,
                 f"message exceeds {self.hub.settings.max_message_bytes} bytes",

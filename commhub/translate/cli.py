@@ -23,8 +23,7 @@ async def translate_cli(
     finally:
         await service.aclose()
     if result.status not in ("ok", "same"):
-        installed = ", ".join(f"{s}->{t} ({e})" for (s, t), e in sorted(service.matrix().items()))
         raise TranslationError(
-            f"{result.status}: {result.detail}. Installed: {installed or 'nothing'}"
+            f"{result.status}: {result.detail}. Installed: {service.describe() or 'nothing'}"
         )
     return result.text

@@ -66,6 +66,10 @@ class TranslationService:
     def matrix(self) -> dict[tuple[str, str], str]:
         return self._router.matrix()
 
+    def describe(self) -> str:
+        """The installed pairs for people: "en->es (apertium), es->en (apertium)"."""
+        return ", ".join(f"{s}->{t} ({e})" for (s, t), e in sorted(self.matrix().items()))
+
     @property
     def engines(self) -> dict[str, Translator]:
         return dict(self._engines)
