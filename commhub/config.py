@@ -63,6 +63,22 @@ class Settings:
     translate_timeout: float = 10.0
     translate_cache: int = 10000  # translations kept (LRU), shared by all rooms
     translate_max_chars: int = 2000  # longer texts are delivered untranslated (too_long)
+    translate_queue: int = 256  # translations waiting for an engine; beyond: failed (busy)
+    # limits against hostile or broken clients (docs/THREAT_MODEL.md)
+    max_connections_per_ip: int = 200  # open signalling sockets per client address
+    max_connections_per_identity: int = 4  # open signalling sockets per identity and room
+    join_rate: float = 20.0  # upgrades per second per client address, sustained
+    join_burst: int = 100
+    byte_rate: int = 256 * 1024  # bytes per second per connection, sustained (all frames)
+    byte_burst: int = 1024 * 1024
+    max_json_depth: int = 16  # nesting of arrays and objects in a client message
+    max_sdp_bytes: int = 32 * 1024  # an SDP in offer/answer
+    max_tracks_per_participant: int = 4  # published tracks (microphone, camera, screen...)
+    max_tracks_per_room: int = 32
+    max_track_meta: int = 16  # `track` metadata kept per participant for tracks not yet seen
+    caption_max_backlog: float = 20.0  # seconds of speech queued per stream before shedding
+    admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
+    end_session_at_expiry: bool = False  # close a connection when its token expires
 
     @classmethod
     def load(
@@ -109,6 +125,15 @@ class Settings:
         need(self.join_timeout > 0, "join_timeout", "expected > 0 seconds")
         need(self.shutdown_timeout > 0, "shutdown_timeout", "expected > 0 seconds")
         need(self.send_buffer >= 65536, "send_buffer", "expected >= 65536 bytes")
+        for name in (
+            "translate_queue", "max_connections_per_ip", "max_connections_per_identity",
+            "join_burst", "byte_burst", "max_json_depth", "max_tracks_per_participant",
+            "max_tracks_per_room", "max_track_meta",
+        ):  # fmt: skip
+            need(getattr(self, name) >= 1, name, "expected >= 1")
+        for name in ("join_rate", "byte_rate", "caption_max_backlog", "admin_token_max_ttl"):
+            need(getattr(self, name) > 0, name, "expected > 0")
+        need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         need(
             all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),
