@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     WRONG_STATE = "wrong_state"
     UNKNOWN_PARTICIPANT = "unknown_participant"
     INVALID_CANDIDATE = "invalid_candidate"
+    TOO_MANY_TRACKS = "too_many_tracks"
+    SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
 
 
