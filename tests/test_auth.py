@@ -154,3 +154,12 @@ def test_media_mode_claim() -> None:
     with pytest.raises(auth.AuthError) as info:
         auth.verify(SECRET, _forge({"media": "mesh"}))
     assert info.value.code == "token_malformed"
+
+
+async def test_a_plain_get_tells_a_browser_why_or_426(hub: Running) -> None:
+    """A browser cannot read a refused upgrade: it asks again without upgrading."""
+    async with aiohttp.ClientSession() as s:
+        async with s.get(f"{hub.url}/v1/signal?access_token={hub.token()}") as r:
+            assert r.status == 426 and (await r.json())["error"] == "upgrade_required"
+        async with s.get(f"{hub.url}/v1/signal?access_token=garbage") as r:
+            assert r.status == 401 and (await r.json())["error"] == "token_malformed"

@@ -64,6 +64,10 @@ async def signal(request: web.Request) -> web.StreamResponse:
         timeout=2.0,
         compress=False,  # frames are written pre-built (server/connection.py)
     )
+    if not ws.can_prepare(request).ok:
+        # A browser cannot read why an upgrade was refused; it asks again without upgrading
+        # and reads the refusal above, or this answer when the token would have been taken.
+        return json_error(426, "upgrade_required", "the token is valid; upgrade to a WebSocket")
     await ws.prepare(request)
     transport = request.transport
     if not isinstance(transport, asyncio.Transport):
