@@ -15,7 +15,8 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.server import admin, health
-from commhub.server.keys import CAPTIONS, HUB
+from commhub.server.keys import ADMISSION, CAPTIONS, HUB
+from commhub.server.limits import Admission
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
 from commhub.translate import TranslationService, build_engines
@@ -37,6 +38,12 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app = web.Application(client_max_size=settings.max_message_bytes)
     hub = Hub(settings, secret)
     app[HUB] = hub
+    app[ADMISSION] = Admission(
+        settings.max_connections_per_ip,
+        settings.max_connections_per_identity,
+        settings.join_rate,
+        settings.join_burst,
+    )
     if settings.captions:
         models = shared_models(settings.models_dir, tuple(sorted(settings.speech_engines.items())))
         app[CAPTIONS] = LiveCaptions(hub, models)

@@ -7,6 +7,7 @@ The schemas are the single source of truth; this module only loads and applies t
 from __future__ import annotations
 
 import json
+import re
 from enum import StrEnum
 from functools import cache
 from importlib import resources
@@ -16,6 +17,8 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
 PROTOCOL_VERSION = 1
+REF_MAX = 64  # longest client `id` echoed as `ref` (defs.json#/$defs/ref)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class ErrorCode(StrEnum):
@@ -80,30 +83,69 @@ class Schemas:
                 Draft202012Validator.check_schema(doc)
                 target[name] = Draft202012Validator(doc, registry=registry)
 
-    def parse_client(self, raw: str | bytes) -> Message:
-        """Decode and validate one client message, or raise ProtocolError."""
+    def parse_client(self, raw: str | bytes, max_depth: int = 16) -> Message:
+        """Decode and validate one client message, or raise ProtocolError.
+
+        Nothing the hub could not send on (a lone surrogate from a JSON escape) or walk
+        safely (nesting beyond max_depth) gets past this point."""
         try:
             msg = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+        except RecursionError:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "nested too deeply") from None
         if not isinstance(msg, dict):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
-        ref = msg.get("id") if isinstance(msg.get("id"), str) else None
+        ref = client_ref(msg.get("id"))
+        problem = unsafe(msg, max_depth)
+        if problem:
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, problem, ref)
         kind = msg.get("type")
         if not isinstance(kind, str):
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field 'type'", ref)
         validator = self.client.get(kind)
         if validator is None:
-            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}", ref)
+            raise ProtocolError(
+                ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", ref
+            )
         error = next(iter(sorted(validator.iter_errors(msg), key=_depth)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(message)"
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind}: {where}: {error.message}", ref)
+            detail = error.message if len(error.message) <= 200 else error.message[:200] + "..."
+            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{kind}: {where}: {detail}", ref)
         return msg
 
     def check_server(self, msg: Message) -> None:
         """Raise jsonschema.ValidationError when a server message breaks its schema."""
         self.server[msg["type"]].validate(msg)
+
+
+def client_ref(value: Any) -> str | None:
+    """The `id` an error may echo as `ref`: only what the schema's ref allows."""
+    if isinstance(value, str) and 0 < len(value) <= REF_MAX and not _SURROGATE.search(value):
+        return value
+    return None
+
+
+def unsafe(value: Any, max_depth: int) -> str | None:
+    """Why a decoded JSON value may not enter the hub, or None: nesting deeper than
+    max_depth, or a string with a lone surrogate (valid JSON, but not encodable)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "text with an unpaired surrogate (not valid Unicode)"
+            continue
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                stack.extend((k, depth) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 def encode(msg: Message) -> str:

@@ -219,6 +219,12 @@ async def main() -> None:
         "COMMHUB_SECRET": SECRET,
         "COMMHUB_RATE_LIMIT": "100000",
         "COMMHUB_RATE_BURST": "100000",
+        "COMMHUB_BYTE_RATE": str(10**9),
+        "COMMHUB_BYTE_BURST": str(10**9),
+        # every client comes from 127.0.0.1
+        "COMMHUB_MAX_CONNECTIONS_PER_IP": "100000",
+        "COMMHUB_JOIN_RATE": "100000",
+        "COMMHUB_JOIN_BURST": "100000",
         "COMMHUB_ROOM_CAPACITY": "10000",
         "COMMHUB_LOG_LEVEL": "warning",
         "COMMHUB_CAPTION_PRELOAD": "[]",  # signalling only: no speech models in the hub's RSS

@@ -154,7 +154,9 @@ async def test_no_leaks_after_many_connections(hub: Running) -> None:
 
 
 async def test_slow_reader_is_dropped_not_buffered_forever(start_hub: StartHub) -> None:
-    hub = await start_hub(send_buffer=65536, rate_limit=100000.0, rate_burst=100000)
+    hub = await start_hub(
+        send_buffer=65536, rate_limit=1e5, rate_burst=100000, byte_rate=10**9, byte_burst=10**9
+    )
     talker = await hub.joined(identity="talker")
     # A reader that never reads, with a tiny receive buffer: the hub's buffer fills.
     reader, writer = await raw_join(hub.server.port, hub.token(identity="sleepy"), rcvbuf=4096)

@@ -30,10 +30,11 @@ CLOSE_CODES = {
     "room_full": 4003,
     "removed": 4004,
     "room_closed": 4005,
+    "expired": 4006,
     "join_timeout": 4008,
     "internal_error": 1011,
 }
-_BYE = {"left", "replaced", "removed", "room_closed"}
+_BYE = {"left", "replaced", "removed", "room_closed", "expired"}
 CLOSE_TIMEOUT = 3.0
 
 

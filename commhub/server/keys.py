@@ -4,6 +4,8 @@ from aiohttp import web
 
 from commhub.captions.live import LiveCaptions
 from commhub.hub import Hub
+from commhub.server.limits import Admission
 
 HUB = web.AppKey("hub", Hub)
 CAPTIONS = web.AppKey("captions", LiveCaptions)
+ADMISSION = web.AppKey("admission", Admission)

@@ -9,12 +9,12 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from commhub.auth import ANY_ROOM, AuthError, Claims, verify
+from commhub.auth import ANY_ROOM, AuthError, Claims, valid_room_name, verify
 from commhub.hub import Hub
 from commhub.protocol import ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
-from commhub.server.keys import HUB
+from commhub.server.keys import ADMISSION, HUB
 from commhub.server.limits import RateLimiter
 
 log = logging.getLogger("commhub.signal")
@@ -52,6 +52,10 @@ async def signal(request: web.Request) -> web.StreamResponse:
     room = request.query.get("room") or claims.room
     if room == ANY_ROOM:
         return json_error(400, "room_required", "an any-room token needs ?room=NAME")
+    if not valid_room_name(room):  # the rule tokens follow holds for ?room= too
+        return json_error(
+            400, "room_invalid", "a room name is 1..128 letters, digits, '.', '_' or '-'"
+        )
     if not claims.admits(room):
         hub.metrics.errors.labels("token_wrong_room").inc()
         return json_error(
@@ -68,16 +72,24 @@ async def signal(request: web.Request) -> web.StreamResponse:
         # A browser cannot read why an upgrade was refused; it asks again without upgrading
         # and reads the refusal above, or this answer when the token would have been taken.
         return json_error(426, "upgrade_required", "the token is valid; upgrade to a WebSocket")
-    await ws.prepare(request)
-    transport = request.transport
-    if not isinstance(transport, asyncio.Transport):
-        return ws  # the peer went away during the handshake
-    session = Session(hub, ws, transport, claims, room)
-    hub.metrics.connections.inc()
+    admission, ip = request.app[ADMISSION], request.remote or ""
+    refusal = admission.admit(ip, room, claims.identity)
+    if refusal is not None:
+        hub.metrics.errors.labels(refusal[0]).inc()
+        return json_error(429, *refusal)
     try:
-        await session.run()
+        await ws.prepare(request)
+        transport = request.transport
+        if not isinstance(transport, asyncio.Transport):
+            return ws  # the peer went away during the handshake
+        session = Session(hub, ws, transport, claims, room)
+        hub.metrics.connections.inc()
+        try:
+            await session.run()
+        finally:
+            hub.metrics.connections.dec()
     finally:
-        hub.metrics.connections.dec()
+        admission.release(ip, room, claims.identity)
     return ws
 
 
@@ -97,32 +109,39 @@ class Session:
         self.claims = claims
         self.room_name = room
         self.conn = Connection(ws, transport, hub.settings.send_buffer)
+        s = hub.settings
         self.limiter = RateLimiter(
-            hub.settings.rate_limit, hub.settings.rate_burst, hub.settings.flood_strikes
+            s.rate_limit, s.rate_burst, s.flood_strikes, s.byte_rate, s.byte_burst
         )
         self.participant: Participant | None = None
         self.room: Room | None = None
         self.leave_reason = "disconnected"
 
     async def run(self) -> None:
-        deadline = time.monotonic() + self.hub.settings.join_timeout
+        s = self.hub.settings
+        join_by = time.monotonic() + s.join_timeout
+        # time.monotonic() at which the token runs out, when that ends the session
+        expire_at = (
+            time.monotonic() + self.claims.expires + s.token_leeway - time.time()
+            if s.end_session_at_expiry
+            else None
+        )
         try:
             while not self.conn.closing:
-                timeout = None if self.participant else max(0.0, deadline - time.monotonic())
+                deadline = min(
+                    (d for d in (None if self.participant else join_by, expire_at) if d),
+                    default=None,
+                )
                 try:
-                    async with asyncio.timeout(timeout):
+                    async with asyncio.timeout_at(deadline):
                         msg = await self.ws.receive()
                 except TimeoutError:
-                    await self.fatal(
-                        ErrorCode.JOIN_TIMEOUT, "no join within the join timeout", "join_timeout"
-                    )
+                    await self.timed_out(expire_at)
                     break
                 if msg.type == WSMsgType.TEXT:
-                    await self.on_text(msg.data)
+                    await self.on_frame(msg.data, _text_size(msg.data))
                 elif msg.type == WSMsgType.BINARY:
-                    self.error(
-                        ErrorCode.INVALID_MESSAGE, "binary frames are not part of the protocol"
-                    )
+                    await self.on_frame(None, len(msg.data))
                 else:  # CLOSE, CLOSING, CLOSED, ERROR
                     break
         finally:
@@ -136,28 +155,46 @@ class Session:
                 await self.conn.end("left", "bye")
             self.conn.stop()
 
-    async def on_text(self, data: str) -> None:
-        started = time.perf_counter()
-        kind = "invalid"
-        limit = self.hub.settings.max_message_bytes
-        # A UTF-8 character is at most 4 bytes: only long texts need encoding to measure.
-        if len(data) * 4 > limit and len(data.encode()) > limit:
-            self.error(
-                ErrorCode.MESSAGE_TOO_LARGE,
-                f"message exceeds {self.hub.settings.max_message_bytes} bytes",
+    async def timed_out(self, expire_at: float | None) -> None:
+        if expire_at is not None and time.monotonic() >= expire_at:
+            self.leave_reason = "expired"
+            if self.participant is not None:
+                await self.hub.leave(self.room_name, self.participant, "expired")
+                self.participant = None
+            await self.conn.end("expired", "the access token has expired; join again")
+        else:
+            await self.fatal(
+                ErrorCode.JOIN_TIMEOUT, "no join within the join timeout", "join_timeout"
             )
-            return
-        if not self.limiter.allow():
+
+    async def on_frame(self, data: str | None, size: int) -> None:
+        """Every frame, text or binary, counts against the rate, byte and flood limits
+        before anything else is done with it."""
+        if not self.limiter.allow(size):
             if self.limiter.flooding:
                 await self.fatal(ErrorCode.FLOODING, "too many messages; closing", "flooding")
             else:
                 self.error(
                     ErrorCode.RATE_LIMITED,
-                    f"over {self.hub.settings.rate_limit:g} messages/s; message dropped",
+                    f"over {self.hub.settings.rate_limit:g} messages/s or "
+                    f"{self.hub.settings.byte_rate} bytes/s; message dropped",
                 )
             return
+        if data is None:
+            self.error(ErrorCode.INVALID_MESSAGE, "binary frames are not part of the protocol")
+        elif size > self.hub.settings.max_message_bytes:
+            self.error(
+                ErrorCode.MESSAGE_TOO_LARGE,
+                f"message exceeds {self.hub.settings.max_message_bytes} bytes",
+            )
+        else:
+            await self.on_text(data)
+
+    async def on_text(self, data: str) -> None:
+        started = time.perf_counter()
+        kind = "invalid"
         try:
-            msg = self.hub.schemas.parse_client(data)
+            msg = self.hub.schemas.parse_client(data, self.hub.settings.max_json_depth)
             kind = msg["type"]
             self.hub.metrics.messages_in.labels(kind).inc()
             await self.dispatch(msg)
@@ -202,9 +239,12 @@ class Session:
         if self.participant is not None:
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "already joined", msg.get("id"))
         c = self.claims
+        # A name the token's issuer chose is verified and stands; `join` may name only a
+        # participant whose token left the name out (it then equals the identity).
+        name = msg.get("name", c.name) if c.name == c.identity else c.name
         p = Participant(
             identity=c.identity,
-            name=msg.get("name", c.name),
+            name=name,
             role=c.role,
             grants=c.grants,
             speak=msg.get("speak", c.speak),
@@ -224,6 +264,7 @@ class Session:
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)
 
+
     def error(
         self, code: ErrorCode, message: str, ref: str | None = None, fatal: bool = False
     ) -> None:
@@ -238,3 +279,8 @@ class Session:
     async def fatal(self, code: ErrorCode, message: str, reason: str) -> None:
         self.error(code, message, fatal=True)
         await self.conn.end(reason, message)
+
+
+def _text_size(data: str) -> int:
+    """UTF-8 size of a text frame; ASCII (most frames) needs no encoding to measure."""
+    return len(data) if data.isascii() else len(data.encode())
