@@ -9,6 +9,8 @@ from typing import Any
 
 import jwt
 
+from commhub.protocol import unsafe
+
 GRANTS = ("publish", "subscribe", "chat", "moderate", "admin")
 DEFAULT_GRANTS = ("publish", "subscribe", "chat")
 ROLES = ("guest", "customer", "resident", "business", "agent", "moderator", "admin", "bot")
@@ -46,6 +48,11 @@ class Claims:
         return self.room == room or (self.room == ANY_ROOM and "admin" in self.grants)
 
 
+def _text(value: Any, longest: int) -> bool:
+    """A string the hub can store and send on: 1..longest characters, no lone surrogate."""
+    return isinstance(value, str) and 0 < len(value) <= longest and unsafe(value, 1) is None
+
+
 def valid_room_name(room: str) -> bool:
     return bool(_ROOM.match(room))
 
@@ -72,8 +79,10 @@ def issue(
     """Mint a signed token; raises ValueError for values the hub would refuse anyway."""
     if room != ANY_ROOM and not valid_room_name(room):
         raise ValueError(f"invalid room name {room!r}: letters, digits, '.', '_', '-'")
-    if not identity or len(identity) > 128:
-        raise ValueError("identity must be 1..128 characters")
+    if not _text(identity, 128):
+        raise ValueError("identity must be 1..128 characters of valid Unicode")
+    if name is not None and not _text(name, 80):
+        raise ValueError("name must be 1..80 characters of valid Unicode")
     unknown = set(grants) - set(GRANTS)
     if unknown:
         raise ValueError(f"unknown grant(s) {sorted(unknown)}; known: {', '.join(GRANTS)}")
@@ -164,11 +173,15 @@ def _claims(payload: dict[str, Any]) -> Claims:
     media_mode = payload.get("media")
     if media_mode not in MEDIA_MODES:
         raise bad("media mode")
-    identity = str(payload["sub"])
+    identity, name = payload["sub"], payload.get("name") or payload["sub"]
+    if not _text(identity, 128):
+        raise bad("sub")
+    if not _text(name, 80):
+        raise bad("name")
     return Claims(
         identity=identity,
         room=room,
-        name=str(payload.get("name") or identity)[:80],
+        name=name,
         role=role,
         grants=frozenset(grants),
         speak=speak,

@@ -19,6 +19,7 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.catalog import InstallError as CatalogError
 from commhub.config import Settings, SettingsError
+from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
 from commhub.translate import InstallError as TranslateInstallError
 from commhub.translate import (
@@ -267,7 +268,12 @@ async def serve(settings: Settings) -> int:
             "no COMMHUB_SECRET set: generated a development secret in %s/secret", settings.data_dir
         )
     app = create_app(settings, secret)
-    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        shutdown_timeout=settings.shutdown_timeout,
+        handle_signals=False,
+        access_log_class=AccessLog,
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -105,9 +105,7 @@ class Schemas:
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing string field 'type'", ref)
         validator = self.client.get(kind)
         if validator is None:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", ref
-            )
+            raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind[:64]!r}", ref)
         error = next(iter(sorted(validator.iter_errors(msg), key=_depth)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(message)"

@@ -34,8 +34,9 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         assert line.startswith("commhub listening on http://127.0.0.1:"), line
         url = line.split()[-1]
         clients = []
-        for who in ("a", "b"):
-            c = await SignalClient.connect(url, auth.issue(secret, room="r", identity=who))
+        tokens = [auth.issue(secret, room="r", identity=who) for who in ("a", "b")]
+        for token in tokens:
+            c = await SignalClient.connect(url, token)
             await c.join()
             clients.append(c)
         started = time.monotonic()
@@ -48,7 +49,11 @@ async def test_sigterm_drains_and_exits_zero(tmp_path: Path) -> None:
         for c in clients:
             await c.close()
         assert proc.stderr is not None
-        assert b"Traceback" not in await proc.stderr.read()
+        log = (await proc.stderr.read()).decode()
+        assert "Traceback" not in log
+        # The access log shows the upgrades, but never the bearer token in their URL.
+        assert "GET /v1/signal?access_token=REDACTED" in log, log
+        assert not any(token in log for token in tokens)
     finally:
         if proc.returncode is None:
             proc.kill()

@@ -10,6 +10,7 @@ from aiohttp import web
 from commhub import auth
 from commhub.auth import AuthError, Claims
 from commhub.hub import Hub
+from commhub.protocol import unsafe
 from commhub.server.keys import HUB
 from commhub.server.signal import bearer, json_error
 
@@ -17,6 +18,14 @@ routes = web.RouteTableDef()
 
 
 def _admin(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
+    """An admin token covering `room` (None: every room), checked before the body is read."""
+    hub, claims = _admin_token(request)
+    if not (claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM):
+        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
+    return hub, claims
+
+
+def _admin_token(request: web.Request) -> tuple[Hub, Claims]:
     hub = request.app[HUB]
     try:
         claims = auth.verify(
@@ -31,9 +40,6 @@ def _admin(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
         raise _refusal(
             web.HTTPForbidden, "forbidden", "this API needs a token with the admin grant"
         )
-    covered = claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM
-    if not covered:
-        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
     return hub, claims
 
 
@@ -42,6 +48,22 @@ def _refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTP
     return kind(
         text=json.dumps({"error": code, "message": message}), content_type="application/json"
     )
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, refused as the signalling edge refuses a message."""
+    try:
+        body = json.loads(await request.text())
+    except ValueError:
+        raise _refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object") from None
+    except RecursionError:
+        raise _refusal(web.HTTPBadRequest, "invalid_request", "nested too deeply") from None
+    if not isinstance(body, dict):
+        raise _refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object")
+    problem = unsafe(body, request.app[HUB].settings.max_json_depth)
+    if problem:
+        raise _refusal(web.HTTPBadRequest, "invalid_request", problem)
+    return body
 
 
 @routes.get("/v1/admin/rooms")
@@ -82,23 +104,28 @@ async def remove_participant(request: web.Request) -> web.Response:
 
 @routes.post("/v1/admin/tokens")
 async def mint_token(request: web.Request) -> web.Response:
-    try:
-        spec = await request.json()
-    except ValueError:
-        return json_error(400, "bad_json", "the body must be a JSON object")
-    if not isinstance(spec, dict) or not isinstance(spec.get("room"), str):
+    hub, claims = _admin_token(request)  # the room is in the body: covered is checked below
+    spec = await _body(request)
+    if not isinstance(spec.get("room"), str):
         return json_error(
             400, "invalid_request", "room (string) and identity (string) are required"
         )
-    hub, _ = _admin(request, spec["room"])
+    if not claims.admits(spec["room"]):
+        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
     allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"}
     unknown = set(spec) - allowed
     if unknown:
-        return json_error(400, "invalid_request", f"unknown field(s) {sorted(unknown)}")
+        return json_error(400, "invalid_request", f"unknown field(s) {sorted(unknown)[:10]}")
+    ttl = spec.get("ttl", 6 * 3600)
+    cap = hub.settings.admin_token_max_ttl
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= cap:
+        return json_error(
+            400, "invalid_request", f"ttl must be a number of seconds in (0, {cap:g}]"
+        )
     try:
         token = auth.issue(hub.secret, issuer=hub.settings.issuer, **spec)
     except (TypeError, ValueError) as exc:
-        return json_error(400, "invalid_request", str(exc))
+        return json_error(400, "invalid_request", str(exc)[:200])
     return web.json_response({"token": token}, status=201)
 
 
@@ -107,11 +134,8 @@ async def set_media_mode(request: web.Request) -> web.Response:
     """Choose a room's media mode: sfu, p2p, or auto to follow the defaults."""
     name = request.match_info["room"]
     hub, _ = _admin(request, name)
-    try:
-        body = await request.json()
-    except ValueError:
-        return json_error(400, "bad_json", "the body must be a JSON object")
-    mode = body.get("mode") if isinstance(body, dict) else None
+    body = await _body(request)
+    mode = body.get("mode")
     if mode not in ("sfu", "p2p", "auto"):
         return json_error(400, "invalid_request", 'mode must be "sfu", "p2p" or "auto"')
     await hub.media.set_mode(name, mode)

@@ -264,7 +264,6 @@ class Session:
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)
 
-
     def error(
         self, code: ErrorCode, message: str, ref: str | None = None, fatal: bool = False
     ) -> None:
