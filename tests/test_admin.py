@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -135,6 +136,30 @@ async def test_mint_token(hub: Running, http: aiohttp.ClientSession) -> None:
         http, "POST", f"{hub.url}/v1/admin/tokens", data=b"{oops", headers=admin_headers()
     )
     assert (status, body["error"]) == (400, "bad_json")
+
+
+async def test_hostile_admin_bodies(hub: Running, http: aiohttp.ClientSession) -> None:
+    url = f"{hub.url}/v1/admin/tokens"
+    nested = b'{"room": "r", "identity": "x", "name": ' + b"[" * 32000 + b"]" * 32000 + b"}"
+    # An anonymous caller is refused before its body is read.
+    status, body = await call(http, "POST", url, data=nested)
+    assert (status, body["error"]) == (401, "token_missing")
+    status, body = await call(http, "POST", url, data=nested, headers=admin_headers())
+    assert (status, body["error"]) == (400, "invalid_request")
+    room_admin = admin_headers("desk-3")
+    for bad, code in (
+        (b'{"room": "desk-3", "identity": "x", "ttl": 1e400}', 400),  # infinity
+        (b'{"room": "desk-3", "identity": "x", "ttl": 604801}', 400),  # over the cap
+        (b'{"room": "desk-3", "identity": "x", "ttl": true}', 400),
+        (b'{"room": "desk-3", "identity": "x", "name": "Eve \\ud800"}', 400),
+        (b'{"room": "other", "identity": "x"}', 403),  # not this admin's room
+    ):
+        status, body = await call(http, "POST", url, data=bad, headers=room_admin)
+        assert status == code, (bad, status, body)
+    spec = {"room": "desk-3", "identity": "x", "grants": ["admin"], "ttl": 604800}
+    status, body = await call(http, "POST", url, json=spec, headers=room_admin)
+    assert status == 201
+    assert auth.verify(SECRET, body["token"]).expires <= time.time() + 604800 + 1
 
 
 async def test_health_and_metrics(hub: Running, http: aiohttp.ClientSession) -> None:
