@@ -39,8 +39,13 @@ CORPUS = Path(__file__).parent / "fuzz_corpus"
 CASES = sorted(CORPUS.glob("*.json"))
 
 
+def load_case(path: Path) -> dict[str, Any]:
+    case: dict[str, Any] = json.loads(path.read_text("utf-8"))
+    return case
+
+
 def _param(path: Path) -> Any:
-    slow = json.loads(path.read_text("utf-8")).get("e2e", False)  # real Apertium, aiortc
+    slow = load_case(path).get("e2e", False)  # real Apertium or aiortc sessions
     return pytest.param(path, id=path.stem, marks=[pytest.mark.e2e] if slow else [])
 
 
@@ -70,7 +75,7 @@ _ABSENT = object()
 
 def matches(value: Any, want: Any) -> bool:
     if isinstance(want, dict) and len(want) == 1:
-        (op, arg), = want.items()
+        ((op, arg),) = want.items()
         if op == "in":
             return value in arg
         if op == "absent":
@@ -229,7 +234,7 @@ def deep_size(root: object) -> int:
 
 @pytest.mark.parametrize("path", [_param(p) for p in CASES])
 async def test_corpus_case(start_hub: StartHub, path: Path) -> None:
-    case = json.loads(path.read_text("utf-8"))
+    case = load_case(path)
     limits = OPEN_LIMITS if case.get("limits", "open") == "open" else {"captions": False}
     hub = await start_hub(**{**limits, **case.get("settings", {})})
     arena = Arena(hub, room="lobby")
@@ -251,5 +256,5 @@ async def test_corpus_case(start_hub: StartHub, path: Path) -> None:
 def test_corpus_is_not_empty() -> None:
     assert len(CASES) >= 7
     for path in CASES:
-        case = json.loads(path.read_text("utf-8"))
+        case = load_case(path)
         assert case["about"] and case["steps"], path
