@@ -11,8 +11,10 @@ import base64
 import contextlib
 import itertools
 import json
+import logging
 import os
 import struct
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +66,35 @@ class Trouble:
     def add(self, what: str) -> None:
         if len(self.items) < 50:
             self.items.append(what[:600])
+
+
+class HubFailures(logging.Handler):
+    """The hub's logged exceptions (it logs one before it answers internal_error): names an
+    internal_error by where it was raised, so different bugs count as different faults."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.last = ""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            tb = traceback.extract_tb(exc.__traceback__)
+            where = next(
+                (f for f in reversed(tb) if "/commhub/" in f.filename), tb[-1] if tb else None
+            )
+            at = f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno}" if where else "?"
+            self.last = f"{type(exc).__name__} at {at} ({str(exc)[:80]})"
+
+    def __enter__(self) -> HubFailures:
+        logging.getLogger("commhub").addHandler(self)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        logging.getLogger("commhub").removeHandler(self)
+
+
+FAILURES = HubFailures()
 
 
 class RawClient:
@@ -154,7 +185,8 @@ class RawClient:
             )
         if isinstance(msg, dict):
             if msg.get("type") == "error" and msg.get("code") == "internal_error":
-                self.trouble.add(f"{self.label}: internal_error: {payload[:300]!r}")
+                why, FAILURES.last = FAILURES.last or "no traceback logged", ""
+                self.trouble.add(f"{self.label}: internal_error {why}: {payload[:200]!r}")
             self.inbox.append(msg)
             self._new.set()
 

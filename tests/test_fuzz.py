@@ -14,21 +14,34 @@ distinct fault with the shortest input that caused it. COMMHUB_FUZZ_SCALE=10 hun
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
+from aiortc import RTCPeerConnection
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from hypothesis import strategies as st
 
+from commhub.media.ice import IcePolicy, policy_scope
 from tests.conftest import StartHub
 from tests.fuzz_frames import frame_op, play
 from tests.fuzz_harness import OPEN_LIMITS, Arena, hypothesis_run
+from tests.fuzz_media import PEER, SELF, media_message
 from tests.fuzz_schemas import (
     CLIENT_TYPES,
+    ODD,
     hostile_frame_text,
+    hostile_text,
+    json_value,
     mutated,
+    raw_json,
     to_json,
     valid_message,
 )
+from tests.fuzz_wire import RawClient
+from tests.media_helpers import LOOPBACK
 
 
 @pytest.fixture
@@ -139,3 +152,241 @@ async def test_fuzz_default_limits(start_hub: StartHub) -> None:
         arena.verdict(minimum_cases=600)
     finally:
         await arena.close()
+
+
+async def real_offer() -> str:
+    """An offer from a real aiortc peer publishing audio and video (loopback candidates)."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    pc.addTransceiver(VideoStreamTrack(), direction="sendonly")
+    with policy_scope(IcePolicy(hosts=LOOPBACK)):
+        await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+@pytest.mark.e2e
+async def test_fuzz_media(start_hub: StartHub) -> None:
+    """Hostile SDP (offer/answer, to the hub and relayed to a p2p peer), ICE candidates and
+    track metadata: precise media error codes, never internal_error, the peer unharmed."""
+    hub = await start_hub(**OPEN_LIMITS, room_mode="p2p", media_stall_timeout=60.0)
+    arena = Arena(hub, room="media")
+    peer = await arena.add_watcher("peer")
+    await arena.new_fuzzer()
+    seed = await real_offer()
+    peer_id = peer.inbox[0]["participant"]["id"]
+
+    async def body(msgs: list[dict[str, Any]]) -> int:
+        sent = 0
+        for msg in msgs:
+            f = await arena.ready()
+            me = f.inbox[next(i for i, m in enumerate(f.inbox) if m["type"] == "joined")]
+            if "to" in msg:
+                msg = {**msg, "to": {PEER: peer_id, SELF: me["participant"]["id"]}.get(
+                    msg["to"], msg["to"])}  # fmt: skip
+            sent += await f.send_text(to_json(msg, False))
+        await arena.settle()
+        return sent
+
+    try:
+        await hypothesis_run(
+            st.lists(media_message(seed), min_size=1, max_size=4),
+            body, 300, arena.findings, arena.trouble,
+        )  # fmt: skip
+        await arena.assert_room_usable()
+        arena.verdict(minimum_cases=600)
+    finally:
+        await arena.close()
+
+
+@st.composite
+def chat_text(draw: st.DrawFn) -> str:
+    """Chat text for the translation path: words, odd characters, sizes around the
+    translation limit (2000) and the chat limit (4000); never a lone surrogate (refused at
+    the edge before it could reach an engine)."""
+    parts = draw(
+        st.lists(
+            st.one_of(
+                st.sampled_from(["word", "house", "the", "Good morning", "where is", "?", "\n"]),
+                st.sampled_from([c for c in ODD if not 0xD800 <= ord(c) <= 0xDFFF]),
+                st.sampled_from(["^", "$", "[", "]", "\\", "/", "@", "<", ">", "{", "}", "*"]),
+                st.text(max_size=5),
+            ),
+            max_size=40,
+        )
+    )
+    text = " ".join(parts)
+    if draw(st.integers(0, 5)) == 0:
+        text += " word" * draw(st.sampled_from([300, 399, 400, 790]))
+    return text
+
+
+@pytest.mark.e2e
+async def test_fuzz_translation(start_hub: StartHub) -> None:
+    """Hostile chat text through a room with a Spanish reader (real Apertium en->es), and
+    a control sentence in another room after each: every reader gets its own message's
+    translation (a unique number travels through Apertium untouched)."""
+    hub = await start_hub(**OPEN_LIMITS)
+    arena = Arena(hub, room="tr")
+    spanish = await arena.add_watcher("lector", speak="es", read="es")
+    control = Arena(hub, room="control")
+    control.trouble = arena.trouble
+    control_es = await control.add_watcher("control-es", speak="es", read="es")
+    control_en = await control.add_watcher("control-en", speak="en", read="en")
+    await arena.new_fuzzer()
+    serial = iter(range(100_000, 10**6))
+
+    async def body(texts: list[str]) -> int:
+        sent = 0
+        for text in texts:
+            f = await arena.ready()
+            n = next(serial)
+            start_es, start_ctl = len(spanish.inbox), len(control_es.inbox)
+            mine = f"{text} {n}"[:4000] if len(text) < 3990 else f"{n} {text}"[:4000]
+            if not mine.strip():
+                continue
+            sent += await f.send({"type": "chat", "text": mine})
+            sent += await control_en.send({"type": "chat", "text": f"Good morning {n}"})
+            got = await spanish.expect("chat", start=start_es)
+            ctl = await control_es.expect("chat", start=start_ctl)
+            check_translation(arena, got, str(n), mine.strip())
+            check_translation(arena, ctl, str(n), f"Good morning {n}")
+            if ctl.get("translation", {}).get("status") != "ok":
+                arena.trouble.add(f"control: untranslated: {ctl.get('translation')}")
+        await arena.settle()
+        return sent
+
+    try:
+        await hypothesis_run(
+            st.lists(chat_text(), min_size=1, max_size=3), body, 120, arena.findings, arena.trouble
+        )
+        await arena.assert_room_usable()
+        arena.verdict(minimum_cases=300)
+    finally:
+        await control.close()
+        await arena.close()
+
+
+def check_translation(arena: Arena, msg: dict[str, Any], marker: str, text: str) -> None:
+    """The reader got this text, and a translation that is this text's own."""
+    t = msg.get("translation", {})
+    if msg.get("text") != text:
+        arena.trouble.add(f"translation: wrong message: wanted {text[:80]!r}, got {msg!r:.300}")
+    elif t.get("status") == "ok" and marker not in t.get("text", ""):
+        arena.trouble.add(
+            f"translation: not its own: {text[:80]!r} came back as {t.get('text', '')[:200]!r}"
+        )
+
+
+@st.composite
+def admin_request(draw: st.DrawFn) -> tuple[str, str, str, str]:
+    """(auth, method, path, body) for the admin API, hostile in every part."""
+    auth_kind = draw(st.sampled_from(["none", "garbage", "user", "room_admin", "admin", "admin"]))
+    # Not "..": the client normalises it away (the request would reach another route).
+    room = draw(
+        st.one_of(st.just("lobby"), st.sampled_from(["a" * 129, "%ED%A0%80", "%00", "x%2F"]))
+    )
+    route = draw(st.sampled_from(["tokens", "tokens", "tokens", "media", "room", "participant"]))
+    method, path = {
+        "tokens": ("POST", "/v1/admin/tokens"),
+        "media": ("PUT", f"/v1/admin/rooms/{room}/media"),
+        # Closing the bystanders' own room would end them fairly: close another one.
+        "room": draw(st.sampled_from([("GET", f"/v1/admin/rooms/{room}"), ("DELETE", GONE)])),
+        "participant": ("DELETE", f"/v1/admin/rooms/{room}/participants/{draw(WHO)}"),
+    }[route]  # fmt: skip
+    if route == "tokens" and draw(st.integers(0, 2)):
+        spec: dict[str, Any] = {"room": "lobby", "identity": "guest"}
+        for key in draw(st.sets(st.sampled_from(TOKEN_FIELDS), max_size=4)):
+            spec[key] = draw(st.one_of(st.sampled_from(TOKEN_VALUES[key]), json_value))
+        if draw(st.integers(0, 5)) == 0:
+            spec[draw(hostile_text(min_size=1, max_size=8))] = draw(json_value)
+        body = to_json(spec, draw(st.booleans()))
+    elif route == "media" and draw(st.booleans()):
+        body = to_json(
+            {"mode": draw(st.one_of(st.sampled_from(["sfu", "p2p", "auto"]), json_value))}, True
+        )
+    else:
+        body = draw(st.one_of(raw_json(), json_value.map(lambda v: to_json(v, True))))
+    return auth_kind, method, path, body
+
+
+GONE = "/v1/admin/rooms/gone"
+WHO = st.sampled_from(["x", "PA_nobody123", "%ED%A0%80"])
+TOKEN_FIELDS = ["room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"]
+TOKEN_VALUES: dict[str, list[Any]] = {
+    "room": ["lobby", "other", "*", "", "a" * 129, "é"],
+    "identity": ["", "a" * 128, "a" * 129, "\ud800", "bob\x00", "\uffff"],
+    "name": ["", "Eve \ud800", "a" * 80, "a" * 81, "\u202eevil", "\uffff"],
+    "role": ["admin", "bot", "king", ["admin"]],
+    "grants": [["admin"], ["chat", "chat"], "chat", [["x"]], {"a": 1}, []],
+    "speak": ["es", "zz-ZZZZ", "", ["en"]],
+    "read": ["es", "ko", "x", None],
+    "ttl": [0, -1, 1e-9, 1e308, 10**30, True, "60", 7 * 86400, 7 * 86400 + 1],
+    "media_mode": ["sfu", "p2p", "auto", "mesh", None, ["sfu"]],
+}
+
+
+async def test_fuzz_admin_api(start_hub: StartHub) -> None:
+    """Hostile requests to the admin API: never a 5xx, every refusal {error, message} JSON,
+    authorization before the body; a token it mints joins a room without harming it."""
+    hub = await start_hub(**OPEN_LIMITS)
+    arena = Arena(hub, room="lobby")
+    await arena.add_watcher("watcher")
+    tokens = {
+        "none": None,
+        "garbage": "not.a.token",
+        "user": hub.token("lobby", "user"),
+        "room_admin": hub.token("lobby", "ra", grants=["admin"]),
+        "admin": hub.token("*", "ops", grants=["admin"]),
+    }
+    statuses: Counter[int] = Counter()
+
+    async def body(example: tuple[str, str, str, str]) -> int:
+        auth_kind, method, path, data = example
+        token = tokens[auth_kind]
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with http.request(
+            method, hub.url + path, data=data.encode("utf-8", "surrogatepass"), headers=headers
+        ) as r:
+            text = await r.text()
+        statuses[r.status] += 1
+        shown = f"{method} {path} as {auth_kind}: HTTP {r.status} {text[:200]!r}"
+        if r.status >= 500:
+            arena.trouble.add(f"admin: server error {r.status}: {shown}")
+        if r.status >= 400 and r.status != 413:  # 413: see fuzz_corpus/08
+            try:
+                refusal = json.loads(text)
+            except ValueError:
+                refusal = None
+            if not (isinstance(refusal, dict) and {"error", "message"} <= set(refusal)):
+                arena.trouble.add(f"admin: refusal not JSON {r.status}: {shown}")
+        if auth_kind in ("none", "garbage") and r.status != 401:
+            arena.trouble.add(f"admin: unauthenticated got {r.status}: {shown}")
+        if auth_kind == "user" and r.status not in (401, 403):
+            arena.trouble.add(f"admin: non-admin got {r.status}: {shown}")
+        if r.status == 201:  # the minted token works, and nothing it carries breaks a room
+            minted = json.loads(text)["token"]
+            room = json.loads(data)["room"]
+            try:
+                c = await RawClient.connect(arena.port, minted, arena.trouble, "minted")
+            except ConnectionError as exc:
+                if " 101 " in str(exc) or not str(exc).startswith("HTTP/1.1 4"):
+                    arena.trouble.add(f"admin: minted token refused oddly: {str(exc)[:200]}")
+            else:
+                if room != "*":
+                    await c.join()
+                    await c.send({"type": "chat", "text": "minted"})
+                    await c.expect("chat", text="minted")
+                await c.close()
+            await arena.settle()
+        return 1
+
+    async with aiohttp.ClientSession() as http:
+        try:
+            await hypothesis_run(admin_request(), body, 500, arena.findings, arena.trouble)
+            await arena.assert_room_usable()
+            print(f"[fuzz] admin statuses {dict(statuses)}")
+            arena.verdict(minimum_cases=500)
+        finally:
+            await arena.close()
