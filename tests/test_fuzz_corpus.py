@@ -33,7 +33,7 @@ from commhub import auth
 from tests.conftest import SECRET, Running, StartHub
 from tests.fuzz_frames import encode
 from tests.fuzz_harness import OPEN_LIMITS, Arena
-from tests.fuzz_wire import RawClient
+from tests.fuzz_wire import FAILURES, RawClient
 
 CORPUS = Path(__file__).parent / "fuzz_corpus"
 CASES = sorted(CORPUS.glob("*.json"))
@@ -101,7 +101,7 @@ class Replay:
     async def step(self, s: dict[str, Any]) -> None:
         if "connect" in s:
             name = s["connect"]
-            claims = {k: s[k] for k in ("speak", "read", "name", "grants") if k in s}
+            claims = {k: s[k] for k in ("speak", "read", "name", "grants", "media_mode") if k in s}
             room = s.get("room", "lobby")
             self.rooms.add(room)
             token = self.tokens.get(s.get("token", "")) or self.hub.token(
@@ -242,7 +242,9 @@ async def test_corpus_case(start_hub: StartHub, path: Path) -> None:
     try:
         for i, s in enumerate(case["steps"]):
             try:
-                await replay.step(s)
+                with FAILURES:
+                    await replay.step(s)
+                assert not arena.trouble.items, arena.trouble.items
             except AssertionError as exc:
                 raise AssertionError(f"step {i} {json.dumps(s)[:300]}: {exc}") from None
         for room in sorted(replay.rooms or {"lobby"}):
