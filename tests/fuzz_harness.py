@@ -10,6 +10,7 @@ the test then fails listing them all, so one CI run shows everything that is sti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections import Counter
@@ -93,14 +94,29 @@ async def hypothesis_run(
     examples: int,
     findings: Findings,
     trouble: Trouble,
+    reset: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Run body(example) for each example Hypothesis draws (in a worker thread; body runs
-    on this loop). body returns how many cases (frames/messages) it sent."""
+    on this loop). body returns how many cases (frames/messages) it sent. An example that
+    gets stuck (a reply that never comes) is a fault too: `reset` gives the next example a
+    fresh start, and after three the run stops (the hub is too broken to go on)."""
     loop = asyncio.get_running_loop()
+    stuck = 0
 
     async def one(example: T) -> None:
+        nonlocal stuck
+        if stuck >= 3:
+            return
         mark = len(trouble.items)
-        findings.cases += await body(example)
+        try:
+            findings.cases += await body(example)
+        except (TimeoutError, ConnectionError, AssertionError) as exc:
+            stuck += 1
+            trouble.add(f"harness: stuck: {type(exc).__name__} {str(exc)[:300]}")
+            if reset is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(15):
+                        await reset()
         findings.examples += 1
         found = trouble.items[mark:]
         del trouble.items[mark:]
@@ -233,8 +249,22 @@ class Arena:
             await late.close()
         return joined
 
-    def verdict(self, minimum_cases: int) -> None:
+    async def run(
+        self, strategy: st.SearchStrategy[T], body: Callable[[T], Awaitable[int]], examples: int
+    ) -> None:
+        await hypothesis_run(
+            strategy, body, examples, self.findings, self.trouble, reset=self.new_fuzzer
+        )
+
+    async def verdict(self, minimum_cases: int, history: bool = True) -> None:
+        """After the run: the room is still usable (assert_room_usable); then fail listing
+        every distinct fault, or when fewer cases ran than the budget promises."""
         f = self.findings
+        try:
+            async with asyncio.timeout(30):
+                await self.assert_room_usable(history)
+        except (TimeoutError, ConnectionError, AssertionError) as exc:
+            self.trouble.add(f"after the run: room unusable: {type(exc).__name__} {exc}")
         print(
             f"\n[fuzz] {f.examples} examples, {f.cases} cases, closes {dict(self.closes)}",
             flush=True,

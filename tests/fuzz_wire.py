@@ -84,7 +84,7 @@ class HubFailures(logging.Handler):
                 (f for f in reversed(tb) if "/commhub/" in f.filename), tb[-1] if tb else None
             )
             at = f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno}" if where else "?"
-            self.last = f"{type(exc).__name__} at {at} ({str(exc)[:80]})"
+            self.last = f"{type(exc).__name__} at {at}: ({str(exc)[:100]})"
 
     def __enter__(self) -> HubFailures:
         logging.getLogger("commhub").addHandler(self)

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from commhub.media.ice import IcePolicy, policy_scope
 from tests.conftest import StartHub
 from tests.fuzz_frames import frame_op, play
-from tests.fuzz_harness import OPEN_LIMITS, Arena, hypothesis_run
+from tests.fuzz_harness import OPEN_LIMITS, Arena
 from tests.fuzz_media import PEER, SELF, media_message
 from tests.fuzz_schemas import (
     CLIENT_TYPES,
@@ -91,9 +91,8 @@ async def test_fuzz_messages(arena: Arena) -> None:
         await arena.settle()
         return sent
 
-    await hypothesis_run(message_batches, body, 900, arena.findings, arena.trouble)
-    await arena.assert_room_usable()
-    arena.verdict(minimum_cases=6000)
+    await arena.run(message_batches, body, 900)
+    await arena.verdict(minimum_cases=6000)
 
 
 async def test_every_client_type_is_generated() -> None:
@@ -123,11 +122,8 @@ async def test_fuzz_frames(arena: Arena) -> None:
         await arena.settle()
         return sent
 
-    await hypothesis_run(
-        st.lists(frame_op(), min_size=1, max_size=6), body, 500, arena.findings, arena.trouble
-    )
-    await arena.assert_room_usable()
-    arena.verdict(minimum_cases=1200)
+    await arena.run(st.lists(frame_op(), min_size=1, max_size=6), body, 500)
+    await arena.verdict(minimum_cases=1200)
 
 
 async def test_fuzz_default_limits(start_hub: StartHub) -> None:
@@ -145,11 +141,8 @@ async def test_fuzz_default_limits(start_hub: StartHub) -> None:
         return sent
 
     try:
-        await hypothesis_run(
-            st.lists(frame_op(), min_size=5, max_size=40), body, 60, arena.findings, arena.trouble
-        )
-        await arena.assert_room_usable()
-        arena.verdict(minimum_cases=600)
+        await arena.run(st.lists(frame_op(), min_size=5, max_size=40), body, 60)
+        await arena.verdict(minimum_cases=600)
     finally:
         await arena.close()
 
@@ -190,12 +183,8 @@ async def test_fuzz_media(start_hub: StartHub) -> None:
         return sent
 
     try:
-        await hypothesis_run(
-            st.lists(media_message(seed), min_size=1, max_size=4),
-            body, 300, arena.findings, arena.trouble,
-        )  # fmt: skip
-        await arena.assert_room_usable()
-        arena.verdict(minimum_cases=600)
+        await arena.run(st.lists(media_message(seed), min_size=1, max_size=4), body, 300)
+        await arena.verdict(minimum_cases=600)
     finally:
         await arena.close()
 
@@ -258,11 +247,8 @@ async def test_fuzz_translation(start_hub: StartHub) -> None:
         return sent
 
     try:
-        await hypothesis_run(
-            st.lists(chat_text(), min_size=1, max_size=3), body, 120, arena.findings, arena.trouble
-        )
-        await arena.assert_room_usable()
-        arena.verdict(minimum_cases=300)
+        await arena.run(st.lists(chat_text(), min_size=1, max_size=3), body, 120)
+        await arena.verdict(minimum_cases=300)
     finally:
         await control.close()
         await arena.close()
@@ -384,9 +370,8 @@ async def test_fuzz_admin_api(start_hub: StartHub) -> None:
 
     async with aiohttp.ClientSession() as http:
         try:
-            await hypothesis_run(admin_request(), body, 500, arena.findings, arena.trouble)
-            await arena.assert_room_usable()
+            await arena.run(admin_request(), body, 500)
             print(f"[fuzz] admin statuses {dict(statuses)}")
-            arena.verdict(minimum_cases=500)
+            await arena.verdict(minimum_cases=500)
         finally:
             await arena.close()
