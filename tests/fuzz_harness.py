@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import aiohttp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -153,12 +154,14 @@ class Arena:
         self.fuzzer: RawClient | None = None
         self.watchers: list[RawClient] = []
         self.closes: Counter[int | None] = Counter()
+        self.fair_closes = set(FAIR_CLOSES)
         self.clients: list[RawClient] = []
         self._n = 0
 
     async def connect(self, identity: str, room: str | None = None, **claims: Any) -> RawClient:
         token = self.hub.token(room or self.room, identity, **claims)
         c = await RawClient.connect(self.port, token, self.trouble, identity)
+        c.identity, c.room = identity, room or self.room
         self.clients.append(c)
         return c
 
@@ -194,9 +197,13 @@ class Arena:
             self.clients.remove(self.fuzzer)
             self.fuzzer = None
 
+    def closed(self, c: RawClient) -> None:
+        """Count a connection the hub closed, and judge the reason."""
+        self._closed(c)
+
     def _closed(self, c: RawClient) -> None:
         self.closes[c.close_code] += 1
-        if c.close_code not in FAIR_CLOSES:
+        if c.close_code not in self.fair_closes:
             self.trouble.add(
                 f"{c.label}: closed {c.close_code}: reason {c.close_reason[:100]!r}; "
                 f"last messages {c.inbox[-2:]}"
@@ -228,6 +235,32 @@ class Arena:
                 self.trouble.add(f"{w.label}: bystander lost: closed {w.close_code}")
                 self.watchers.remove(w)
                 await self.add_watcher(w.label + "+")
+
+    async def assert_no_ghosts(self) -> None:
+        """The room's participants (admin API) are exactly the clients still connected and
+        joined: a connection the hub closed, or one that dropped, left no ghost behind."""
+        live = sorted(c.identity for c in self.live())
+        admin = self.hub.token("*", "ops", grants=["admin"])
+        seen: list[str] = []
+        async with aiohttp.ClientSession() as http:
+            for _ in range(60):  # a close in flight settles within a few loop turns
+                async with http.get(
+                    f"{self.hub.url}/v1/admin/rooms/{self.room}",
+                    headers={"Authorization": f"Bearer {admin}"},
+                ) as r:
+                    body = await r.json() if r.status == 200 else {"participants": []}
+                seen = sorted(p["identity"] for p in body["participants"])
+                if seen == live:
+                    return
+                await asyncio.sleep(0.05)
+        self.trouble.add(f"after the run: ghosts: the room holds {seen}, connected are {live}")
+
+    def live(self) -> list[RawClient]:
+        return [
+            c
+            for c in self.clients
+            if not c.gone and c.room == self.room and any(m["type"] == "joined" for m in c.inbox)
+        ]
 
     async def assert_room_usable(self, history: bool = True) -> dict[str, Any]:
         """After the run: a newcomer joins (with the chat history, so everything the hub
@@ -262,6 +295,7 @@ class Arena:
         f = self.findings
         try:
             async with asyncio.timeout(30):
+                await self.assert_no_ghosts()
                 await self.assert_room_usable(history)
         except (TimeoutError, ConnectionError, AssertionError) as exc:
             self.trouble.add(f"after the run: room unusable: {type(exc).__name__} {exc}")

@@ -109,6 +109,8 @@ class RawClient:
         self.writer = writer
         self.trouble = trouble
         self.label = label
+        self.identity = label  # who the token names, and where (set by whoever connects it)
+        self.room = ""
         self.inbox: list[dict[str, Any]] = []
         self.close_code: int | None = None
         self.close_reason = b""

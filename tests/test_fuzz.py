@@ -14,6 +14,7 @@ distinct fault with the shortest input that caused it. COMMHUB_FUZZ_SCALE=10 hun
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from typing import Any
@@ -375,3 +376,65 @@ async def test_fuzz_admin_api(start_hub: StartHub) -> None:
             await arena.verdict(minimum_cases=500)
         finally:
             await arena.close()
+
+
+@st.composite
+def swarm_action(draw: st.DrawFn) -> tuple[int, str]:
+    actor = draw(st.integers(0, 3))
+    what = draw(st.integers(0, 9))
+    if what == 0:
+        return actor, "@reconnect"
+    if what == 1:
+        return actor, "@abort"  # the socket drops without a close frame
+    if what == 2:
+        return actor, '{"type":"leave"}'
+    return actor, draw(hostile_frame_text())
+
+
+async def test_fuzz_swarm(arena: Arena) -> None:
+    """Four connections at once, two of them the same identity (each join replaces the
+    other), sending, leaving, dropping and reconnecting concurrently: no internal error, no
+    ghost participant, the bystander unharmed."""
+    arena.fair_closes.add(4002)  # replaced: the twin joined again
+    await arena.drop_fuzzer()
+    names = ["twin", "twin", "solo1", "solo2"]
+    actors: list[RawClient | None] = [None] * 4
+
+    async def act(i: int, steps: list[str]) -> int:
+        sent = 0
+        for step in steps:
+            c = actors[i]
+            if c is not None and c.gone:
+                arena.closed(c)
+                c = None
+            if step == "@reconnect" or c is None:
+                if c is not None:
+                    await c.close()
+                    arena.clients.remove(c)
+                c = actors[i] = await arena.connect(names[i])
+                await c.send({"type": "join"})
+                sent += 1
+                if step == "@reconnect":
+                    continue
+            if step == "@abort":
+                c.writer.transport.abort()
+                await c.eof.wait()
+                arena.clients.remove(c)
+                actors[i] = None
+                continue
+            sent += await c.send_text(step)
+        return sent
+
+    async def body(actions: list[tuple[int, str]]) -> int:
+        per: dict[int, list[str]] = {}
+        for i, step in actions:
+            per.setdefault(i, []).append(step)
+        sent = sum(await asyncio.gather(*(act(i, steps) for i, steps in per.items())))
+        for c in actors:  # everything handled before the next example
+            if c is not None and not c.gone and not await c.sync():
+                arena.closed(c)
+        await arena.settle()
+        return sent
+
+    await arena.run(st.lists(swarm_action(), min_size=2, max_size=12), body, 150)
+    await arena.verdict(minimum_cases=700)
