@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import logging
 import os
+import re
 import time
+import types
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -236,6 +240,15 @@ class Arena:
                 self.watchers.remove(w)
                 await self.add_watcher(w.label + "+")
 
+    def assert_all_encodable(self) -> None:
+        """No string the hub keeps (rooms, history, participants, media, caches) holds a
+        lone surrogate: whatever it keeps, it can send."""
+        bad = unencodable(self.hub.hub)
+        if bad:
+            self.trouble.add(
+                f"after the run: unencodable state: {len(bad)} strings, e.g. {bad[:3]}"
+            )
+
     async def assert_no_ghosts(self) -> None:
         """The room's participants (admin API) are exactly the clients still connected and
         joined: a connection the hub closed, or one that dropped, left no ghost behind."""
@@ -296,6 +309,7 @@ class Arena:
         try:
             async with asyncio.timeout(30):
                 await self.assert_no_ghosts()
+                self.assert_all_encodable()
                 await self.assert_room_usable(history)
         except (TimeoutError, ConnectionError, AssertionError) as exc:
             self.trouble.add(f"after the run: room unusable: {type(exc).__name__} {exc}")
@@ -312,3 +326,33 @@ class Arena:
     async def close(self) -> None:
         for c in self.clients:
             await c.close()
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# Not followed: code, and the running machinery (loop, tasks, frames), which reaches the
+# test's own locals; what remains is the data the hub keeps.
+_OPAQUE = (
+    type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.FrameType,
+    types.CoroutineType, types.GeneratorType, types.CodeType, asyncio.AbstractEventLoop,
+    asyncio.Future, logging.Logger,
+)  # fmt: skip
+
+
+def unencodable(root: object, limit: int = 2_000_000) -> list[str]:
+    """Strings reachable from root that UTF-8 cannot encode (a lone surrogate)."""
+    seen: set[int] = set()
+    stack = [root]
+    found: list[str] = []
+    while stack and len(seen) < limit:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _OPAQUE):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, str):
+            if _SURROGATE.search(obj):
+                found.append(repr(obj[:60]))
+            continue
+        if isinstance(obj, bytes | bytearray | int | float):
+            continue
+        stack.extend(gc.get_referents(obj))
+    return found

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from commhub.media.ice import IcePolicy, policy_scope
 from tests.conftest import StartHub
 from tests.fuzz_frames import frame_op, play
-from tests.fuzz_harness import OPEN_LIMITS, Arena
+from tests.fuzz_harness import OPEN_LIMITS, Arena, unencodable
 from tests.fuzz_media import PEER, SELF, media_message
 from tests.fuzz_schemas import (
     CLIENT_TYPES,
@@ -438,3 +438,14 @@ async def test_fuzz_swarm(arena: Arena) -> None:
 
     await arena.run(st.lists(swarm_action(), min_size=2, max_size=12), body, 150)
     await arena.verdict(minimum_cases=700)
+
+
+def test_unencodable_state_is_found() -> None:
+    """The after-run check sees a lone surrogate however deep the hub keeps it."""
+
+    class Keeper:
+        def __init__(self) -> None:
+            self.history = [{"text": "fine"}, {"text": ("ok", "bad \ud800")}]
+
+    assert unencodable(Keeper()) == ["'bad \\ud800'"]
+    assert unencodable({"text": "a valid pair \U0001f600 \uffff"}) == []
