@@ -160,12 +160,14 @@ class Arena:
         self.closes: Counter[int | None] = Counter()
         self.fair_closes = set(FAIR_CLOSES)
         self.clients: list[RawClient] = []
+        self.everyone: list[RawClient] = []  # every client this arena made, closed ones too
         self._n = 0
 
     async def connect(self, identity: str, room: str | None = None, **claims: Any) -> RawClient:
         token = self.hub.token(room or self.room, identity, **claims)
         c = await RawClient.connect(self.port, token, self.trouble, identity)
         c.identity, c.room = identity, room or self.room
+        self.everyone.append(c)
         self.clients.append(c)
         return c
 
@@ -313,8 +315,15 @@ class Arena:
                 await self.assert_room_usable(history)
         except (TimeoutError, ConnectionError, AssertionError) as exc:
             self.trouble.add(f"after the run: room unusable: {type(exc).__name__} {exc}")
+        replies = Counter(
+            m["type"] if m["type"] != "error" else m["code"]
+            for c in self.everyone
+            if c.identity != "watcher"
+            for m in c.inbox
+        )
         print(
-            f"\n[fuzz] {f.examples} examples, {f.cases} cases, closes {dict(self.closes)}",
+            f"\n[fuzz] {f.examples} examples, {f.cases} cases, closes {dict(self.closes)}\n"
+            f"[fuzz] replies {dict(replies.most_common())}",
             flush=True,
         )
         if self.trouble.items:  # found outside the examples (the after-run checks)

@@ -388,6 +388,8 @@ def swarm_action(draw: st.DrawFn) -> tuple[int, str]:
         return actor, "@abort"  # the socket drops without a close frame
     if what == 2:
         return actor, '{"type":"leave"}'
+    if what == 3:  # an administrator removes this actor, or sets the room's media mode
+        return actor, draw(st.sampled_from(["@remove", "@mode sfu", "@mode p2p", "@mode auto"]))
     return actor, draw(hostile_frame_text())
 
 
@@ -395,14 +397,25 @@ async def test_fuzz_swarm(arena: Arena) -> None:
     """Four connections at once, two of them the same identity (each join replaces the
     other), sending, leaving, dropping and reconnecting concurrently: no internal error, no
     ghost participant, the bystander unharmed."""
-    arena.fair_closes.add(4002)  # replaced: the twin joined again
+    arena.fair_closes |= {4002, 4004}  # replaced (the twin joined again), removed (admin)
     await arena.drop_fuzzer()
     names = ["twin", "twin", "solo1", "solo2"]
     actors: list[RawClient | None] = [None] * 4
+    admin = {"Authorization": "Bearer " + arena.hub.token("*", "ops", grants=["admin"])}
+    rooms = f"{arena.hub.url}/v1/admin/rooms/{arena.room}"
 
     async def act(i: int, steps: list[str]) -> int:
         sent = 0
         for step in steps:
+            if step == "@remove":
+                async with http.delete(f"{rooms}/participants/{names[i]}", headers=admin) as r:
+                    sent += r.status in (204, 404)
+                continue
+            if step.startswith("@mode"):
+                body = {"mode": step.split()[1]}
+                async with http.put(f"{rooms}/media", json=body, headers=admin) as r:
+                    sent += r.status == 200
+                continue
             c = actors[i]
             if c is not None and c.gone:
                 arena.closed(c)
@@ -436,7 +449,8 @@ async def test_fuzz_swarm(arena: Arena) -> None:
         await arena.settle()
         return sent
 
-    await arena.run(st.lists(swarm_action(), min_size=2, max_size=12), body, 150)
+    async with aiohttp.ClientSession() as http:
+        await arena.run(st.lists(swarm_action(), min_size=2, max_size=12), body, 150)
     await arena.verdict(minimum_cases=700)
 
 
