@@ -389,6 +389,7 @@ class CaptionLedger:
         self.matched: dict[str, set[tuple[int, int]]] = {}
         self.latencies: list[float] = []  # since the last tick
         self.finals = self.right = self.split = self.unmatched = self.partials = 0
+        self.captioned = 0  # sentences with a final
 
     def add(self, pid: str, track: Any) -> None:
         self.tracks[pid] = track
@@ -420,6 +421,7 @@ class CaptionLedger:
             self.split += 1  # a second final for one sentence
             return
         self.matched[pid].add((m, j))
+        self.captioned += 1
         self.latencies.append(at - track.frame_sent(base + m * loop + self.ends[j]))
         self.right += msg["text"].split() == self.words
 
@@ -476,9 +478,8 @@ async def media_worker(spec: dict[str, Any]) -> None:
     secret, url = spec["secret"], spec["url"]
 
     def token(identity: str, grants: tuple[str, ...]) -> str:
-        return auth.issue(
-            secret, room=MEDIA_ROOM, identity=identity, speak="ko", read="ko", grants=grants
-        )
+        claims = {"speak": "ko", "read": "ko", "grants": grants}
+        return str(auth.issue(secret, room=MEDIA_ROOM, identity=identity, **claims))
 
     listener = RoomClient(url, token("listener", ("subscribe", "chat")), ice_hosts=LOOPBACK)
     inboxes = [Inbox(errors, ledger.caption)]
@@ -583,6 +584,7 @@ async def media_worker(spec: dict[str, Any]) -> None:
                 "captioned": got,
                 "finals": ledger.finals,
                 "right": ledger.right,
+                "matched": ledger.captioned,
                 "split": ledger.split,
                 "unmatched": ledger.unmatched,
                 "notices": dict(notices),
@@ -730,15 +732,15 @@ async def run(args: argparse.Namespace) -> int:
         if args.speakers:
             spec = {**base, "speakers": args.speakers, "sentences": args.sentences}
             workers.append(await spawn("media", "media", spec, logdir))
-        for w in range(min(args.workers, rooms)):
+        for k in range(min(args.workers, rooms)):
             spec = {
                 **base,
-                "rooms": list(range(w, rooms, args.workers)),
+                "rooms": list(range(k, rooms, args.workers)),
                 "room_size": args.room_size,
                 "chat_rate": args.chat_rate,
-                "seed": args.seed + w,
+                "seed": args.seed + k,
             }
-            workers.append(await spawn(f"chat-{w}", "chat", spec, logdir))
+            workers.append(await spawn(f"chat-{k}", "chat", spec, logdir))
         try:
             async with asyncio.timeout(args.setup_timeout):
                 await asyncio.gather(*(w.got_ready.wait() for w in workers))
@@ -801,11 +803,13 @@ async def sample_run(
     n = 0
     while True:
         s: dict[str, Any] = {"t": round(time.monotonic() - t_go, 2)}
-        try:
-            s.update(hub_sample(ps))
-        except psutil.Error:
-            s["hub_gone"] = True
+        if hub.proc.poll() is not None:
+            print(f"soak: the hub exited ({hub.proc.returncode}) at {s['t']} s", file=sys.stderr)
+            break  # its exit code fails the run
+        s.update(hub_sample(ps))
         s["load_cpu_pct"] = sum(cpu_pct(p) for p in loads)
+        if n == 0:  # the CPU % clocks started just now: no figure yet
+            s["cpu_pct"] = s["load_cpu_pct"] = math.nan
         s["loadavg"] = os.getloadavg()[0]
         try:
             metrics = await scrape(http, hub.url, "commhub_")
@@ -858,9 +862,9 @@ def analyse(
         prev = s["t"]
         chat = [x for t in inside for x in t.get("chat_ms", [])]
         cap = [x for t in inside for x in t.get("caption_ms", [])]
-        errors: Counter[str] = Counter()
+        seen: Counter[str] = Counter()
         for t in inside:
-            errors.update(t["errors"])
+            seen.update(t["errors"])
         s.update(
             chat_n=len(chat),
             chat_p50_ms=pct(chat, 50),
@@ -871,7 +875,7 @@ def analyse(
             caption_p50_ms=pct(cap, 50),
             caption_p95_ms=pct(cap, 95),
             finals=sum(t.get("finals", 0) for t in inside),
-            errors=dict(errors),
+            errors=dict(seen),
             load_lag_ms=max((t["lag_ms"] for t in inside), default=math.nan),
         )
 
@@ -1057,8 +1061,9 @@ def render(report: dict[str, Any]) -> str:
         f"after warm-up: caption final p50 {t['caption_p50_ms']:.0f} ms, p95 "
         f"{t['caption_p95_ms']:.0f} ms, max {t['caption_max_ms']:.0f} ms; sentences captioned "
         f"{cap.get('captioned', 0)}/{cap.get('sentences', 0)}, exact words "
-        f"{cap.get('right', 0)}/{cap.get('finals', 0)} finals, split {cap.get('split', 0)}, "
-        f"unmatched {cap.get('unmatched', 0)}, hub dropped utterances "
+        f"{cap.get('right', 0)}/{cap.get('matched', 0)}, finals {cap.get('finals', 0)} "
+        f"(split {cap.get('split', 0)}, "
+        f"unmatched {cap.get('unmatched', 0)}), hub dropped utterances "
         f"{t['dropped_utterances']}, notices {cap.get('notices', {})}",
         f"hub CPU median {t['hub_cpu_pct_mean']:.0f} % of a core; load generator "
         f"{t['load_cpu_pct_mean']:.0f} %, its loop lag max {t['load_lag_ms_max']:.0f} ms; "
@@ -1124,7 +1129,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     for ax in axes:
         ax.axvspan(0, warm, color="grey", alpha=0.12, lw=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     for ax in axes[1:4]:
         ax.set_ylim(0, ax.get_ylim()[1] * 1.1)
     verdict = "PASS" if report["passed"] else "FAIL"
