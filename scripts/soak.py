@@ -806,7 +806,10 @@ async def sample_run(
         if hub.proc.poll() is not None:
             print(f"soak: the hub exited ({hub.proc.returncode}) at {s['t']} s", file=sys.stderr)
             break  # its exit code fails the run
-        s.update(hub_sample(ps))
+        try:
+            s.update(hub_sample(ps))
+        except psutil.Error:
+            break
         s["load_cpu_pct"] = sum(cpu_pct(p) for p in loads)
         if n == 0:  # the CPU % clocks started just now: no figure yet
             s["cpu_pct"] = s["load_cpu_pct"] = math.nan
