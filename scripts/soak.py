@@ -987,7 +987,7 @@ def analyse(
         d.pop("caption_ms", None)
     return {
         "bench": "soak",
-        "args": {k: v for k, v in vars(args).items() if k != "worker"},
+        "args": {k: v for k, v in vars(args).items() if k != "replot"},
         "hub_settings": settings,
         "cpus": os.cpu_count(),
         "setup": setup,
@@ -1042,7 +1042,7 @@ def render(report: dict[str, Any]) -> str:
         # a row's percentiles: the windows' own, weighted by count (close enough for a table)
         lines.append(
             f"{s['t']:>6.0f} {s.get('rss_mib', math.nan):>8.1f} "
-            f"{statistics.fmean(r.get('cpu_pct', math.nan) for r in row):>6.1f} "
+            f"{nanmean([r.get('cpu_pct', math.nan) for r in row]):>6.1f} "
             f"{s.get('threads', math.nan):>4.0f} {s.get('fds', math.nan):>5.0f} "
             f"{s.get('tasks', math.nan):>6.0f} {chat / span:>7.0f} "
             f"{weighted(row, 'chat_p50_ms', 'chat_n'):>8.1f} "
@@ -1079,6 +1079,11 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def nanmean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return statistics.fmean(kept) if kept else math.nan
+
+
 def weighted(rows: list[dict[str, Any]], key: str, count: str) -> float:
     pairs = [(r[key], r[count]) for r in rows if r[count] and not math.isnan(r[key])]
     total = sum(n for _, n in pairs)
@@ -1111,7 +1116,12 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.plot(t, col("cpu_pct"), color="tab:orange", label="hub")
     ax.plot(t, col("load_cpu_pct"), color="tab:grey", lw=0.8, label="load generator")
     ax.set_ylabel("% of one core")
-    ax.set_title("CPU")
+    ax.set_title("CPU (and the machine's 1-minute load average: it is shared)")
+    load = ax.twinx()
+    load.plot(t, col("loadavg"), color="tab:red", lw=0.8, ls=":", label="load average")
+    load.set_ylabel("load average", color="tab:red")
+    load.set_ylim(0, max([2.0, *col("loadavg")]) * 1.1)
+    load.legend(loc="lower left", fontsize=8)
     ax = axes[2]
     ax.plot(t, col("chat_p50_ms"), color="tab:green", marker=".", ms=3, label="p50")
     ax.plot(t, col("chat_p95_ms"), color="tab:green", ls="--", marker=".", ms=3, label="p95")
@@ -1182,6 +1192,9 @@ def main() -> int:
         "--table-every", type=float, default=0.0, help="seconds per table row (0: a tenth)"
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--replot", type=Path, metavar="JSON", help="print the table and redraw the PNG of a run"
+    )
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument(
         "--set",
@@ -1191,6 +1204,11 @@ def main() -> int:
         help="a hub setting (COMMHUB_NAME), repeatable",
     )
     args = parser.parse_args()
+    if args.replot:
+        report = json.loads(args.replot.read_text())
+        plot(report, args.replot.with_suffix(".png"))
+        print(render(report))
+        return 0 if report["passed"] else 1
     if args.duration <= 0 or args.interval <= 0 or not 0 <= args.warmup < 0.9:
         parser.error("need --duration > 0, --interval > 0 and 0 <= --warmup < 0.9")
     if args.clients == 0 and args.speakers == 0:
