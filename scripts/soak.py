@@ -27,7 +27,10 @@ asyncio tasks (`commhub_asyncio_tasks` on /metrics). The run passes when:
      the run) to the end: the median of the samples in the window just after warm-up
      against the median of the last window (each --window of the run, at least 3 samples);
   3. tasks, threads and fds do not grow: the last window's median stays within the range
-     the window just after warm-up spanned (its max is the noise allowed);
+     the window just after warm-up spanned (its max is the noise allowed). Worker pools
+     start threads lazily: in a short run with one or two speakers the recognizer pool
+     may get its second thread after warm-up (+1 thread, not a leak); at 8 speakers it
+     is full within seconds;
   4. nothing stalls: after warm-up, no --stall seconds (default 15) without a chat
      delivery or without a final caption.
 
@@ -37,6 +40,7 @@ status 1 when a criterion fails, 2 when the run could not be carried out.
 
     .venv/bin/python scripts/soak.py --duration 60 --clients 100 --speakers 2   # a quick look
     .venv/bin/python scripts/soak.py                       # 10 minutes, 500 clients, 8 speakers
+    .venv/bin/python scripts/soak.py --replot bench-results/soak.json   # table and PNG again
 """
 
 from __future__ import annotations
