@@ -1,0 +1,31 @@
+"""What text may reach a translation engine: no code point that an engine's own plumbing
+could take for something other than text.
+
+Measured on Apertium (lttoolbox 3.7): U+FFFF reads as end of input and makes lt-proc emit a
+stray null flush, which used to put a long-lived pipeline one answer out of step. The other
+noncharacters, unpaired surrogates (not even encodable as UTF-8) and control characters have
+no business in a chat line or caption either, so every engine gets text without them.
+"""
+
+from __future__ import annotations
+
+import re
+
+REPLACEMENT = "\ufffd"
+
+# Noncharacters: U+FDD0..U+FDEF and the last two code points of every plane (U+xFFFE, U+xFFFF).
+# Surrogates: a Python str holds one only when it was unpaired (JSON "\ud800", a bad decode).
+_INVALID = re.compile(
+    "[\ud800-\udfff\ufdd0-\ufdef"
+    + "".join(f"{chr(p << 16 | 0xFFFE)}{chr(p << 16 | 0xFFFF)}" for p in range(17))
+    + "]"
+)
+# C0 and C1 controls and DEL, except tab and newline (and CR, turned into newlines first).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """Noncharacters and unpaired surrogates become U+FFFD; CR/CRLF become newlines; other
+    control characters (tab and newline kept) become spaces, so words do not run together."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(" ", _INVALID.sub(REPLACEMENT, text))
