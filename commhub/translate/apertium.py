@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import select
+import shlex
 import shutil
 import signal
 import subprocess
@@ -93,8 +94,8 @@ class ApertiumPipe:
         self.timeout = timeout
         self.starts = 0
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._command: str | None = None
+        self._run: _Stages | None = None
+        self._stages: list[list[str]] | None = None
         self._closed = False
         self._seq = 0  # never reset, so no answer from an earlier process can pass for a new one
 
@@ -104,9 +105,14 @@ class ApertiumPipe:
 
     @property
     def pid(self) -> int | None:
-        """Process-group id of the running pipeline (None before first use)."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
+        """Process-group id of the running pipeline (None before first use or once dead)."""
+        run = self._run
+        return run.pgid if run is not None and run.alive() else None
+
+    def stage_pids(self) -> list[tuple[str, int]]:
+        """(program, pid) of each running stage, upstream first."""
+        run = self._run
+        return [] if run is None else list(zip(run.names, (p.pid for p in run.procs), strict=False))
 
     def translate(self, texts: Sequence[str]) -> list[str | TranslationError]:
         """One outcome per text, in order: its own translation (proved by its markers), or
@@ -140,8 +146,7 @@ class ApertiumPipe:
 
     def _attempt(self, texts: Sequence[str], first: int) -> Iterator[str]:
         """Translations of texts[first:], each yielded once proved to be its own."""
-        proc = self._ensure()
-        assert proc.stdin is not None
+        run = self._ensure()
         i = first
         while i < len(texts):
             chunk: list[bytes] = []
@@ -158,15 +163,14 @@ class ApertiumPipe:
                 size += len(item)
                 i += 1
             try:
-                proc.stdin.write(b"".join(chunk))
-                proc.stdin.flush()
+                run.stdin.write(b"".join(chunk))
+                run.stdin.flush()
             except BrokenPipeError:  # it died before reading: say so, as _read would
-                raise TranslationError(f"apertium exited (code {proc.poll()})") from None
-            yield from self._read(proc, seqs)
+                raise TranslationError(run.exited()) from None
+            yield from self._read(run, seqs)
 
-    def _read(self, proc: subprocess.Popen[bytes], seqs: list[int]) -> Iterator[str]:
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
+    def _read(self, run: _Stages, seqs: list[int]) -> Iterator[str]:
+        fd = run.stdout.fileno()
         deadline = time.monotonic() + self.timeout
         buf = bytearray()
         pos = 0
@@ -177,46 +181,29 @@ class ApertiumPipe:
                     raise TranslationError(f"apertium gave no answer within {self.timeout:g} s")
                 data = os.read(fd, 65536)
                 if not data:
-                    raise TranslationError(f"apertium exited (code {proc.poll()})")
+                    raise TranslationError(run.exited())
                 buf += data
             yield _own_answer(buf[pos:end].decode("utf-8", "replace"), seq)
             pos = end + 1
         if pos < len(buf):
             raise TranslationError("apertium answered more than was asked")
 
-    def _ensure(self) -> subprocess.Popen[bytes]:
+    def _ensure(self) -> _Stages:
         if self._closed:
             raise TranslationError("apertium engine closed")
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
-        if self._proc is not None:
-            self._kill()
-        if self._command is None:
-            self._command = _pipeline_command(self.mode_file)
-        env = dict(os.environ, LC_ALL="C.UTF-8")  # the tools refuse non-UTF-8 locales
-        # Own process group: a restart or close kills every stage, not just the shell.
-        self._proc = subprocess.Popen(
-            ["bash", "-c", self._command, "apertium", "-n", ""],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
+        if self._run is not None and self._run.alive():
+            return self._run
+        self._kill()  # a stage died since the last request: start them all afresh
+        if self._stages is None:
+            self._stages = _pipeline_stages(self.mode_file)
+        self._run = _Stages(self._stages)
         self.starts += 1
-        return self._proc
+        return self._run
 
     def _kill(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        proc.wait()
+        run, self._run = self._run, None
+        if run is not None:
+            run.kill()
 
     def close(self) -> None:
         self._closed = True
@@ -237,7 +224,15 @@ def _own_answer(part: str, seq: int) -> str:
     return unescape(body[marks[0].end() : marks[1].start()])
 
 
-def _pipeline_command(mode_file: Path) -> str:
+def _pipeline_stages(mode_file: Path) -> list[list[str]]:
+    """The mode's null-flush pipeline as one argv per stage.
+
+    Each stage is our own child, with no shell between: a shell running the pipeline keeps
+    the pipes' ends open, so a stage killed at the end of the line meant a reader waiting
+    for the full timeout instead of seeing end of input at once. "$1" and "$2" stand for what
+    the apertium script passes: "-n" (no unknown-word marks, as `apertium -u`) and nothing.
+    A mode that is more than a plain pipeline runs in bash as before.
+    """
     try:
         done = subprocess.run(
             ["apertium-wblank-mode", "-z", str(mode_file)],
@@ -250,7 +245,81 @@ def _pipeline_command(mode_file: Path) -> str:
         raise TranslationError(
             f"cannot build the apertium pipeline for {mode_file}: {exc}"
         ) from exc
-    return done.stdout.strip()
+    command = done.stdout.strip()
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True
+    stages: list[list[str]] = [[]]
+    try:
+        for token in lexer:
+            if token == "|":
+                stages.append([])
+            elif token == "$1":
+                stages[-1].append("-n")
+            elif token != "$2":
+                if "$" in token or token[0] in lexer.punctuation_chars:
+                    raise ValueError(token)
+                stages[-1].append(token)
+    except ValueError:
+        stages = [[]]
+    if not all(stages):
+        return [["bash", "-c", command, "apertium", "-n", ""]]
+    return stages
+
+
+class _Stages:
+    """The running processes of one pipeline, in one process group, stdin to stdout."""
+
+    def __init__(self, stages: list[list[str]]) -> None:
+        env = dict(os.environ, LC_ALL="C.UTF-8")  # the tools refuse non-UTF-8 locales
+        self.names = [Path(argv[0]).name for argv in stages]
+        self.procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for argv in stages:
+                prev = self.procs[-1] if self.procs else None
+                self.procs.append(
+                    subprocess.Popen(
+                        argv,
+                        stdin=prev.stdout if prev is not None else subprocess.PIPE,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.DEVNULL,
+                        env=env,
+                        # Own group (restart and close kill every stage), and not the
+                        # terminal's, so a Ctrl-C reaches the hub alone.
+                        process_group=self.procs[0].pid if self.procs else 0,
+                    )
+                )
+                if prev is not None and prev.stdout is not None:
+                    prev.stdout.close()  # the next stage holds it now; EOF travels down
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.kill()
+            raise TranslationError(f"cannot start apertium ({argv[0]}): {exc}") from exc
+        first, last = self.procs[0], self.procs[-1]
+        assert first.stdin is not None and last.stdout is not None
+        self.pgid = first.pid
+        self.stdin, self.stdout = first.stdin, last.stdout
+
+    def alive(self) -> bool:
+        return all(p.poll() is None for p in self.procs)
+
+    def exited(self) -> str:
+        """Which stage ended (a killed or failing one first), for the error detail."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.procs[-1].wait(0.1)  # its stdout just ended: it is exiting, if not gone yet
+        codes = [(name, p.poll()) for name, p in zip(self.names, self.procs, strict=False)]
+        ended = [c for c in codes if c[1] is not None]
+        name, code = next((c for c in ended if c[1] != 0), ended[0] if ended else codes[-1])
+        return f"apertium exited ({name}: code {code})"
+
+    def kill(self) -> None:
+        if self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.procs[0].pid, signal.SIGKILL)
+        for proc in self.procs:
+            for stream in (proc.stdin, proc.stdout):
+                if stream is not None:
+                    with contextlib.suppress(OSError):
+                        stream.close()
+            proc.wait()
 
 
 class ApertiumTranslator:

@@ -146,7 +146,8 @@ class TranslationService:
             # joining one of them adds no work; a new one beyond the bound is refused now.
             if len(self._inflight) >= self.queue:
                 raise TranslatorBusy(
-                    f"translator busy: {len(self._inflight)} translations already waiting"
+                    f"translator busy: {len(self._inflight)} translations already waiting "
+                    f"(translate_queue {self.queue}); try again later"
                 )
             # Identical concurrent requests (the same caption for many rooms) share one call.
             fut = self._runner.submit(self._engines[engine], src, tgt, text)
