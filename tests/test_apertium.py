@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shlex
 import shutil
 import signal
+import subprocess
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +24,13 @@ from commhub.translate import (
     TranslationService,
     install_apertium_pair,
 )
-from commhub.translate.apertium import default_modes_dir, discover_modes
+from commhub.translate.apertium import (
+    _pipeline_stages,
+    default_modes_dir,
+    discover_modes,
+    escape,
+    unescape,
+)
 
 MODES = default_modes_dir()
 pytestmark = pytest.mark.skipif(
@@ -360,3 +369,35 @@ async def test_stage_killed_mid_stream_is_failed_never_empty_ok(
             assert got.text == reference[text], (name, text, got)
     assert pipe.restarts >= 1, name
     assert (nxt.status, nxt.text) == ("ok", reference["Good morning."])
+
+
+REAL_TEXT = Path("/usr/share/common-licenses/GPL-3")  # Debian base-files: always there
+
+
+@pytest.mark.skipif(not REAL_TEXT.is_file(), reason="needs Debian's common licenses")
+def test_markers_change_no_translation_of_real_text() -> None:
+    """Each paragraph of a real document (quotes, parentheses, "<https://...>", numbering)
+    through the marked pipeline: every answer proved its own at first try, and each is the
+    translation the same pipeline gives unmarked, fed one text per null as before."""
+    texts = [" ".join(p.split()) for p in re.split(r"\n\s*\n", REAL_TEXT.read_text())]
+    texts = [t for t in texts if t][:80]
+    eng = ApertiumTranslator()
+    pipe = eng.pipe("en", "es")
+    try:
+        marked = pipe.translate(texts)
+        assert pipe.starts == 1
+    finally:
+        eng.close()
+    stages = " | ".join(shlex.join(argv) for argv in _pipeline_stages(pipe.mode_file))
+    unmarked = subprocess.run(
+        ["bash", "-c", stages],
+        input=b"".join((escape(t) + "\n\0").encode() for t in texts),
+        capture_output=True,
+        env=dict(os.environ, LC_ALL="C.UTF-8"),
+        timeout=120,
+        check=True,
+    ).stdout.split(b"\0")
+    assert len(unmarked) > len(texts)
+    for text, got, plain in zip(texts, marked, unmarked, strict=False):
+        assert isinstance(got, str), (text, got)
+        assert got.strip() == unescape(plain.decode()).strip(), text
