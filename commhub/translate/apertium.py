@@ -126,7 +126,7 @@ class ApertiumPipe:
                     for answer in self._attempt(texts, len(out)):
                         out.append(answer)
                         tries = 0
-                except (OSError, TranslationError) as exc:
+                except (OSError, ValueError, TranslationError) as exc:  # ValueError: closed file
                     if self._closed:
                         closed = TranslationError("apertium engine closed")
                         out += [closed] * (len(texts) - len(out))
