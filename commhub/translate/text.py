@@ -1,10 +1,12 @@
 """What text may reach a translation engine: no code point that an engine's own plumbing
 could take for something other than text.
 
-Measured on Apertium (lttoolbox 3.7): U+FFFF reads as end of input and makes lt-proc emit a
-stray null flush, which used to put a long-lived pipeline one answer out of step. The other
-noncharacters, unpaired surrogates (not even encodable as UTF-8) and control characters have
-no business in a chat line or caption either, so every engine gets text without them.
+Measured on Apertium (lttoolbox 3.7), every BMP code point, all noncharacters and every 97th
+astral one sent through the eng-spa pipeline: U+FFFF alone broke the stream (lt-proc reads
+it as end of input and emits a stray null flush, which used to put the long-lived pipeline
+one answer out of step). The other noncharacters, unpaired surrogates (not even encodable as
+UTF-8; SentencePiece refuses them) and control characters have no business in a chat line or
+caption either, so every engine gets text without them.
 """
 
 from __future__ import annotations
