@@ -17,17 +17,20 @@ REPLACEMENT = "\ufffd"
 
 # Noncharacters: U+FDD0..U+FDEF and the last two code points of every plane (U+xFFFE, U+xFFFF).
 # Surrogates: a Python str holds one only when it was unpaired (JSON "\ud800", a bad decode).
-_INVALID = re.compile(
-    "[\ud800-\udfff\ufdd0-\ufdef"
-    + "".join(f"{chr(p << 16 | 0xFFFE)}{chr(p << 16 | 0xFFFF)}" for p in range(17))
-    + "]"
+_INVALID_CHARS = "\ud800-\udfff\ufdd0-\ufdef" + "".join(
+    chr(p << 16 | 0xFFFE) + chr(p << 16 | 0xFFFF) for p in range(17)
 )
 # C0 and C1 controls and DEL, except tab and newline (and CR, turned into newlines first).
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL_CHARS = "\x00-\x08\x0b-\x1f\x7f-\x9f"
+_INVALID = re.compile(f"[{_INVALID_CHARS}]")
+_CONTROL = re.compile(f"[{_CONTROL_CHARS}]")
+_ANY = re.compile(f"[{_INVALID_CHARS}{_CONTROL_CHARS}]")  # CR is a control too
 
 
 def clean_text(text: str) -> str:
     """Noncharacters and unpaired surrogates become U+FFFD; CR/CRLF become newlines; other
     control characters (tab and newline kept) become spaces, so words do not run together."""
+    if not _ANY.search(text):
+        return text  # the common case, one scan
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return _CONTROL.sub(" ", _INVALID.sub(REPLACEMENT, text))
