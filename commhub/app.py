@@ -85,6 +85,7 @@ def translation_service(settings: Settings, hub: Hub) -> TranslationService:
         cache_size=settings.translate_cache,
         max_chars=settings.translate_max_chars,
         timeout=settings.translate_timeout,
+        queue=settings.translate_queue,
         registry=hub.registry,
         preferences=settings.translate_engines,
     )
