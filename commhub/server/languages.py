@@ -70,7 +70,11 @@ def describe(
         engines.setdefault(_base(lang), used)  # "en-us" serves "en"; first one wins
     codes = set(ALWAYS) | set(engines) | {c for pair in pairs for c in pair}
     languages = []
-    for code in sorted(codes, key=lambda c: (c not in ALWAYS, NAMES.get(c, (c,))[0])):
+
+    def order(c: str) -> tuple[int, str]:  # ko, en first, then by English name
+        return (ALWAYS.index(c) if c in ALWAYS else len(ALWAYS), NAMES.get(c, (c,))[0])
+
+    for code in sorted(codes, key=order):
         name, native = NAMES.get(code, (code, code))
         engine: str | None = engines.get(code) if captions else None
         languages.append(
