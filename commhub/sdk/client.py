@@ -199,7 +199,13 @@ class RoomClient:
             self._set_state("refused" if isinstance(exc, Refused) else "closed", code)
             raise
         self._supervisor = asyncio.create_task(self._supervise(), name="commhub-sdk-supervisor")
+        self._supervisor.add_done_callback(self._supervisor_done)
         return joined
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the connection supervisor failed", exc_info=task.exception())
+            self._set_state("closed", "internal_error")  # say so rather than look alive
 
     def _join_message(self) -> dict[str, Any]:
         fields = {"capabilities": self.capabilities, **self._join_fields}
@@ -299,14 +305,21 @@ class RoomClient:
                     self._set_state("refused", exc.code)
                     return False
                 log.info("rejoin refused for now (%s); retrying", exc.code)
+                self._still_reconnecting(exc.code)
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
                 await self._abandon()
                 log.debug("rejoin failed (%s); retrying", exc)
+                self._still_reconnecting("disconnected")
             else:
                 self.reconnects += 1
                 log.info("rejoined after %.1f s", time.monotonic() - started)
                 return True
         return False  # pragma: no cover (the delays never end)
+
+    def _still_reconnecting(self, reason: str) -> None:
+        # an attempt that joined, then lost the socket while restoring media, said connected
+        if self._state != "reconnecting":
+            self._set_state("reconnecting", reason)
 
     async def _abandon(self) -> None:
         """A half-made attempt (it may have joined and started negotiating): drop it all."""
