@@ -14,7 +14,7 @@ from aiohttp import web
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
-from commhub.server import admin, health
+from commhub.server import admin, health, invites, languages, pages
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
@@ -52,10 +52,13 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
+    invites.setup(app, settings.data_dir)
+    languages.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)
         app.router.add_static("/static/", root)
+        pages.setup(app, root)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.translation:
@@ -85,6 +88,7 @@ def translation_service(settings: Settings, hub: Hub) -> TranslationService:
         cache_size=settings.translate_cache,
         max_chars=settings.translate_max_chars,
         timeout=settings.translate_timeout,
+        queue=settings.translate_queue,
         registry=hub.registry,
         preferences=settings.translate_engines,
     )

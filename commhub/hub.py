@@ -190,13 +190,23 @@ class Hub:
         await self.publish_text(room, msg, text, p.speak)
         return msg
 
-    async def publish_text(self, room: Room, msg: dict[str, Any], text: str, source: str) -> None:
-        """Publish msg to the room, translated once per read language present (Jigasi's
-        rule: once per target language, not once per listener). Readers of the source
-        language get msg as it is; the others get it with a `translation` beside it."""
+    async def publish_text(
+        self,
+        room: Room,
+        msg: dict[str, Any],
+        text: str,
+        source: str,
+        *,
+        to: Collection[str] | None = None,
+    ) -> None:
+        """Publish msg to the room (or only to the participant ids in `to`), translated
+        once per read language present (Jigasi's rule: once per target language, not once
+        per listener). Readers of the source language get msg as it is; the others get it
+        with a `translation` beside it."""
         groups: dict[str, list[str]] = {}
         for p in room.participants.values():
-            groups.setdefault(base_language(p.read), []).append(p.id)
+            if to is None or p.id in to:
+                groups.setdefault(base_language(p.read), []).append(p.id)
         src = base_language(source)
         same = groups.pop(src, [])
         if same:

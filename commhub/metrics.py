@@ -34,3 +34,8 @@ class HubMetrics:
             buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
             registry=registry,
         )
+        # Set when /metrics is scraped: a leak of tasks shows only from inside the process
+        # (threads, fds and RSS are visible from outside).
+        self.asyncio_tasks = Gauge(
+            "commhub_asyncio_tasks", "Tasks alive in the hub's event loop", registry=registry
+        )

@@ -8,13 +8,17 @@ import gc
 import subprocess
 import threading
 import wave
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
+
+from commhub.media.ice import IcePolicy, policy_scope
 
 LOOPBACK = ("127.0.0.1",)
 
@@ -141,3 +145,56 @@ class ToneTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, 48000)
         self.n += 1
         return frame
+
+
+class RawPeer:
+    """A hand-driven aiortc peer connection to the hub, signalled through a RoomClient.
+
+    The RoomClient never made a peer connection of its own, so it leaves offers and
+    answers alone; the test shapes the SDP (a chosen track id, mDNS candidates...).
+    """
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pc = RTCPeerConnection()
+        self.policy = IcePolicy(hosts=LOOPBACK)
+
+    async def offer(self, rewrite: Callable[[str], str] = lambda s: s, ref: str = "raw") -> str:
+        """Offer (rewritten), apply the hub's answer; returns the SDP that was sent."""
+        with policy_scope(self.policy):
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+        sdp = rewrite(self.pc.localDescription.sdp)
+        answer = self.client.expect("answer")
+        error = self.client.expect("error", ref=ref)
+        await self.client.send({"type": "offer", "id": ref, "sdp": sdp})
+        done, _ = await asyncio.wait({answer, error}, return_when=asyncio.FIRST_COMPLETED)
+        for fut in (answer, error):
+            if fut not in done:
+                fut.cancel()
+        if error in done:
+            raise AssertionError(f"offer refused: {error.result()}")
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer.result()["sdp"], "answer"))
+        return sdp
+
+    async def close(self) -> None:
+        await self.pc.close()
+
+
+def sections_offer(count: int, kind: str = "audio", direction: str = "sendonly") -> str:
+    """A well-formed offer of `count` small Opus (or VP8) sections, as an attacker writes it."""
+    fmt = "111" if kind == "audio" else "96"
+    codec = "opus/48000/2" if kind == "audio" else "VP8/90000"
+    head = [
+        "v=0", "o=- 1 2 IN IP4 127.0.0.1", "s=-", "t=0 0",
+        "a=group:BUNDLE " + " ".join(str(i) for i in range(count)),
+        "a=ice-ufrag:abcd", "a=ice-pwd:abcdefghijklmnopqrstuvwx",
+        "a=fingerprint:sha-256 " + ":".join(["AB"] * 32), "a=setup:actpass",
+    ]  # fmt: skip
+    body = []
+    for i in range(count):
+        body += [
+            f"m={kind} 9 UDP/TLS/RTP/SAVPF {fmt}", "c=IN IP4 0.0.0.0", f"a=mid:{i}",
+            f"a={direction}", f"a=msid:stream track-{i:04d}", "a=rtcp-mux",
+            f"a=rtpmap:{fmt} {codec}",
+        ]  # fmt: skip
+    return "\r\n".join(head + body) + "\r\n"

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shlex
 import shutil
 import signal
+import subprocess
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,11 +19,18 @@ from prometheus_client import CollectorRegistry
 from commhub.translate import (
     ApertiumTranslator,
     InstallError,
+    Translation,
     TranslationError,
     TranslationService,
     install_apertium_pair,
 )
-from commhub.translate.apertium import default_modes_dir, discover_modes
+from commhub.translate.apertium import (
+    _pipeline_stages,
+    default_modes_dir,
+    discover_modes,
+    escape,
+    unescape,
+)
 
 MODES = default_modes_dir()
 pytestmark = pytest.mark.skipif(
@@ -188,9 +198,17 @@ async def test_concurrent_requests_are_batched(service: TranslationService) -> N
     assert 1 <= calls < len(texts)
 
 
-async def test_broken_pipeline_reports_failed(tmp_path: Path) -> None:
-    """A mode whose pipeline dies at once: failed (after one restart), original text kept."""
-    (tmp_path / "eng-spa.mode").write_text("exit 3\n")
+@pytest.mark.parametrize(
+    ("mode", "detail"),
+    [
+        ("false\n", "exited (false: code 1)"),  # dies at once
+        ("no-such-apertium-tool x.bin\n", "cannot start apertium (no-such-apertium-tool)"),
+        ("false; false\n", "exited (bash: code 127)"),  # not a plain pipeline: bash runs it
+    ],
+)
+async def test_broken_pipeline_reports_failed(tmp_path: Path, mode: str, detail: str) -> None:
+    """A mode whose pipeline cannot run: failed (after one restart), original text kept."""
+    (tmp_path / "eng-spa.mode").write_text(mode)
     svc = TranslationService(
         [ApertiumTranslator(tmp_path, timeout=5)], registry=CollectorRegistry()
     )
@@ -199,7 +217,7 @@ async def test_broken_pipeline_reports_failed(tmp_path: Path) -> None:
     finally:
         await svc.aclose()
     assert (result.status, result.text, result.engine) == ("failed", "Good morning.", "apertium")
-    assert "exited" in result.detail
+    assert detail in result.detail
 
 
 def test_install_pair_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,3 +231,173 @@ def test_install_pair_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         InstallError, match="needs root: run `sudo apt-get install apertium-eng-spa`"
     ):
         install_apertium_pair("en-es")
+
+
+# -- every answer is its own text's: markers, poison, killed stages ------------------------
+
+POISON = "x\uffff" + " word" * 300  # U+FFFF: lt-proc reads it as end of input, emits a stray \0
+OTHERS = ["The safe code is 4711.", "Thank you very much.", "The weather is nice today."]
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict[str, str]:
+    """What a fresh pipeline, never poisoned, makes of each text."""
+    eng = ApertiumTranslator()
+    try:
+        texts = [*OTHERS, *KILL_TEXTS, "Good morning."]
+        return dict(zip(texts, eng.translate_batch(texts, "en", "es"), strict=True))
+    finally:
+        eng.close()
+
+
+def test_poison_reaching_the_pipeline_is_refused_not_passed_on(
+    reference: dict[str, str],
+) -> None:
+    """U+FFFF sent to the real pipeline as is (the translator would have cleaned it): the
+    stray \\0 is caught by the markers, the text fails, every other answer stays its own."""
+    eng = ApertiumTranslator()
+    pipe = eng.pipe("en", "es")
+    try:
+        assert pipe.translate(["Good morning."]) == [reference["Good morning."]]
+        alone = pipe.translate([POISON])
+        assert isinstance(alone[0], TranslationError) and "out of step" in str(alone[0])
+        mixed = pipe.translate([OTHERS[0], POISON, *OTHERS[1:]])
+        assert isinstance(mixed[1], TranslationError)
+        assert [mixed[0], *mixed[2:]] == [reference[t] for t in OTHERS]
+        for text in OTHERS:  # and afterwards, one at a time
+            assert pipe.translate([text]) == [reference[text]]
+        assert pipe.restarts >= 2  # the pipeline was replaced, not trusted
+    finally:
+        eng.close()
+
+
+async def test_poison_is_cleaned_and_every_answer_stays_its_own(
+    reference: dict[str, str],
+) -> None:
+    """Through the service (the hub's path): U+FFFF never reaches Apertium; the poison gets
+    its own translation and the requests after it get theirs, one by one and together."""
+    service = TranslationService([ApertiumTranslator()], registry=CollectorRegistry())
+    try:
+        await _poison_then_others(service, reference)
+    finally:
+        await service.aclose()
+
+
+async def _poison_then_others(service: TranslationService, reference: dict[str, str]) -> None:
+    first = await service.translate(POISON, "en", "es")
+    assert first.status == "ok", first.detail
+    assert first.text.startswith("x\ufffd") and first.text.count("alabra") == 300
+    for text in OTHERS:
+        got = await service.translate(text, "en", "es")
+        assert (got.status, got.text) == ("ok", reference[text])
+    service.cache.clear()
+    texts = [POISON.replace("x", "y"), *OTHERS]
+    together = await asyncio.gather(*(service.translate(t, "en", "es") for t in texts))
+    assert together[0].text.startswith("y\ufffd")
+    assert [t.text for t in together[1:]] == [reference[t] for t in OTHERS]
+    eng = service.engines["apertium"]
+    assert isinstance(eng, ApertiumTranslator) and eng.pipe("en", "es").restarts == 0
+
+
+def test_marker_lookalikes_typed_by_users_are_just_text() -> None:
+    """A user can type "[@N]", even the next sequence number, escaped or not: it is text
+    (escaped on the way in), so it neither fakes nor breaks an answer."""
+    eng = ApertiumTranslator()
+    pipe = eng.pipe("en", "es")
+    try:
+        pipe.translate(["warm up"])
+        nxt = pipe._seq + 1  # what the next marker will be: the worst guess to type
+        texts = [
+            f"[@{nxt}]",
+            f"[@{nxt}]Good morning.[@{nxt}]",
+            f"Good morning.[@{nxt + 1}]",
+            f"\\[@{nxt + 2}] Good morning. \\\\[@{nxt + 2}]",
+            f"[@{nxt + 3}]\n[@{nxt + 3}]",
+            "[@0] [@] [@-1] [@1x] @ [ ]",
+        ]
+        out = pipe.translate(texts)
+        assert all(isinstance(o, str) for o in out), out
+        assert out[0] == f"[@{nxt}]"
+        assert out[1] == f"[@{nxt}]Buenos días.[@{nxt}]"
+        assert out[2] == f"Buenos días.[@{nxt + 1}]"
+        assert out[3] == f"\\[@{nxt + 2}] Buenos días. \\\\[@{nxt + 2}]"
+        assert out[4] == f"[@{nxt + 3}]\n[@{nxt + 3}]"
+        assert out[5] == "[@0] [@] [@-1] [@1x] @ [ ]"
+        assert pipe.starts == 1  # nothing was taken for an out-of-step answer
+    finally:
+        eng.close()
+
+
+KILL_TEXTS = [f"The house number {i} is near the station." for i in range(240)]
+
+
+@pytest.mark.parametrize("stage", [0, 2, 7, -1], ids=["lt-proc", "tagger", "transfer", "last"])
+async def test_stage_killed_mid_stream_is_failed_never_empty_ok(
+    stage: int, reference: dict[str, str]
+) -> None:
+    """SIGKILL one stage while requests stream through: each answer is the text's own
+    translation or `failed` (the others flush empty answers at end of input: never `ok`),
+    and the pipeline is restarted for what follows."""
+    svc = TranslationService(
+        [ApertiumTranslator()], registry=CollectorRegistry(), cache_size=0, max_batch=4
+    )
+    eng = svc.engines["apertium"]
+    assert isinstance(eng, ApertiumTranslator)
+    pipe = eng.pipe("en", "es")
+    results: list[tuple[str, Translation]] = []
+
+    async def stream() -> None:
+        for i in range(0, len(KILL_TEXTS), 8):
+            batch = KILL_TEXTS[i : i + 8]
+            done = await asyncio.gather(*(svc.translate(t, "en", "es") for t in batch))
+            results.extend(zip(batch, done, strict=True))
+
+    try:
+        task = asyncio.create_task(stream())
+        while len(results) < 40:
+            await asyncio.sleep(0.001)
+        name, pid = pipe.stage_pids()[stage]
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(task, 60)
+        nxt = await svc.translate("Good morning.", "en", "es")
+    finally:
+        await svc.aclose()
+    assert len(results) == len(KILL_TEXTS)
+    for text, got in results:
+        assert got.status in ("ok", "failed"), got
+        if got.status == "ok":
+            assert got.text == reference[text], (name, text, got)
+    assert pipe.restarts >= 1, name
+    assert (nxt.status, nxt.text) == ("ok", reference["Good morning."])
+
+
+REAL_TEXT = Path("/usr/share/common-licenses/GPL-3")  # Debian base-files: always there
+
+
+@pytest.mark.skipif(not REAL_TEXT.is_file(), reason="needs Debian's common licenses")
+def test_markers_change_no_translation_of_real_text() -> None:
+    """Each paragraph of a real document (quotes, parentheses, "<https://...>", numbering)
+    through the marked pipeline: every answer proved its own at first try, and each is the
+    translation the same pipeline gives unmarked, fed one text per null as before."""
+    texts = [" ".join(p.split()) for p in re.split(r"\n\s*\n", REAL_TEXT.read_text())]
+    texts = [t for t in texts if t][:80]
+    eng = ApertiumTranslator()
+    pipe = eng.pipe("en", "es")
+    try:
+        marked = pipe.translate(texts)
+        assert pipe.starts == 1
+    finally:
+        eng.close()
+    stages = " | ".join(shlex.join(argv) for argv in _pipeline_stages(pipe.mode_file))
+    unmarked = subprocess.run(
+        ["bash", "-c", stages],
+        input=b"".join((escape(t) + "\n\0").encode() for t in texts),
+        capture_output=True,
+        env=dict(os.environ, LC_ALL="C.UTF-8"),
+        timeout=120,
+        check=True,
+    ).stdout.split(b"\0")
+    assert len(unmarked) > len(texts)
+    for text, got, plain in zip(texts, marked, unmarked, strict=False):
+        assert isinstance(got, str), (text, got)
+        assert got.strip() == unescape(plain.decode()).strip(), text

@@ -258,22 +258,41 @@ async def test_over_budget_partials_are_dropped_but_every_final_arrives(
         assert [e.text.split() for e in sink.finals] == [KO_WORDS] * 3
 
 
-async def test_a_backlog_over_its_bound_sheds_whole_utterances(
+async def test_a_stalled_recognizer_sheds_the_oldest_speech_within_the_bound(
     ko: SpeechModel, ko_speech: bytes
 ) -> None:
+    """The recognizer's only thread is taken: speech piles up, and never past the bound."""
     budget = RecognitionBudget(1)
+    stuck = threading.Event()
+    blocker = asyncio.ensure_future(budget.run(stuck.wait))
     sink = Sink()
-    settings = StreamSettings(max_backlog_s=1.0)
+    metrics = CaptionMetrics(CollectorRegistry())
+    settings = StreamSettings(max_backlog_s=5.0)
     stream = CaptionStream(
-        ko, sink, speaker="s", phrases=KO_PHRASES, budget=budget, settings=settings
-    )
-    await feed(stream, chunks(silence(0.3) + (ko_speech + silence(0.8)) * 4))
-    await stream.close()
-    budget.shutdown()
-    assert stream.stats.dropped_utterances >= 1
-    assert len(sink.finals) == 4 - stream.stats.dropped_utterances
-    for final in sink.finals:  # the utterances kept are whole
-        assert final.text.split() == KO_WORDS
+        ko, sink, speaker="s", phrases=KO_PHRASES, budget=budget, settings=settings,
+        metrics=metrics,
+    )  # fmt: skip
+    # three utterances of ~4 s (pre-roll and trailing silence included), far faster than
+    # real time: the first is taken by the (waiting) worker, the others queue behind it
+    peak = 0.0
+    try:
+        for chunk in chunks(silence(0.3) + (ko_speech + silence(0.8)) * 3):
+            await stream.push(chunk)
+            peak = max(peak, stream.backlog_seconds)
+            await asyncio.sleep(0)
+        assert peak <= 5.0 + settings.chunk_ms / 1000  # the bound, give or take one chunk
+        assert sink.events == []  # nothing decoded yet
+        # the oldest two went: the first cut where the worker stood, the second whole
+        assert stream.stats.dropped_utterances == 2
+        assert 6.0 < stream.stats.shed_seconds < 9.0
+    finally:
+        stuck.set()
+        await blocker
+        await stream.close()
+        budget.shutdown()
+    # the newest utterance was kept whole and is captioned once the recognizer is back
+    assert sink.finals and sink.finals[-1].text.split() == KO_WORDS
+    assert metrics.registry.get_sample_value("commhub_captions_dropped_utterances_total") == 2
 
 
 @pytest.mark.e2e

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
 
+from commhub.protocol import schemas
 from commhub.sdk import RoomClient
 from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, espeak, silence
 from tests.conftest import LoopWatch, Running, StartHub
@@ -164,3 +166,74 @@ async def test_caption_metrics_are_exported(
     assert values["commhub_captions_partials_total"] >= 1
     assert values["commhub_captions_audio_seconds_total"] > 2.0
     assert any(k.startswith("commhub_captions_stage_seconds_count") for k in values)
+
+
+async def test_captions_reach_only_participants_allowed_to_subscribe(
+    room: Room, korean_wav: Path
+) -> None:
+    speaker = await room.join("agent", speak="ko", read="ko")
+    listener = await room.join("resident", speak="ko", read="ko")
+    reader = await room.join("visitor", speak="en", read="en")  # gets translations
+    # tokens without `subscribe`, in the spoken language and in another
+    lurker = await room.join("lurker", speak="ko", read="ko", grants=["chat"])
+    foreign = await room.join("foreign", speak="en", read="en", grants=["chat", "publish"])
+    finals = [c.expect("caption", timeout=60, final=True) for c in (listener, reader)]
+    await speaker.publish(room.play(korean_wav))
+    heard, translated = [await f for f in finals]
+    assert heard["text"].split() == KO_WORDS
+    assert translated["segment"] == heard["segment"] and "translation" in translated
+    for c in (lurker, foreign):  # everything sent so far has arrived: nothing for them
+        wait = c.expect("pong", ref="sync")
+        await c.send({"type": "ping", "id": "sync"})
+        await wait
+        assert not c.received("caption")
+    chat = lurker.expect("chat", timeout=10)  # they are in the room all the same
+    await foreign.send({"type": "chat", "text": "hello"})
+    assert (await chat)["text"] == "hello"
+    for c in room.clients:
+        for msg in c.inbox:
+            schemas().check_server(msg)
+
+
+async def test_a_stalled_recognizer_sheds_speech_and_tells_the_room(
+    start_hub: StartHub, loop_watch: LoopWatch, korean_wav: Path
+) -> None:
+    from commhub.server.keys import CAPTIONS
+
+    hub = await start_hub(
+        ice_host_addresses=list(LOOPBACK), caption_phrases={"ko": KO_PHRASES},
+        caption_budget=1, caption_max_backlog=1.0, translation=False,
+    )  # fmt: skip
+    captions = hub.server.app[CAPTIONS]
+    r = Room(hub)
+    stuck = threading.Event()
+    blocker = asyncio.ensure_future(captions.budget.run(stuck.wait))  # the only thread
+    try:
+        speaker = await r.join("agent", speak="ko", read="ko")
+        listener = await r.join("resident", speak="ko", read="ko")
+        degraded = listener.expect("caption_degraded", timeout=30)
+        await speaker.publish(r.play(korean_wav))
+        peak = 0.0
+        while not degraded.done():
+            peak = max([peak, *(s.backlog_seconds for s in captions.active.values())])
+            await asyncio.sleep(0.02)
+        notice = degraded.result()
+        assert notice["participant"] == speaker.pid and notice["dropped_utterances"] >= 1
+        assert peak <= 1.0 + captions.settings.chunk_ms / 1000
+        stuck.set()
+        await blocker
+        # the recognizer is back: the next utterance is captioned whole
+        final = listener.expect("caption", timeout=60, final=True)
+        await speaker.publish(r.play(korean_wav))
+        assert (await final)["text"].split() == KO_WORDS
+        for c in r.clients:
+            for msg in c.inbox:
+                schemas().check_server(msg)
+    finally:
+        stuck.set()
+        await blocker
+        for c in r.clients:
+            await c.close()
+        for player in r.players:
+            if player.audio is not None:
+                player.audio.stop()

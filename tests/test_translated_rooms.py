@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,14 +23,17 @@ from tests.media_helpers import LOOPBACK
 pytestmark = pytest.mark.e2e
 
 
-async def metric(hub: Running, name: str) -> float:
-    """Sum of a Prometheus metric's samples, read over HTTP like any scraper would."""
+async def metric(hub: Running, name: str, **labels: str) -> float:
+    """Sum of a Prometheus metric's samples (those with `labels`), read over HTTP like any
+    scraper would."""
     async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/metrics") as resp:
         text = await resp.text()
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
-        if line.startswith(name) and (line[len(name)] in " {")
+        if line.startswith(name)
+        and (line[len(name)] in " {")
+        and all(f'{k}="{v}"' in line for k, v in labels.items())
     )
 
 
@@ -198,3 +203,88 @@ async def test_newcomer_reads_recent_chat_in_its_language(start_hub: StartHub) -
     assert all("translation" not in m for m in (await english.join())["chat"])
     room = hub.hub.rooms.get("lobby")
     assert room is not None and len(room.translations) == 2  # the oldest fell off
+
+
+POISON = "x\uffff" + " word" * 300  # made a shared Apertium pipeline one answer behind
+
+
+async def test_poison_in_one_room_never_leaks_into_another(hub: Running) -> None:
+    """Room A's attacker sends text that once put the shared eng-spa pipeline out of step:
+    room B's reader still gets the Spanish of B's own words, room A never sees them, and
+    both rooms keep working."""
+    attacker = await hub.joined("room-a", identity="attacker", speak="en", read="en")
+    reader_a = await hub.joined("room-a", identity="reader-a", speak="es", read="es")
+    speaker_b = await hub.joined("room-b", identity="speaker-b", speak="en", read="en")
+    reader_b = await hub.joined("room-b", identity="reader-b", speak="es", read="es")
+
+    async def say(sender: Any, reader: Any, text: str) -> dict[str, Any]:
+        await sender.send({"type": "chat", "text": text})
+        got: dict[str, Any] = await reader.expect("chat", timeout=15)
+        assert got["text"] == text
+        return got["translation"]  # type: ignore[no-any-return]
+
+    for round_ in range(2):
+        poisoned = await say(attacker, reader_a, POISON if round_ == 0 else POISON + " again")
+        assert poisoned["status"] == "ok", poisoned
+        assert poisoned["text"].startswith("x\ufffd") and poisoned["text"].count("alabra") == 300
+        secret = await say(speaker_b, reader_b, "The safe code is 4711")
+        assert (secret["status"], secret["text"]) == ("ok", "El código seguro es 4711")
+        morning = await say(attacker, reader_a, f"Good morning, {round_ + 1} times.")
+        assert morning["status"] == "ok" and morning["text"].startswith("Buenos días")
+        thanks = await say(speaker_b, reader_b, "Thank you very much.")
+        assert (thanks["status"], thanks["text"]) == ("ok", "Muchas gracias.")
+    # Both at once, several times over: still each room's own words.
+    sends = []
+    for i in range(3):
+        sends += [attacker.send({"type": "chat", "text": f"{POISON} {i}"}),
+                  speaker_b.send({"type": "chat", "text": f"The safe code is 47{i}"})]  # fmt: skip
+    await asyncio.gather(*sends)
+    for i in range(3):
+        got_a = await reader_a.expect("chat", timeout=15)
+        assert got_a["translation"]["status"] == "ok" and "código" not in str(got_a)
+        got_b = await reader_b.expect("chat", timeout=15)
+        assert got_b["translation"]["text"] == f"El código seguro es 47{i}"
+    for client in (attacker, reader_a):
+        seen = json.dumps(client.inbox, ensure_ascii=False)
+        assert "4711" not in seen and "código" not in seen and "gracias" not in seen
+    for client in (speaker_b, reader_b):
+        assert "alabra" not in json.dumps(client.inbox, ensure_ascii=False)
+
+
+async def test_busy_translator_answers_failed_at_once(start_hub: StartHub) -> None:
+    """translate_queue=1 and the one engine call stuck (its first stage stopped): the next
+    chat is delivered at once with `failed` (busy); once the engine moves, all goes on."""
+    from commhub.translate import ApertiumTranslator, TranslationService
+
+    hub = await start_hub(translate_queue=1)
+    service = hub.hub.translator
+    assert isinstance(service, TranslationService) and service.queue == 1
+    a = await hub.joined(identity="a", speak="en", read="en")
+    c = await hub.joined(identity="c", speak="en", read="en")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    await a.send({"type": "chat", "text": "Good morning."})
+    assert (await b.expect("chat"))["translation"]["status"] == "ok"
+    engine = service.engines["apertium"]
+    assert isinstance(engine, ApertiumTranslator)
+    first_stage = engine.pipe("en", "es").stage_pids()[0][1]
+    requests = "commhub_translation_requests_total"
+    failed = await metric(hub, requests, engine="apertium", status="failed")
+    os.kill(first_stage, signal.SIGSTOP)
+    try:
+        calls = await metric(hub, "commhub_translation_engine_calls_total")
+        await a.send({"type": "chat", "text": "The office opens at nine."})
+        async with asyncio.timeout(5):  # until that call is in the engine, holding the queue
+            while await metric(hub, "commhub_translation_engine_calls_total") == calls:
+                await asyncio.sleep(0.01)
+        await c.send({"type": "chat", "text": "Thank you very much."})
+        got = await b.expect("chat", timeout=3)
+        assert got["text"] == "Thank you very much."
+        t = got["translation"]
+        assert (t["status"], t["engine"]) == ("failed", "apertium") and "busy" in t["detail"]
+        assert await metric(hub, requests, engine="apertium", status="failed") == failed + 1
+    finally:
+        os.kill(first_stage, signal.SIGCONT)
+    late = await b.expect("chat", timeout=10)
+    assert late["translation"]["status"] == "ok" and "nueve" in late["translation"]["text"]
+    await c.send({"type": "chat", "text": "Thank you very much."})
+    assert (await b.expect("chat"))["translation"]["text"] == "Muchas gracias."

@@ -38,7 +38,10 @@ class LiveCaptions:
         self.models = models
         self.budget = RecognitionBudget(s.caption_budget or None)
         self.metrics = CaptionMetrics(hub.registry)
-        self.settings = StreamSettings(gate=GateSettings(end_silence_ms=s.caption_end_silence_ms))
+        self.settings = StreamSettings(
+            gate=GateSettings(end_silence_ms=s.caption_end_silence_ms),
+            max_backlog_s=s.caption_max_backlog,
+        )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
@@ -164,6 +167,12 @@ class LiveCaptions:
         room = self.hub.rooms.get(room_name)
         if room is None:
             return
+        # What was said is media: only for those allowed to receive it.
+        listeners = {q.id for q in room.participants.values() if q.can("subscribe")}
+        if not listeners:
+            if event.final:
+                self._previous.pop(event.segment_id, None)
+            return
         msg: dict[str, Any] = {
             "type": "caption",
             "segment": event.segment_id,
@@ -177,9 +186,9 @@ class LiveCaptions:
         if not event.final:
             stable = self._stable_prefix(event)
             if stable:  # translate_partials: only words the recognizer no longer revises
-                await self.hub.publish_text(room, msg, stable, event.language)
+                await self.hub.publish_text(room, msg, stable, event.language, to=listeners)
             else:
-                await self.hub.publish(room.name, msg)
+                await self.hub.publish(room.name, msg, to=listeners)
             return
         self._previous.pop(event.segment_id, None)
         msg["words"] = [
@@ -194,4 +203,4 @@ class LiveCaptions:
         if event.confidence is not None:
             msg["confidence"] = round(event.confidence, 3)
         if event.text:
-            await self.hub.publish_text(room, msg, event.text, event.language)
+            await self.hub.publish_text(room, msg, event.text, event.language, to=listeners)

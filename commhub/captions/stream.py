@@ -5,7 +5,9 @@ the shared RecognitionBudget's threads, one job at a time per stream, because a
 recognizer is not thread-safe. Speech audio is queued per stream in chunks of
 ``chunk_ms``; a job takes everything queued for the current utterance, so when decoding
 falls behind, chunks merge and their partials are skipped (counted), while every
-utterance still gets its final.
+utterance still gets its final. The queue holds at most ``max_backlog_s`` of speech: past
+that the oldest queued speech is shed (counted), so a stream that cannot keep up lags by
+a bounded amount and costs bounded memory.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ class StreamSettings:
     partial_refresh_ms: int = 250
     # Room for network and decoder jitter: a partial is re-sent early rather than late.
     partial_margin_ms: int = 60
-    max_backlog_s: float = 30.0  # undecoded speech per stream before new utterances are shed
+    max_backlog_s: float = 20.0  # queued speech per stream; beyond, the oldest is shed
     lossless: bool = False  # files: push() waits for room instead of shedding
     gate: GateSettings = field(default_factory=GateSettings)
 
@@ -51,7 +53,8 @@ class StreamStats:
     partials: int = 0
     dropped_partials: int = 0
     finals: int = 0
-    dropped_utterances: int = 0
+    dropped_utterances: int = 0  # shed whole, or cut short where decoding stood
+    shed_seconds: float = 0.0  # queued speech thrown away to hold the backlog bound
     audio_seconds: float = 0.0
     recognize_seconds: float = 0.0
 
@@ -109,7 +112,8 @@ class CaptionStream:
         self._queued_bytes = 0
         self._pending = bytearray()
         self._segment: _Segment | None = None
-        self._shedding = False
+        self._decoding: _Segment | None = None  # the segment the recognizer is on
+        self._last_shed_log = -1e9
         self._segments = 0
         self._recognizer: Recognizer | None = None
         self._wake = asyncio.Event()
@@ -165,25 +169,11 @@ class CaptionStream:
                         self._enqueue_pending()
             elif isinstance(event, SpeechEnd) and self._segment is not None:
                 self._enqueue_pending()
-                self._enqueue(_End(self._segment, event.t, time.monotonic()))
+                if self._segment is not None:  # unless that chunk made it shed
+                    self._enqueue(_End(self._segment, event.t, time.monotonic()))
                 self._segment = None
 
     def _start_segment(self, t: float) -> None:
-        if not self.settings.lossless and self.backlog_seconds > self.settings.max_backlog_s:
-            # Over capacity for long: shed whole utterances (counted, logged) so the
-            # ones we do caption stay complete and the lag stops growing.
-            self._segment = None
-            self.stats.dropped_utterances += 1
-            self._metrics.dropped_utterances.inc()
-            if not self._shedding:
-                log.warning(
-                    "captions %s: %.1f s of speech behind, shedding utterances",
-                    self.stream_id,
-                    self.backlog_seconds,
-                )
-            self._shedding = True
-            return
-        self._shedding = False
         self._segments += 1
         self._segment = _Segment(f"{self.stream_id}-{self._segments}", t)
 
@@ -197,6 +187,56 @@ class CaptionStream:
             self._queued_bytes += len(item.pcm)
         self._queue.append(item)
         self._wake.set()
+        if not self.settings.lossless and self.backlog_seconds > self.settings.max_backlog_s:
+            self._shed()
+
+    def _shed(self) -> None:
+        """Throw away the oldest queued utterances until the backlog is within its bound.
+
+        One the recognizer has not started is dropped whole; one it has started loses its
+        queued audio and gets its final from what was decoded. Shedding the utterance
+        being spoken drops the rest of it too.
+        """
+        limit = self.settings.max_backlog_s
+        for segment in dict.fromkeys(item.segment for item in self._queue):
+            if self.backlog_seconds <= limit:
+                break
+            started = segment.fed > 0 or segment is self._decoding
+            shed = 0
+            end: _End | None = None
+            if segment is self._segment:
+                self._segment = None
+                shed += len(self._pending)
+                self._pending.clear()
+                end = _End(segment, self.stats.audio_seconds, time.monotonic())
+            kept: deque[_Chunk | _End] = deque()
+            at: int | None = None  # where the utterance stood in the queue
+            for item in self._queue:
+                if item.segment is not segment:
+                    kept.append(item)
+                    continue
+                at = len(kept) if at is None else at
+                if isinstance(item, _Chunk):
+                    shed += len(item.pcm)
+                    self._queued_bytes -= len(item.pcm)
+                elif end is None:
+                    end = item
+            if not shed:
+                continue
+            if started and end is not None:  # finish it, in its place before newer ones
+                kept.insert(len(kept) if at is None else at, end)
+            self._queue = kept
+            self.stats.shed_seconds += shed / BYTES_PER_SECOND
+            self.stats.dropped_utterances += 1
+            self._metrics.dropped_utterances.inc()
+            now = time.monotonic()
+            if now - self._last_shed_log >= 10.0:
+                self._last_shed_log = now
+                log.warning(
+                    "captions %s: over %.1f s of speech behind, shedding the oldest",
+                    self.stream_id,
+                    limit,
+                )
 
     # -- decoding (worker task + budget threads) ------------------------------------------
 
@@ -209,11 +249,14 @@ class CaptionStream:
                 await self._wake.wait()
                 continue
             segment, pcm, chunks, end = self._take()
+            self._decoding = segment
             try:
                 await self._decode(segment, pcm, chunks, end)
             except Exception:
                 log.exception("captions %s: recognition failed, utterance lost", self.stream_id)
                 self._recognizer = None  # a fresh one for the next utterance
+            finally:
+                self._decoding = None
             self._progress.set()
 
     def _take(self) -> tuple[_Segment, bytes, int, _End | None]:

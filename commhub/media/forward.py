@@ -155,6 +155,7 @@ class Publication:
     ) -> None:
         self.owner_id = owner_id
         self.track_id = track_id
+        self.key = f"{owner_id}/{track_id}"  # unique name for the audio taps
         self.kind = kind
         self.receiver = receiver
         self.mid = mid

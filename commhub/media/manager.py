@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,8 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import Publication, tee_receiver
 from commhub.media.ice import IcePolicy
-from commhub.media.session import PeerSession, parse_sdp
+from commhub.media.sdpcheck import shape
+from commhub.media.session import PeerSession, check_sdp_text, parse_sdp
 from commhub.media.tap import AudioTapCallback, AudioTaps, TapTrack
 from commhub.protocol import ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant
@@ -34,7 +36,8 @@ class RoomMedia:
     override: str | None = None  # admin's choice; None: the settings' room_mode
     mode: str = "sfu"
     peers: tuple[str, str] | None = None  # the pair in p2p mode
-    publications: dict[str, Publication] = field(default_factory=dict)  # by track id
+    # by (owner, track id): a track id is the client's choice and only unique per client
+    publications: dict[tuple[str, str], Publication] = field(default_factory=dict)
 
 
 class Media:
@@ -49,7 +52,10 @@ class Media:
         self.sessions: dict[str, PeerSession] = {}  # by participant id
         self.rooms: dict[str, RoomMedia] = {}
         self.capabilities: dict[str, dict[str, bool]] = {}
-        self.pending_meta: dict[str, dict[str, Any]] = {}  # track id -> source/muted
+        # participant id -> track id -> source/muted, for tracks not published yet
+        self.pending_meta: dict[str, dict[str, dict[str, Any]]] = {}
+        self._reserved: dict[str, int] = {}  # participant id -> tracks of its offer in flight
+        self._serial = itertools.count()
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -123,6 +129,7 @@ class Media:
 
     async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
         self.capabilities.pop(p.id, None)
+        self.pending_meta.pop(p.id, None)
         await self._end_session(room_name, p, reason, tell=False)
         rm = self.rooms.get(room_name)
         if rm is not None:
@@ -144,21 +151,32 @@ class Media:
         if kind == "track":
             await self._track_meta(room_name, p, msg)
             return
+        if kind in ("offer", "answer"):
+            limit = self.hub.settings.max_sdp_bytes
+            if len(msg["sdp"].encode()) > limit:
+                raise ProtocolError(ErrorCode.SDP_TOO_LARGE, f"the SDP exceeds {limit} bytes", ref)
         if "to" in msg:
             await self._relay(room_name, p, msg)
             return
         session = self.sessions.get(p.id)
         if kind == "offer":
+            sending = self._check_offer(room_name, p, session, msg["sdp"], ref)
             fresh = session is None
             if session is None:
                 session = self._new_session(room_name, p)
+            self._reserved[p.id] = sending  # counted for the room while aiortc applies it
             try:
                 await session.client_offer(msg["sdp"], ref, p.can("publish"))
-            except ProtocolError:
-                if fresh:  # a refused first offer leaves no half-made session behind
-                    self.sessions.pop(p.id, None)
-                    await session.close()
+            except Exception:
+                # A refused first offer leaves no half-made session behind; a session
+                # aiortc could not finish applying an offer to is over.
+                if fresh:
+                    await self._end_session(room_name, p, "refused", tell=False)
+                elif session.broken:
+                    await self._end_session(room_name, p, "failed", tell=True)
                 raise
+            finally:
+                self._reserved.pop(p.id, None)
             self._check_unpublished(room_name, session)
         elif kind == "answer":
             if session is None:
@@ -169,12 +187,74 @@ class Media:
                 raise ProtocolError(ErrorCode.WRONG_STATE, "ICE candidate before any offer", ref)
             await session.client_candidate(msg["candidate"], ref)
 
+    def _check_offer(
+        self, room_name: str, p: Participant, session: PeerSession | None, sdp: str, ref: str | None
+    ) -> int:
+        """Refuse, before aiortc sees it, an offer that is malformed in ways aiortc chokes
+        on or that publishes more than the limits allow; returns its sending sections."""
+        check_sdp_text(sdp, ref)
+        offer = shape(sdp)
+        sections = offer.sections
+        media = [s for s in sections if s.kind in ("audio", "video")]
+        if any(s.mid is None for s in media):
+            raise ProtocolError(ErrorCode.INVALID_SDP, "every media section needs a=mid", ref)
+        dup = offer.duplicate_mid()
+        if dup is not None:
+            raise ProtocolError(ErrorCode.INVALID_SDP, f"mid {dup!r} is used twice", ref)
+        hub_mids = {s.transceiver.mid for s in session.slots} if session else set()
+        own = [s for s in sections if s.mid not in hub_mids]
+        s = self.hub.settings
+        if len(own) > s.max_tracks_per_participant + s.max_tracks_per_room:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_TRACKS,
+                f"{len(own)} media sections; at most "
+                f"{s.max_tracks_per_participant + s.max_tracks_per_room} besides the hub's",
+                ref,
+            )
+        sending = [x for x in own if x.sending and x.kind in ("audio", "video")]
+        if len(sending) > s.max_tracks_per_participant:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_TRACKS,
+                f"{len(sending)} tracks; at most {s.max_tracks_per_participant} per participant",
+                ref,
+            )
+        ids = [x.track_id for x in sending if x.track_id]
+        if len(ids) != len(set(ids)):
+            raise ProtocolError(ErrorCode.INVALID_SDP, "two sections send the same track", ref)
+        others = self._room_tracks(room_name, exclude=p.id)
+        if sending and others + len(sending) > s.max_tracks_per_room:
+            raise ProtocolError(
+                ErrorCode.TOO_MANY_TRACKS,
+                f"the room has {others} tracks; at most {s.max_tracks_per_room}",
+                ref,
+            )
+        if session is not None:
+            session.check_mids(media, ref)
+        return len(sending)
+
+    def _room_tracks(self, room_name: str, exclude: str) -> int:
+        """Tracks published in the room by others, counting offers being applied."""
+        room = self.hub.rooms.get(room_name)
+        total = 0
+        for pid in room.participants if room else ():
+            if pid == exclude:
+                continue
+            if pid in self._reserved:
+                total += self._reserved[pid]
+            elif (session := self.sessions.get(pid)) is not None:
+                total += len(session.publications)
+        return total
+
     async def _relay(self, room_name: str, p: Participant, msg: Message) -> None:
         kind, ref, to = msg["type"], msg.get("id"), msg["to"]
         target = self._participant(room_name, to)
         if target is None or to == p.id:
             raise ProtocolError(
                 ErrorCode.UNKNOWN_PARTICIPANT, f"no participant {to!r} in this room", ref
+            )
+        if not _p2p_grants(p):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, "direct connections need the publish and subscribe grants", ref
             )
         rm = self._room(room_name)
         if rm.mode != "p2p" or rm.peers is None or set(rm.peers) != {p.id, to}:
@@ -209,7 +289,12 @@ class Media:
             None,
         )
         if pub is None:
-            self.pending_meta[msg["track_id"]] = meta
+            # Kept for when the track arrives, a bounded few per participant (oldest go).
+            mine = self.pending_meta.setdefault(p.id, {})
+            mine.pop(msg["track_id"], None)
+            mine[msg["track_id"]] = meta
+            while len(mine) > self.hub.settings.max_track_meta:
+                del mine[next(iter(mine))]
             return
         pub.source = meta.get("source", pub.source)
         if "muted" in meta and meta["muted"] != pub.muted:
@@ -252,7 +337,8 @@ class Media:
         kind, mid = transceiver.kind, transceiver.mid or ""
         rm = self._room(room_name)
         pub = Publication(p.id, track_id, kind, transceiver.receiver, mid)
-        meta = self.pending_meta.pop(track_id, {})
+        pub.key = f"{p.id}/{track_id}/{next(self._serial)}"
+        meta = self.pending_meta.get(p.id, {}).pop(track_id, {})
         pub.source = meta.get("source", pub.source)
         pub.muted = meta.get("muted", False)
         decode = kind == "audio" and self.taps.active
@@ -260,9 +346,9 @@ class Media:
             transceiver.receiver, pub.on_frame, decode, self.hub.settings.audio_jitter_prefetch
         )
         session.publications[mid] = pub
-        rm.publications[track_id] = pub
+        rm.publications[(p.id, track_id)] = pub
         if decode:
-            self.taps.attach(track_id, p, transceiver.receiver.track, pub.source)
+            self.taps.attach(pub.key, p, transceiver.receiver.track, pub.source)
         self._spawn(self.hub.publish(room_name, _track_msg("published", p, pub)))
         if rm.mode == "sfu":
             self._subscribe_all(room_name, pub)
@@ -295,10 +381,10 @@ class Media:
 
     async def _unpublish(self, room_name: str, owner: Participant, pub: Publication) -> None:
         rm = self.rooms.get(room_name)
-        if rm is not None:
-            rm.publications.pop(pub.track_id, None)
+        if rm is not None and rm.publications.get((owner.id, pub.track_id)) is pub:
+            del rm.publications[(owner.id, pub.track_id)]
         if pub.kind == "audio":
-            await self.taps.detach(pub.track_id)
+            await self.taps.detach(pub.key)
         for s in list(self.sessions.values()):
             s.drop_slot(pub)
             self._spawn(s.maybe_renegotiate())
@@ -336,7 +422,14 @@ class Media:
         room = self.hub.rooms.get(room_name)
         ids = sorted(room.participants) if room else []
         choice = rm.override or self.hub.settings.room_mode
-        if len(ids) == 2 and choice != "sfu":
+        # A direct connection sends and receives media: both sides need both grants,
+        # whatever the room's mode says.
+        if (
+            len(ids) == 2
+            and choice != "sfu"
+            and room
+            and all(_p2p_grants(room.participants[i]) for i in ids)
+        ):
             both = all(self.capabilities.get(i, {}).get("p2p") for i in ids)
             if choice == "p2p" or both:
                 return "p2p", (ids[0], ids[1])
@@ -411,6 +504,10 @@ class Media:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("media task failed", exc_info=task.exception())
+
+
+def _p2p_grants(p: Participant) -> bool:
+    return p.can("publish") and p.can("subscribe")
 
 
 def _track_msg(state: str, owner: Participant, pub: Publication) -> dict[str, Any]:

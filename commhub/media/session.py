@@ -22,6 +22,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import ForwardTrack, Publication
 from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+from commhub.media.sdpcheck import Section, is_ip, strip_named_candidates
 from commhub.media.sdpmunge import Numbering
 from commhub.protocol import ErrorCode, ProtocolError
 from commhub.rooms import Participant
@@ -44,11 +45,15 @@ class Slot:
 _SDP_LINE = re.compile(r"^[a-z]=.*$")
 
 
-def parse_sdp(sdp: str, ref: str | None) -> SessionDescription:
+def check_sdp_text(sdp: str, ref: str | None) -> None:
     # aiortc's parser skips lines it does not know: check the RFC 8866 shape first.
     lines = [line for line in sdp.replace("\r\n", "\n").split("\n") if line]
     if not lines or lines[0] != "v=0" or not all(_SDP_LINE.match(line) for line in lines):
         raise ProtocolError(ErrorCode.INVALID_SDP, "not an SDP description (RFC 8866)", ref)
+
+
+def parse_sdp(sdp: str, ref: str | None) -> SessionDescription:
+    check_sdp_text(sdp, ref)
     try:
         parsed = SessionDescription.parse(sdp)
     except Exception as exc:  # aiortc raises ValueError, KeyError, IndexError...
@@ -89,6 +94,8 @@ class PeerSession:
         self.msids: dict[str, str] = {}  # client mid -> client track id
         self.numbering = Numbering()  # the client's payload types and extension ids
         self.closed = False
+        self.broken = False  # aiortc failed half-way through applying a client offer
+        self.named_candidates = 0  # host-name (mDNS) candidates ignored
         self.hub_offer_pending = False
         self.renegotiate_wanted = False
         self._lock = asyncio.Lock()
@@ -138,8 +145,16 @@ class PeerSession:
         async with self._lock:
             await self._set_remote(sdp, "offer", ref)
             self._prefer_relayable_codecs()
-            with policy_scope(self.policy):
-                await self.pc.setLocalDescription(await self.pc.createAnswer())
+            try:
+                with policy_scope(self.policy):
+                    await self.pc.setLocalDescription(await self.pc.createAnswer())
+            except Exception as exc:
+                # aiortc took the offer but cannot answer it, and it cannot roll back:
+                # this peer connection is done for (the caller ends the session).
+                self.broken = True
+                raise ProtocolError(
+                    ErrorCode.INVALID_SDP, f"the hub cannot answer this offer: {exc}", ref
+                ) from None
             self.send(
                 {
                     "type": "answer",
@@ -149,8 +164,22 @@ class PeerSession:
             )
         await self.maybe_renegotiate()
 
+    def check_mids(self, sections: list[Section], ref: str | None) -> None:
+        """A mid the connection already has must keep its kind: aiortc would otherwise make
+        a second transceiver with the same mid and fail to answer."""
+        kinds = {t.mid: t.kind for t in self.pc.getTransceivers() if t.mid is not None}
+        for s in sections:
+            if s.mid in kinds and kinds[s.mid] != s.kind:
+                raise ProtocolError(
+                    ErrorCode.INVALID_SDP,
+                    f"section {s.mid!r} was {kinds[s.mid]}, the offer makes it {s.kind}",
+                    ref,
+                )
+
     async def _set_remote(self, sdp: str, kind: str, ref: str | None) -> None:
         """Apply the client's description (caller holds the lock); a refusal is invalid_sdp."""
+        sdp, dropped = strip_named_candidates(sdp)
+        self.named_candidates += dropped
         self.numbering.learn(sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
@@ -170,7 +199,9 @@ class PeerSession:
 
     async def client_candidate(self, cand: dict[str, Any] | None, ref: str | None) -> None:
         if cand is None or not cand.get("candidate"):
-            if self.pc.remoteDescription is not None:  # end of candidates
+            # End of candidates, unless some were ignored: with none left, aioice would
+            # give up before the client's checks arrive.
+            if self.pc.remoteDescription is not None and not self.named_candidates:
                 with contextlib.suppress(Exception):
                     await self.pc.addIceCandidate(None)
             return
@@ -181,6 +212,11 @@ class PeerSession:
             raise ProtocolError(
                 ErrorCode.INVALID_CANDIDATE, f"not an ICE candidate: {line[:80]!r}", ref
             ) from None
+        if not is_ip(ice.ip):
+            # An mDNS name (browsers hide their address so): never resolved by the hub,
+            # the client's checks make it known as a peer-reflexive candidate instead.
+            self.named_candidates += 1
+            return
         ice.sdpMid = cand.get("sdpMid")
         ice.sdpMLineIndex = cand.get("sdpMLineIndex")
         if ice.sdpMid is None and ice.sdpMLineIndex is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -22,5 +24,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[HUB].registry)
+    hub = request.app[HUB]
+    hub.metrics.asyncio_tasks.set(len(asyncio.all_tasks()))
+    body = generate_latest(hub.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -22,6 +22,7 @@ from typing import Any
 
 from . import sentences
 from .base import TranslationError
+from .text import clean_text
 
 STATE_DIR = ".argos-state"  # where argostranslate may write its own files, inside our dir
 _IMPORT_LOCK = threading.Lock()
@@ -154,7 +155,9 @@ class ArgosTranslator:
 
     def translate_batch(self, texts: Sequence[str], source: str, target: str) -> list[str]:
         model = self.model(source, target)
-        split = [sentences.split(text) for text in texts]
+        # The service cleaned them already; direct callers may not have (a lone surrogate
+        # cannot even be encoded for SentencePiece).
+        split = [sentences.split(clean_text(text)) for text in texts]
         flat = [seg for segs in split for seg, _ in segs]
         todo = [i for i, seg in enumerate(flat) if seg.strip()]
         outputs = [""] * len(flat)

@@ -45,5 +45,16 @@ class TranslationError(Exception):
     """An engine could not translate (process died, model broken, timeout...)."""
 
 
+class PartialFailure(TranslationError):
+    """Raised by translate_batch when only some texts failed: one outcome per text, in
+    order (a translation, or the error of that text), so the others are not lost with it."""
+
+    def __init__(self, outcomes: Sequence[str | TranslationError]) -> None:
+        self.outcomes = list(outcomes)
+        failed = [o for o in self.outcomes if isinstance(o, TranslationError)]
+        first = failed[0] if failed else "none"
+        super().__init__(f"{len(failed)} of {len(self.outcomes)} texts failed, first: {first}")
+
+
 class InstallError(Exception):
     """A model or pair could not be installed; nothing was left half-written."""

@@ -13,7 +13,7 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from .base import TranslationError, Translator
+from .base import PartialFailure, TranslationError, Translator
 from .metrics import TranslationMetrics
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ class BatchingRunner:
         return max(1, int(getattr(engine, "max_batch", 16)))
 
     async def _drain(self, engine: Translator, source: str, target: str, lane: _Lane) -> None:
-        loop = asyncio.get_running_loop()
         limit = self._limit(engine)
         try:
             while lane.pending:
@@ -70,29 +69,46 @@ class BatchingRunner:
                 self._metrics.engine_calls.labels(engine.name).inc()
                 self._metrics.batch_size.labels(engine.name).observe(len(unique))
                 try:
-                    out = await loop.run_in_executor(
-                        self._executor, engine.translate_batch, unique, source, target
-                    )
-                    if len(out) != len(unique):
-                        raise TranslationError(
-                            f"{engine.name} returned {len(out)} results for {len(unique)} texts"
-                        )
+                    outcomes = await self._call(engine, unique, source, target)
                 except Exception as exc:
                     log.warning("%s %s->%s failed: %s", engine.name, source, target, exc)
                     for _, fut in batch:
                         if not fut.done():
                             fut.set_exception(exc)
                     continue
-                results = dict(zip(unique, out, strict=True))
+                results = dict(zip(unique, outcomes, strict=True))
                 for text, fut in batch:
-                    if not fut.done():
-                        fut.set_result(results[text])
+                    if fut.done():
+                        continue
+                    outcome = results[text]
+                    if isinstance(outcome, TranslationError):
+                        fut.set_exception(outcome)
+                    else:
+                        fut.set_result(outcome)
         finally:
             lane.task = None
             for _, fut in lane.pending:  # only left over when this task was cancelled
                 if not fut.done():
                     fut.set_exception(TranslationError("translation service closed"))
             lane.pending.clear()
+
+    async def _call(
+        self, engine: Translator, texts: list[str], source: str, target: str
+    ) -> list[str | TranslationError]:
+        loop = asyncio.get_running_loop()
+        out: list[str | TranslationError]
+        try:
+            out = list(
+                await loop.run_in_executor(
+                    self._executor, engine.translate_batch, texts, source, target
+                )
+            )
+        except PartialFailure as exc:  # only some texts failed: the others still count
+            log.warning("%s %s->%s: %s", engine.name, source, target, exc)
+            out = exc.outcomes
+        if len(out) != len(texts):
+            raise TranslationError(f"{engine.name} gave {len(out)} results for {len(texts)} texts")
+        return out
 
     async def aclose(self) -> None:
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]

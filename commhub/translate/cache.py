@@ -5,12 +5,15 @@ from __future__ import annotations
 import unicodedata
 from collections import OrderedDict
 
+from .text import clean_text
+
 CacheKey = tuple[str, str, str, str]  # (engine, source, target, normalised text)
 
 
 def normalise(text: str) -> str:
-    """Same words, same key: NFC, no edge blanks, inner runs of spaces collapsed per line."""
-    text = unicodedata.normalize("NFC", text)
+    """Same words, same key: safe code points only (clean_text), NFC, no edge blanks, inner
+    runs of blanks collapsed per line. Used before the cache key, so before every engine."""
+    text = unicodedata.normalize("NFC", clean_text(text))
     return "\n".join(" ".join(line.split()) for line in text.strip().splitlines())
 
 

@@ -14,12 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
-from .base import Translation, Translator
+from .base import Translation, TranslationError, Translator
 from .batching import BatchingRunner
 from .cache import CacheKey, TranslationCache, normalise
 from .languages import to_iso1
 from .metrics import TranslationMetrics
 from .routing import Route, Router
+
+
+class TranslatorBusy(TranslationError):
+    """More translations already wait for the engines than the queue allows."""
 
 
 class TranslationService:
@@ -34,15 +38,19 @@ class TranslationService:
         registry: CollectorRegistry | None = None,
         preferences: dict[str, str] | None = None,
         max_batch: int | None = None,
+        queue: int = 256,
     ) -> None:
         """``preferences`` maps "en-es" -> engine name to override the automatic choice.
-        ``max_batch`` caps texts per engine call for every engine (1 disables batching)."""
+        ``max_batch`` caps texts per engine call for every engine (1 disables batching).
+        ``queue``: engine calls waiting or running at once, all pairs together; a request
+        beyond it fails at once (busy) instead of piling up behind a slow engine."""
         self._engines = {engine.name: engine for engine in engines}
         self._preferences = {
             "-".join(to_iso1(c) for c in k.split("-", 1)): v for k, v in (preferences or {}).items()
         }
         self.max_chars = max_chars
         self.timeout = timeout
+        self.queue = max(1, queue)
         self.metrics = TranslationMetrics(registry)
         self.cache = TranslationCache(cache_size)
         # Bounded: engine calls never run on the event loop, and never more than `workers` at once.
@@ -111,6 +119,8 @@ class TranslationService:
         except TimeoutError:
             detail = f"timed out after {self.timeout:g} s"
             return Translation(text, src, tgt, route.label, "failed", detail=detail)
+        except TranslatorBusy as exc:
+            return Translation(text, src, tgt, route.label, "failed", detail=str(exc))
         except Exception as exc:
             detail = f"{type(exc).__name__}: {exc}"
             return Translation(text, src, tgt, route.label, "failed", detail=detail)
@@ -132,6 +142,13 @@ class TranslationService:
         self.metrics.cache_misses.inc()
         fut = self._inflight.get(key)
         if fut is None:
+            # _inflight holds every text waiting for (or in) an engine, hub-wide. A request
+            # joining one of them adds no work; a new one beyond the bound is refused now.
+            if len(self._inflight) >= self.queue:
+                raise TranslatorBusy(
+                    f"translator busy: {len(self._inflight)} translations already waiting "
+                    f"(translate_queue {self.queue}); try again later"
+                )
             # Identical concurrent requests (the same caption for many rooms) share one call.
             fut = self._runner.submit(self._engines[engine], src, tgt, text)
             self._inflight[key] = fut

@@ -1,0 +1,101 @@
+"""Real headless Chromium with its mDNS hiding ON connects to the hub.
+
+A page that was never granted a camera or microphone hides its host addresses behind
+random `<uuid>.local` names. The hub never resolves them; it learns the browser's address
+from the browser's own connectivity checks (a peer-reflexive candidate). This page
+publishes a Web Audio oscillator (no getUserMedia, so the names stay hidden) with the
+embeddable client, commhub.js.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aioice.ice
+import pytest
+
+from tests.conftest import Running, StartHub
+from tests.media_helpers import LOOPBACK
+from tests.test_media import wait_for
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+# The flags of tests/e2e/test_browser.py, except that mDNS hiding stays on.
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
+]  # fmt: skip
+
+PUBLISH = """async ([token]) => {
+    const { CommHub } = await import("/static/commhub.js");
+    const hub = new CommHub({ token, p2p: false });
+    window.hub = hub;
+    window.candidates = [];
+    hub.addEventListener("message", () => {});
+    await hub.connect();
+    const ctx = new AudioContext();
+    const osc = ctx.createOscillator();
+    const dest = ctx.createMediaStreamDestination();
+    osc.connect(dest);
+    osc.start();
+    const pc = hub.hubPc();
+    pc.addEventListener("icecandidate", (e) => {
+        if (e.candidate) window.candidates.push(e.candidate.candidate);
+    });
+    await hub.publish(dest.stream);
+}"""
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[Any]:
+    playwright_api = pytest.importorskip("playwright.async_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian chromium is not installed")
+    async with playwright_api.async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield await browser.new_page()
+        finally:
+            await browser.close()
+
+
+@pytest.fixture
+async def media_hub(start_hub: StartHub) -> Running:
+    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+
+
+async def test_chromium_hiding_behind_mdns_publishes_to_the_hub(
+    media_hub: Running, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lookups: list[object] = []
+    real = aioice.ice.get_or_create_mdns_protocol
+
+    async def counted(subscriber: object) -> Any:
+        lookups.append(subscriber)
+        return await real(subscriber)
+
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", counted)
+    logs: list[str] = []
+    page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
+    await page.goto(f"{media_hub.url}/")
+    token = media_hub.token("lobby", "browser")
+    await page.evaluate(PUBLISH, [token])
+    media = media_hub.hub.media
+    await wait_for(lambda: len(media.sessions) == 1, timeout=20)
+    session = next(iter(media.sessions.values()))
+    await page.wait_for_function("window.hub.pc.connectionState === 'connected'", timeout=30000)
+    candidates: list[str] = await page.evaluate("window.candidates")
+    hosts = [c.split()[4] for c in candidates if " typ host" in c]
+    assert hosts and all(h.endswith(".local") for h in hosts), candidates  # hiding is on
+    assert session.named_candidates >= 1
+    pub = next(iter(session.publications.values()))
+    await wait_for(lambda: pub.frames > 25, timeout=20)  # half a second of the oscillator
+    assert lookups == []
+    # (the page's missing favicon is the one resource error there is)
+    errors = [m for m in logs if m.startswith("error") and "Failed to load resource" not in m]
+    assert not errors, errors
