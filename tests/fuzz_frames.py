@@ -52,11 +52,9 @@ def frame_op(draw: st.DrawFn) -> Op:
         size = draw(st.sampled_from([0, 1, 2, 125, 126, 65535, 65536, 70_000]))
         return ("binary", size, draw(st.integers(0, 255)))
     if kind == "fragments":
-        body = draw(json_text)
-        cuts = draw(
-            st.lists(st.integers(0, max(0, len(body.encode("utf-8", "surrogatepass")))), max_size=5)
-        )
-        return ("fragments", body, sorted(cuts), draw(st.booleans()))
+        text = draw(json_text)
+        cuts = draw(st.lists(st.integers(0, len(_utf8(text))), max_size=5))
+        return ("fragments", text, sorted(cuts), draw(st.booleans()))
     if kind == "orphan_cont":
         return ("orphan_cont", draw(json_text), draw(st.booleans()))
     if kind == "interrupted":  # a new data frame while a fragmented message is open

@@ -128,7 +128,7 @@ async def hypothesis_run(
         if found:
             findings.note(found, _show(example))
 
-    @fuzz_settings(examples)
+    @fuzz_settings(examples)  # type: ignore[untyped-decorator]
     @given(strategy)
     def prop(example: T) -> None:
         asyncio.run_coroutine_threadsafe(one(example), loop).result(timeout=120)
@@ -150,8 +150,9 @@ class Arena:
     def __init__(self, hub: Running, room: str = "fuzz", fuzzer_lang: str = "en") -> None:
         self.hub = hub
         self.room = room
-        self.port = hub.server.port
-        assert self.port is not None
+        port = hub.server.port
+        assert port is not None
+        self.port: int = port
         self.trouble = Trouble()
         self.findings = Findings()
         self.fuzzer_lang = fuzzer_lang

@@ -77,15 +77,15 @@ def matches(value: Any, want: Any) -> bool:
     if isinstance(want, dict) and len(want) == 1:
         ((op, arg),) = want.items()
         if op == "in":
-            return value in arg
+            return bool(value in arg)
         if op == "absent":
-            return (value is _ABSENT) == arg
+            return bool((value is _ABSENT) == arg)
         if op == "contains":
-            return isinstance(value, str) and arg in value
+            return isinstance(value, str) and bool(arg in value)
         if op == "not_contains":
             return not (isinstance(value, str) and arg in value)
         if op == "max_len":
-            return value is _ABSENT or len(value) <= arg
+            return value is _ABSENT or bool(len(value) <= arg)
     return bool(value == want)
 
 
