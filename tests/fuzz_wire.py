@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import itertools
 import json
@@ -74,7 +75,7 @@ class HubFailures(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
-        self.last = ""
+        self.logged: collections.deque[str] = collections.deque(maxlen=100)  # oldest first
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.exc_info and record.exc_info[1] is not None:
@@ -84,9 +85,14 @@ class HubFailures(logging.Handler):
                 (f for f in reversed(tb) if "/commhub/" in f.filename), tb[-1] if tb else None
             )
             at = f"{where.filename.rsplit('/', 2)[-1]}:{where.lineno}" if where else "?"
-            self.last = f"{type(exc).__name__} at {at}: ({str(exc)[:100]})"
+            self.logged.append(f"{type(exc).__name__} at {at}: ({str(exc)[:100]})")
+
+    def next(self) -> str:
+        """The oldest logged failure not yet matched to an internal_error."""
+        return self.logged.popleft() if self.logged else "no traceback logged"
 
     def __enter__(self) -> HubFailures:
+        self.logged.clear()
         logging.getLogger("commhub").addHandler(self)
         return self
 
@@ -187,7 +193,7 @@ class RawClient:
             )
         if isinstance(msg, dict):
             if msg.get("type") == "error" and msg.get("code") == "internal_error":
-                why, FAILURES.last = FAILURES.last or "no traceback logged", ""
+                why = FAILURES.next()
                 self.trouble.add(f"{self.label}: internal_error {why}: {payload[:200]!r}")
             self.inbox.append(msg)
             self._new.set()
