@@ -227,6 +227,11 @@ async def test_redeem_refuses_bad_bodies_and_unknown_codes(
         status, body = await call(http, "POST", url, json=bad)
         assert (status, body["error"]) == (400, "invalid_request"), bad
     status, body = await call(http, "POST", url, data=b"not json")
+    assert (status, body["error"]) == (400, "bad_json")
+    nested = b'{"name": ' + b"[" * 32000 + b"]" * 32000 + b"}"
+    status, body = await call(http, "POST", url, data=nested)
+    assert (status, body["error"]) == (400, "invalid_request")
+    status, body = await call(http, "POST", url, data=b'{"name": "Eve \\ud800"}')
     assert (status, body["error"]) == (400, "invalid_request")
     # nothing above used the invite up
     status, shown = await call(http, "GET", f"{hub.url}/v1/invites/{made['code']}")

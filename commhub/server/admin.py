@@ -17,15 +17,20 @@ from commhub.server.signal import bearer, json_error
 routes = web.RouteTableDef()
 
 
-def _admin(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
+def authorise(request: web.Request, room: str | None = None) -> tuple[Hub, Claims]:
     """An admin token covering `room` (None: every room), checked before the body is read."""
-    hub, claims = _admin_token(request)
-    if not (claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM):
-        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
+    hub, claims = admin_claims(request)
+    covers(claims, room)
     return hub, claims
 
 
-def _admin_token(request: web.Request) -> tuple[Hub, Claims]:
+def covers(claims: Claims, room: str | None) -> None:
+    """Refuse (403) unless the admin token covers `room` (None: every room)."""
+    if not (claims.admits(room) if room is not None else claims.room == auth.ANY_ROOM):
+        raise refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
+
+
+def admin_claims(request: web.Request) -> tuple[Hub, Claims]:
     hub = request.app[HUB]
     try:
         claims = auth.verify(
@@ -35,47 +40,45 @@ def _admin_token(request: web.Request) -> tuple[Hub, Claims]:
             leeway=hub.settings.token_leeway,
         )
     except AuthError as exc:
-        raise _refusal(web.HTTPUnauthorized, exc.code, exc.message) from None
+        raise refusal(web.HTTPUnauthorized, exc.code, exc.message) from None
     if "admin" not in claims.grants:
-        raise _refusal(
-            web.HTTPForbidden, "forbidden", "this API needs a token with the admin grant"
-        )
+        raise refusal(web.HTTPForbidden, "forbidden", "this API needs a token with the admin grant")
     return hub, claims
 
 
-def _refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
+def refusal(kind: type[web.HTTPException], code: str, message: str) -> web.HTTPException:
     """The same JSON body as json_error, as an exception that stops the handler."""
     return kind(
         text=json.dumps({"error": code, "message": message}), content_type="application/json"
     )
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, refused as the signalling edge refuses a message."""
     try:
         body = json.loads(await request.text())
     except ValueError:
-        raise _refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object") from None
+        raise refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object") from None
     except RecursionError:
-        raise _refusal(web.HTTPBadRequest, "invalid_request", "nested too deeply") from None
+        raise refusal(web.HTTPBadRequest, "invalid_request", "nested too deeply") from None
     if not isinstance(body, dict):
-        raise _refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object")
+        raise refusal(web.HTTPBadRequest, "invalid_request", "the body must be a JSON object")
     problem = unsafe(body, request.app[HUB].settings.max_json_depth)
     if problem:
-        raise _refusal(web.HTTPBadRequest, "invalid_request", problem)
+        raise refusal(web.HTTPBadRequest, "invalid_request", problem)
     return body
 
 
 @routes.get("/v1/admin/rooms")
 async def list_rooms(request: web.Request) -> web.Response:
-    hub, _ = _admin(request)
+    hub, _ = authorise(request)
     return web.json_response({"rooms": [r.summary() for r in hub.rooms]})
 
 
 @routes.get("/v1/admin/rooms/{room}")
 async def show_room(request: web.Request) -> web.Response:
     name = request.match_info["room"]
-    hub, _ = _admin(request, name)
+    hub, _ = authorise(request, name)
     room = hub.rooms.get(name)
     if room is None:
         return json_error(404, "room_not_found", f"no room {name!r}")
@@ -87,7 +90,7 @@ async def show_room(request: web.Request) -> web.Response:
 @routes.delete("/v1/admin/rooms/{room}")
 async def close_room(request: web.Request) -> web.Response:
     name = request.match_info["room"]
-    hub, _ = _admin(request, name)
+    hub, _ = authorise(request, name)
     if not await hub.close_room(name):
         return json_error(404, "room_not_found", f"no room {name!r}")
     return web.Response(status=204)
@@ -96,7 +99,7 @@ async def close_room(request: web.Request) -> web.Response:
 @routes.delete("/v1/admin/rooms/{room}/participants/{who}")
 async def remove_participant(request: web.Request) -> web.Response:
     name, who = request.match_info["room"], request.match_info["who"]
-    hub, _ = _admin(request, name)
+    hub, _ = authorise(request, name)
     if not await hub.remove(name, who):
         return json_error(404, "participant_not_found", f"no participant {who!r} in room {name!r}")
     return web.Response(status=204)
@@ -104,14 +107,13 @@ async def remove_participant(request: web.Request) -> web.Response:
 
 @routes.post("/v1/admin/tokens")
 async def mint_token(request: web.Request) -> web.Response:
-    hub, claims = _admin_token(request)  # the room is in the body: covered is checked below
-    spec = await _body(request)
+    hub, claims = admin_claims(request)  # the room is in the body: covered is checked below
+    spec = await json_body(request)
     if not isinstance(spec.get("room"), str):
         return json_error(
             400, "invalid_request", "room (string) and identity (string) are required"
         )
-    if not claims.admits(spec["room"]):
-        raise _refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
+    covers(claims, spec["room"])
     allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"}
     unknown = set(spec) - allowed
     if unknown:
@@ -133,8 +135,8 @@ async def mint_token(request: web.Request) -> web.Response:
 async def set_media_mode(request: web.Request) -> web.Response:
     """Choose a room's media mode: sfu, p2p, or auto to follow the defaults."""
     name = request.match_info["room"]
-    hub, _ = _admin(request, name)
-    body = await _body(request)
+    hub, _ = authorise(request, name)
+    body = await json_body(request)
     mode = body.get("mode")
     if mode not in ("sfu", "p2p", "auto"):
         return json_error(400, "invalid_request", 'mode must be "sfu", "p2p" or "auto"')

@@ -27,9 +27,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from commhub import auth
-from commhub.server.admin import _admin
+from commhub.server.admin import admin_claims, authorise, covers, json_body
 from commhub.server.keys import HUB
-from commhub.server.signal import bearer, json_error
+from commhub.server.limits import AddressBuckets
+from commhub.server.signal import json_error
 
 DEFAULT_TTL = 86400.0  # an invite is valid for a day unless told otherwise
 GUEST_TOKEN_TTL = 6 * 3600.0  # the token a redeem mints: one long call, reconnects included
@@ -294,31 +295,8 @@ class InviteStore:
         self._executor.shutdown(wait=False)  # idle now: its last call has returned
 
 
-class AddressLimiter:
-    """A token bucket per client address, forgetting addresses whose bucket is full again."""
-
-    def __init__(self, rate: float, burst: int, max_addresses: int = 10000) -> None:
-        self.rate, self.burst, self.max_addresses = rate, float(burst), max_addresses
-        self.buckets: dict[str, tuple[float, float]] = {}
-
-    def allow(self, address: str) -> bool:
-        now = time.monotonic()
-        if len(self.buckets) >= self.max_addresses:
-            full = now - self.burst / self.rate
-            self.buckets = {a: b for a, b in self.buckets.items() if b[1] > full}
-        tokens, stamp = self.buckets.get(address, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
-        allowed = tokens >= 1.0
-        self.buckets[address] = (tokens - 1.0 if allowed else tokens, now)
-        return allowed
-
-    def retry_after(self, address: str) -> int:
-        tokens, _ = self.buckets.get(address, (0.0, 0.0))
-        return max(1, int((1.0 - tokens) / self.rate + 0.999))
-
-
 INVITES = web.AppKey("invites", InviteStore)
-_LIMITER = web.AppKey("invite_limiter", AddressLimiter)
+_LIMITER = web.AppKey("invite_limiter", AddressBuckets)
 
 
 def _refused(exc: InviteError) -> web.Response:
@@ -329,7 +307,7 @@ async def _found(request: web.Request) -> tuple[InviteStore, str] | web.Response
     """The store and the code of a public request, or the refusal to send."""
     address = request.remote or "unknown"
     limiter = request.app[_LIMITER]
-    if not limiter.allow(address):
+    if not limiter.take(address):
         response = json_error(429, "rate_limited", "too many invite requests; try again soon")
         response.headers["Retry-After"] = str(limiter.retry_after(address))
         return response
@@ -360,10 +338,7 @@ async def redeem(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     store, code = found
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
+    body = await json_body(request)
     try:
         name, speak, read = _guest(body)
         invite = await store.redeem(code)
@@ -420,14 +395,12 @@ def _guest(body: Any) -> tuple[str, str, str]:
 
 async def create(request: web.Request) -> web.Response:
     """POST /v1/admin/invites (admin of the room, or of every room)."""
-    try:
-        spec = await request.json()
-    except ValueError:
-        return json_error(400, "bad_json", "the body must be a JSON object")
-    room = spec.get("room") if isinstance(spec, dict) else None
+    hub, claims = admin_claims(request)  # before the body is read
+    spec = await json_body(request)
+    room = spec.get("room")
     if not isinstance(room, str):
         return json_error(400, "invalid_request", "room (string) is required")
-    hub, _ = _admin(request, room)
+    covers(claims, room)
     try:
         checked = validate(spec, hub.settings.admin_token_max_ttl)
     except InviteError as exc:
@@ -441,7 +414,7 @@ async def create(request: web.Request) -> web.Response:
 async def list_invites(request: web.Request) -> web.Response:
     """GET /v1/admin/invites[?room=R]: a room's invites (its admin), or all (`*` admin)."""
     room = request.query.get("room")
-    _admin(request, room)
+    authorise(request, room)
     invites = await request.app[INVITES].list(room)
     now = time.time()
     return web.json_response({"invites": [i.wire(now) for i in invites]})
@@ -453,28 +426,17 @@ async def revoke(request: web.Request) -> web.Response:
     store = request.app[INVITES]
     invite = await store.get(code) if _CODE.match(code) else None
     if invite is None:
-        _any_admin(request)  # only an admin learns that a code does not exist
+        admin_claims(request)  # only an admin (of some room) learns that a code does not exist
         return json_error(404, "invite_not_found", "no such invite")
-    _admin(request, invite.room)
+    authorise(request, invite.room)
     await store.revoke(code)
     return web.Response(status=204)
-
-
-def _any_admin(request: web.Request) -> None:
-    """Refuse (401/403) unless the bearer is an admin of some room."""
-    hub = request.app[HUB]
-    try:
-        s = hub.settings
-        claims = auth.verify(hub.secret, bearer(request), issuer=s.issuer, leeway=s.token_leeway)
-    except auth.AuthError:
-        claims = None
-    _admin(request, claims.room if claims is not None else None)  # raises the refusal
 
 
 def setup(app: web.Application, data_dir: Path) -> None:
     store = InviteStore(db_path(data_dir))
     app[INVITES] = store
-    app[_LIMITER] = AddressLimiter(PUBLIC_RATE, PUBLIC_BURST)
+    app[_LIMITER] = AddressBuckets(PUBLIC_RATE, PUBLIC_BURST)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await store.open()

@@ -3,6 +3,7 @@ with flood detection) and admission per client address and identity (before the 
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -61,18 +62,39 @@ class RateLimiter:
         return self.strikes >= self.max_strikes
 
 
+class AddressBuckets:
+    """A token bucket per client address; once `max_tracked` addresses are held, those whose
+    bucket is full again (idle) are forgotten, so many addresses cannot grow it unbounded."""
+
+    def __init__(self, rate: float, burst: int, max_tracked: int = 10_000) -> None:
+        self.rate, self.burst, self.max_tracked = rate, burst, max_tracked
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def take(self, address: str) -> bool:
+        bucket = self.buckets.get(address)
+        if bucket is None:
+            if len(self.buckets) >= self.max_tracked:
+                self.buckets = {a: b for a, b in self.buckets.items() if not b.full}
+            bucket = self.buckets[address] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
+
+    def retry_after(self, address: str) -> int:
+        """Whole seconds until `address` may try again."""
+        bucket = self.buckets.get(address)
+        missing = 1.0 - bucket.tokens if bucket is not None else 0.0
+        return max(1, math.ceil(missing / self.rate))
+
+
 class Admission:
     """Open signalling sockets per client address and per (room, identity), and upgrades per
     second per address. Checked before the upgrade, so a refusal costs one HTTP answer."""
 
-    MAX_TRACKED = 10_000  # idle join buckets are forgotten beyond this many addresses
-
     def __init__(self, per_ip: int, per_identity: int, join_rate: float, join_burst: int) -> None:
         self.per_ip, self.per_identity = per_ip, per_identity
-        self.join_rate, self.join_burst = join_rate, join_burst
+        self.join_rate = join_rate
         self.by_ip: Counter[str] = Counter()
         self.by_identity: Counter[tuple[str, str]] = Counter()
-        self.joins: dict[str, TokenBucket] = {}
+        self.joins = AddressBuckets(join_rate, join_burst)
 
     def admit(self, ip: str, room: str, identity: str) -> tuple[str, str] | None:
         """Count the connection in, or say why not: (code, message)."""
@@ -83,12 +105,7 @@ class Admission:
                 "too_many_connections",
                 f"over {self.per_identity} connections for this identity in this room",
             )
-        bucket = self.joins.get(ip)
-        if bucket is None:
-            if len(self.joins) >= self.MAX_TRACKED:
-                self.joins = {k: b for k, b in self.joins.items() if not b.full}
-            bucket = self.joins[ip] = TokenBucket(self.join_rate, self.join_burst)
-        if not bucket.take():
+        if not self.joins.take(ip):
             return "rate_limited", f"over {self.join_rate:g} connections per second"
         self.by_ip[ip] += 1
         self.by_identity[room, identity] += 1
