@@ -274,8 +274,19 @@ def admin_request(draw: st.DrawFn) -> tuple[str, str, str, str]:
     room = draw(
         st.one_of(st.just("lobby"), st.sampled_from(["a" * 129, "%ED%A0%80", "%00", "x%2F"]))
     )
-    route = draw(st.sampled_from(["tokens", "tokens", "tokens", "media", "room", "participant"]))
+    route = draw(
+        st.sampled_from(
+            ["tokens", "tokens", "tokens", "media", "room", "participant", "invite", "invite",
+             "invite_list", "invite_revoke", "invite_show", "invite_redeem", "invite_redeem"]
+        )
+    )  # fmt: skip
+    code = draw(st.sampled_from([CODE, CODE, "x", "A" * 16, "A" * 65, "%ED%A0%80", "..%2F"]))
     method, path = {
+        "invite": ("POST", "/v1/admin/invites"),
+        "invite_list": ("GET", f"/v1/admin/invites?room={room}"),
+        "invite_revoke": ("DELETE", f"/v1/admin/invites/{code}"),
+        "invite_show": ("GET", f"/v1/invites/{code}"),
+        "invite_redeem": ("POST", f"/v1/invites/{code}/redeem"),
         "tokens": ("POST", "/v1/admin/tokens"),
         "media": ("PUT", f"/v1/admin/rooms/{room}/media"),
         # Closing the bystanders' own room would end them fairly: close another one.
@@ -289,6 +300,16 @@ def admin_request(draw: st.DrawFn) -> tuple[str, str, str, str]:
         if draw(st.integers(0, 5)) == 0:
             spec[draw(hostile_text(min_size=1, max_size=8))] = draw(json_value)
         body = to_json(spec, draw(st.booleans()))
+    elif route == "invite" and draw(st.integers(0, 2)):
+        spec = {"room": "lobby"}
+        for key in draw(st.sets(st.sampled_from(list(INVITE_VALUES)), max_size=3)):
+            spec[key] = draw(st.one_of(st.sampled_from(INVITE_VALUES[key]), json_value))
+        body = to_json(spec, draw(st.booleans()))
+    elif route == "invite_redeem" and draw(st.integers(0, 2)):
+        guest: dict[str, Any] = {"name": draw(st.one_of(st.just("Guest"), hostile_text(0, 90)))}
+        for key in draw(st.sets(st.sampled_from(["speak", "read", "x"]), max_size=2)):
+            guest[key] = draw(st.one_of(st.sampled_from(TOKEN_VALUES["speak"]), json_value))
+        body = to_json(guest, draw(st.booleans()))
     elif route == "media" and draw(st.booleans()):
         body = to_json(
             {"mode": draw(st.one_of(st.sampled_from(["sfu", "p2p", "auto"]), json_value))}, True
@@ -299,6 +320,16 @@ def admin_request(draw: st.DrawFn) -> tuple[str, str, str, str]:
 
 
 GONE = "/v1/admin/rooms/gone"
+CODE = "@code"  # the newest invite code the fuzz created
+PUBLIC = ("/v1/invites/",)  # no token needed
+INVITE_VALUES: dict[str, list[Any]] = {
+    "room": ["lobby", "*", "a" * 129],
+    "ttl": [0, -1, 1e308, True, 60],
+    "uses": [0, 1, -1, 2**70, True, None, 1.5],
+    "role": ["admin", "guest", "agent", ["guest"]],
+    "grants": [["admin"], ["chat"], [], "chat", [1]],
+    "media_mode": ["p2p", "sfu", "x", None],
+}
 WHO = st.sampled_from(["x", "PA_nobody123", "%ED%A0%80"])
 TOKEN_FIELDS = ["room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"]
 TOKEN_VALUES: dict[str, list[Any]] = {
@@ -315,8 +346,9 @@ TOKEN_VALUES: dict[str, list[Any]] = {
 
 
 async def test_fuzz_admin_api(start_hub: StartHub) -> None:
-    """Hostile requests to the admin API: never a 5xx, every refusal {error, message} JSON,
-    authorization before the body; a token it mints joins a room without harming it."""
+    """Hostile requests to the admin API and the invite links: never a 5xx, every refusal
+    {error, message} JSON, authorization before the body; a token it mints (or an invite
+    redeems) joins a room without harming it."""
     hub = await start_hub(**OPEN_LIMITS)
     arena = Arena(hub, room="lobby")
     await arena.add_watcher("watcher")
@@ -328,9 +360,12 @@ async def test_fuzz_admin_api(start_hub: StartHub) -> None:
         "admin": hub.token("*", "ops", grants=["admin"]),
     }
     statuses: Counter[int] = Counter()
+    codes: list[str] = []
 
     async def body(example: tuple[str, str, str, str]) -> int:
         auth_kind, method, path, data = example
+        path = path.replace(CODE, codes[-1] if codes else "A" * 20)
+        public = path.startswith(PUBLIC)
         token = tokens[auth_kind]
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         async with http.request(
@@ -348,13 +383,19 @@ async def test_fuzz_admin_api(start_hub: StartHub) -> None:
                 refusal = None
             if not (isinstance(refusal, dict) and {"error", "message"} <= set(refusal)):
                 arena.trouble.add(f"admin: refusal not JSON {r.status}: {shown}")
-        if auth_kind in ("none", "garbage") and r.status != 401:
+        if r.status == 201 and path == "/v1/admin/invites":
+            codes.append(json.loads(text)["code"])
+        if public and r.status not in (200, 400, 404, 409, 410, 429):
+            arena.trouble.add(f"admin: invite answered {r.status}: {shown}")
+        if not public and auth_kind in ("none", "garbage") and r.status != 401:
             arena.trouble.add(f"admin: unauthenticated got {r.status}: {shown}")
-        if auth_kind == "user" and r.status not in (401, 403):
+        if not public and auth_kind == "user" and r.status not in (401, 403):
             arena.trouble.add(f"admin: non-admin got {r.status}: {shown}")
-        if r.status == 201:  # the minted token works, and nothing it carries breaks a room
+        minted_here = r.status == 201 and path == "/v1/admin/tokens"
+        redeemed = r.status == 200 and path.endswith("/redeem")
+        if minted_here or redeemed:  # the token works, and nothing it carries breaks a room
             minted = json.loads(text)["token"]
-            room = json.loads(data)["room"]
+            room = json.loads(text if redeemed else data)["room"]
             try:
                 c = await RawClient.connect(arena.port, minted, arena.trouble, "minted")
             except ConnectionError as exc:
