@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("commhub.media")
 
 MODES = ("auto", "sfu", "p2p")
+TRACK_ID_MAX = 128  # defs.json: a track's id as every participant is told it
 
 
 @dataclass
@@ -124,8 +125,7 @@ class Media:
             owner = self._participant(room_name, pub.owner_id)
             if owner is not None:
                 self.hub.send(p.conn, _track_msg("published", owner, pub))
-        self.hub.send(p.conn, {"type": "media_mode", "mode": rm.mode})
-        await self._recompute(room_name, force_notify=p.id)
+        await self._recompute(room_name, force_notify=p.id)  # its one media_mode
 
     async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
         self.capabilities.pop(p.id, None)
@@ -218,7 +218,13 @@ class Media:
                 f"{len(sending)} tracks; at most {s.max_tracks_per_participant} per participant",
                 ref,
             )
-        ids = [x.track_id for x in sending if x.track_id]
+        ids = [x.track_id for x in sending if x.track_id is not None]
+        if not all(0 < len(i) <= TRACK_ID_MAX for i in ids):
+            raise ProtocolError(
+                ErrorCode.INVALID_SDP,
+                f"an a=msid track id must be 1..{TRACK_ID_MAX} characters",
+                ref,
+            )
         if len(ids) != len(set(ids)):
             raise ProtocolError(ErrorCode.INVALID_SDP, "two sections send the same track", ref)
         others = self._room_tracks(room_name, exclude=p.id)

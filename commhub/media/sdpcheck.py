@@ -20,7 +20,7 @@ class Section:
     port: int
     mid: str | None = None
     direction: str = ""  # "" until an a=<direction> line: the session's, else sendrecv
-    track_id: str | None = None  # from a=msid:<stream> <track>
+    track_id: str | None = None  # from a=msid:<stream> <track>; "" when the line lacks it
 
     @property
     def sending(self) -> bool:
@@ -68,8 +68,7 @@ def shape(sdp: str) -> Shape:
                 current.mid = attr[4:]
             elif attr.startswith("msid:"):
                 ids = attr[5:].split(" ")
-                if len(ids) > 1:
-                    current.track_id = ids[1]
+                current.track_id = ids[1] if len(ids) > 1 else ""
     for s in out.sections:
         s.direction = s.direction or session_direction
     return out

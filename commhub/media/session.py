@@ -140,8 +140,9 @@ class PeerSession:
         if sending and not can_publish:
             raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no publish grant", ref)
         for m in parsed.media:
-            if m.msid and " " in m.msid and m.rtp.muxId:
-                self.msids[m.rtp.muxId] = m.msid.split()[1]
+            ids = (m.msid or "").split(" ")  # as sdpcheck.shape reads it
+            if len(ids) > 1 and ids[1] and m.rtp.muxId:
+                self.msids[m.rtp.muxId] = ids[1]
         async with self._lock:
             await self._set_remote(sdp, "offer", ref)
             self._prefer_relayable_codecs()

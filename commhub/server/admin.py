@@ -57,6 +57,14 @@ async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, refused as the signalling edge refuses a message."""
     try:
         body = json.loads(await request.text())
+    except web.HTTPRequestEntityTooLarge as exc:
+        text = json.dumps({"error": "message_too_large", "message": exc.text})
+        raise web.HTTPRequestEntityTooLarge(
+            request.app[HUB].settings.max_message_bytes,
+            request.content_length or 0,
+            text=text,
+            content_type="application/json",
+        ) from None
     except ValueError:
         raise refusal(web.HTTPBadRequest, "bad_json", "the body must be a JSON object") from None
     except RecursionError:

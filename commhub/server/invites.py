@@ -46,6 +46,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 T = TypeVar("T")
 
 
+MAX_USES = 1_000_000  # a bound SQLite's integers (and anyone's sense) can hold
+
+
 class InviteError(Exception):
     """A refused invite or request: HTTP status, stable code, words for people."""
 
@@ -131,8 +134,10 @@ def validate(spec: Any, max_ttl: float) -> dict[str, Any]:
     if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= max_ttl:
         raise bad(f"ttl must be seconds in (0, {max_ttl:g}]")
     uses = spec.get("uses")
-    if uses is not None and (isinstance(uses, bool) or not isinstance(uses, int) or uses < 1):
-        raise bad("uses must be an integer >= 1, or null for unlimited")
+    if uses is not None and (
+        isinstance(uses, bool) or not isinstance(uses, int) or not 1 <= uses <= MAX_USES
+    ):
+        raise bad(f"uses must be an integer in 1..{MAX_USES}, or null for unlimited")
     role = spec.get("role", "guest")
     if role not in auth.ROLES or role == "admin":
         raise bad(f"role must be one of {', '.join(r for r in auth.ROLES if r != 'admin')}")
