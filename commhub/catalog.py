@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+from importlib import resources
 import re
 import shutil
 import stat
@@ -88,9 +89,9 @@ def register_lister(lister: Lister) -> None:
 
 
 def default_catalog_path() -> Path:
-    """$COMMHUB_CATALOG, else models/catalog.json of the source tree."""
+    """$COMMHUB_CATALOG, else the package's catalog.json (a link to models/catalog.json)."""
     env = os.environ.get("COMMHUB_CATALOG")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models" / "catalog.json"
+    return Path(env) if env else Path(str(resources.files("commhub") / "catalog.json"))
 
 
 def load_catalog(path: Path | None = None) -> list[CatalogEntry]:
