@@ -15,7 +15,6 @@ import importlib.util
 import json
 import logging
 import os
-from importlib import resources
 import re
 import shutil
 import stat
@@ -28,6 +27,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
