@@ -123,8 +123,19 @@ async function useToken(token, saved = null) {
   app.invite = null;
   app.claims = decodeClaims(token);
   setRoom(app.claims.room && app.claims.room !== "*" ? app.claims.room : params.get("room") || "");
+  // a token the hub refuses is said so now, in words, before asking for camera or name
+  const room = params.get("room") ? `&room=${encodeURIComponent(params.get("room"))}` : "";
+  const refused = await CommHub.check(`${location.origin}/v1/signal?access_token=${encodeURIComponent(token)}${room}`);
+  if (refused && refused.final) {
+    app.token = null;
+    sessionStorage.removeItem(SESSION_KEY);
+    show("landing");
+    showError("landing-error", reasonText(refused));
+    $("token-input").focus();
+    return;
+  }
   const lang = app.claims.lang || {};
-  await prejoin({ name: saved?.name || app.claims.name || "", speak: saved?.speak || lang.speak, read: saved?.read || lang.read });
+  await prejoin({ name: saved?.name || params.get("name") || app.claims.name || "", speak: saved?.speak || lang.speak, read: saved?.read || lang.read });
 }
 
 async function openInvite(code) {
@@ -220,7 +231,7 @@ async function prejoin({ name = "", speak, read }, enabled = true) {
   if (!enabled) return;
   $("join-button").disabled = false;
   await startPreview();
-  if (flag("autojoin", false)) $("prejoin-form").requestSubmit();
+  if (flag("autojoin", false) && !app.autojoined) { app.autojoined = true; $("prejoin-form").requestSubmit(); }
   else if (!$("name-input").value) $("name-input").focus();
   else $("join-button").focus();
 }
@@ -349,7 +360,7 @@ $("prejoin-form").addEventListener("submit", async (e) => {
 
 async function enterCall({ name, speak, read }) {
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
-  const hub = new CommHub({ token: app.token, name, speak, read });
+  const hub = new CommHub({ token: app.token, room: params.get("room") || undefined, name, speak, read });
   app.hub = window.commhub = hub;
   hub.addEventListener("state", (e) => onState(e.detail));
   hub.addEventListener("joined", (e) => onJoined(e.detail));

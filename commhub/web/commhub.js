@@ -22,10 +22,11 @@ const PING_EVERY = 10000; // ms between our pings while connected
 const SILENT_LIMIT = 25000; // ms without any frame from the hub: the socket is dead
 
 export class CommHub extends EventTarget {
-  constructor({ url = location.origin, token, name, speak, read, p2p = true, backoff = {} } = {}) {
+  constructor({ url = location.origin, token, room, name, speak, read, p2p = true, backoff = {} } = {}) {
     super();
     this.http = url.replace(/\/$/, "");
     this.token = token;
+    this.roomName = room; // only for tokens valid in any room
     this.prefs = { name, speak, read };
     this.p2p = p2p;
     this.backoff = { base: 500, max: 15000, ...backoff };
@@ -141,7 +142,7 @@ export class CommHub extends EventTarget {
     clearTimeout(this.timers.retry);
     if (this.state === "closed") return;
     this.setState(this.everJoined ? "reconnecting" : "connecting", { attempt: this.attempt });
-    const ws = new WebSocket(`${this.http.replace(/^http/, "ws")}/v1/signal?access_token=${encodeURIComponent(this.token)}`);
+    const ws = new WebSocket(this.signalUrl().replace(/^http/, "ws"));
     this.ws = ws;
     this.joinedHere = false;
     this.fatal = null;
@@ -161,6 +162,11 @@ export class CommHub extends EventTarget {
     ws.onclose = (e) => { if (ws === this.ws) this.dropped(e.code); };
   }
 
+  signalUrl() {
+    const room = this.roomName ? `&room=${encodeURIComponent(this.roomName)}` : "";
+    return `${this.http}/v1/signal?access_token=${encodeURIComponent(this.token)}${room}`;
+  }
+
   // The signalling socket is gone (closed, or silent for too long).
   dropped(code) {
     const ws = this.ws;
@@ -178,17 +184,24 @@ export class CommHub extends EventTarget {
     else this.preflight().then((reason) => this.scheduleRetry(reason));
   }
 
+  /** Would the hub take this token? null if so (426), else {code, message, final}. */
+  static async check(url) {
+    try {
+      const r = await fetch(url, { cache: "no-store" });
+      if (r.status === 426) return null;
+      const body = await r.json().catch(() => ({}));
+      const final = r.status === 401 || r.status === 400 || r.status === 403;
+      return { code: body.error || "http_" + r.status, message: body.message || "", final };
+    } catch {
+      return { code: "unreachable", message: "", final: false };
+    }
+  }
+
   // Why was the upgrade refused? The same GET without upgrade headers says (contract item 3).
   async preflight() {
-    try {
-      const r = await fetch(`${this.http}/v1/signal?access_token=${encodeURIComponent(this.token)}`, { cache: "no-store" });
-      const body = await r.json().catch(() => ({}));
-      const reason = { code: body.error || "http_" + r.status, message: body.message || "", status: r.status };
-      if (r.status === 401 || r.status === 400 || r.status === 403) { this.finish(reason); return "final"; }
-      return RETRYABLE_HTTP.has(reason.code) ? reason : { code: "unreachable", message: "" };
-    } catch {
-      return { code: "unreachable", message: "" };
-    }
+    const reason = await CommHub.check(this.signalUrl());
+    if (reason && reason.final) { this.finish(reason); return "final"; }
+    return reason && RETRYABLE_HTTP.has(reason.code) ? reason : { code: "unreachable", message: "" };
   }
 
   scheduleRetry(reason) {

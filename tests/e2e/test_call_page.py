@@ -1,0 +1,309 @@
+"""The call page in Chromium against a real hub: media both ways whatever the order,
+recovery, refusals in words.
+
+Every page is a separate person (its own browser context, fake camera and microphone).
+"Heard" means the page's inbound RTP bytes from that person keep rising (getStats);
+"seen" means decoded video frames keep rising.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+
+from commhub import auth
+from tests.conftest import SECRET, Running, StartHub
+from tests.e2e.browser import Browser, chromium, flowing, wait_mode, wait_state, wav48k
+from tests.media_helpers import LOOPBACK, speech_wav
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("speech")
+    raw = speech_wav(folder / "raw.wav", "Hello from the call page. One two three four five six.")
+    return wav48k(raw, folder / "speech48.wav")
+
+
+@pytest.fixture
+async def browser(speech: Path) -> AsyncIterator[Browser]:
+    async with chromium(speech) as b:
+        yield b
+
+
+@pytest.fixture
+async def media_hub(start_hub: StartHub) -> Running:
+    # stalls are found after 3 s (not 10) so the recovery test stays short
+    return await start_hub(
+        ice_host_addresses=list(LOOPBACK), captions=False, translation=False,
+        media_stall_timeout=3.0,
+    )  # fmt: skip
+
+
+def page_url(base: str, token: str, **query: str) -> str:
+    q = "&".join(f"{k}={v}" for k, v in {"autojoin": "1", "processing": "off", **query}.items())
+    return f"{base}/?token={token}&{q}"
+
+
+async def join(browser: Browser, hub_url: str, room: str, who: str, **query: str) -> Any:
+    token = auth.issue(SECRET, room=room, identity=who.lower(), name=who)
+    page = await browser.page(page_url(hub_url, token, **query))
+    await wait_state(page, "connected")
+    assert token not in page.url  # the token left the address bar
+    return page
+
+
+async def test_p2p_pair_then_a_third_joins_and_leaves(media_hub: Running, browser: Browser) -> None:
+    # Alice's microphone is granted before she joins (pre-join preview), Bob's after.
+    alice = await join(browser, media_hub.url, "desk", "Alice", mic="1", cam="0")
+    bob = await join(browser, media_hub.url, "desk", "Bob", mic="0", cam="0")
+    await wait_mode(alice, "p2p")
+    await wait_mode(bob, "p2p")
+    await bob.click("#btn-mic")
+    await flowing(alice, "Bob", "audio", "direct")
+    await flowing(bob, "Alice", "audio", "direct")
+    # Alice's camera comes on mid-call: the direct connection renegotiates
+    await alice.click("#btn-cam")
+    await flowing(bob, "Alice", "video", "direct")
+    await bob.wait_for_selector("#tiles .tile.has-video:not(.me)")
+
+    # A third person: the room moves to sfu, the direct connection closes, all flows go
+    # through the hub, Alice's camera included.
+    carol = await join(browser, media_hub.url, "desk", "Carol", mic="1", cam="0")
+    for page in (alice, bob, carol):
+        await wait_mode(page, "sfu")
+    await flowing(alice, "Bob", "audio", "hub")
+    await flowing(bob, "Alice", "audio", "hub")
+    await flowing(bob, "Alice", "video", "hub")
+    await flowing(carol, "Alice", "audio", "hub")
+    await flowing(carol, "Bob", "audio", "hub")
+    await flowing(carol, "Alice", "video", "hub")
+    await flowing(alice, "Carol", "audio", "hub")
+    assert await carol.locator("#tiles .tile").count() == 3
+
+    # Carol leaves: her microphone stops and her room view is cleared; the pair is p2p again.
+    await carol.click("#btn-leave")
+    await carol.wait_for_selector("#ended:not([hidden])")
+    assert (
+        await carol.evaluate("document.querySelectorAll('#tiles .tile, #audio-sink audio').length")
+        == 0
+    )
+    assert await carol.evaluate("window.commhubApp.local.audio === null")
+    await wait_mode(alice, "p2p")
+    await wait_mode(bob, "p2p")
+    await flowing(alice, "Bob", "audio", "direct")
+    await flowing(bob, "Alice", "audio", "direct")
+    await flowing(bob, "Alice", "video", "direct")
+
+    # Camera off: Bob's tile of Alice falls back to her initials.
+    await alice.click("#btn-cam")
+    await bob.wait_for_function(
+        "!document.querySelector('#tiles .tile:not(.me)').classList.contains('has-video')"
+    )
+    for page in (alice, bob, carol):
+        assert page.errors == []
+        assert await page.evaluate("window.__lies") == []
+
+
+async def test_sfu_other_order_and_recovery_after_a_stall(
+    media_hub: Running, browser: Browser
+) -> None:
+    # Bob first, with no microphone until after joining; Alice second, camera and
+    # microphone from the pre-join screen.
+    await media_hub.hub.media.set_mode("front", "sfu")
+    bob = await join(browser, media_hub.url, "front", "Bob", mic="0", cam="0")
+    alice = await join(browser, media_hub.url, "front", "Alice", mic="1", cam="1")
+    await wait_mode(bob, "sfu")
+    await bob.click("#btn-mic")
+    await flowing(alice, "Bob", "audio", "hub")
+    await flowing(bob, "Alice", "audio", "hub")
+    await flowing(bob, "Alice", "video", "hub")
+    # Device switching without renegotiation: a new microphone track replaces the old one.
+    await alice.evaluate(
+        """async () => {
+            const s = await navigator.mediaDevices.getUserMedia({audio: {echoCancellation: false}});
+            await window.commhub.setMicrophone(s.getAudioTracks()[0]);
+        }"""
+    )
+    await flowing(bob, "Alice", "audio", "hub")
+
+    # The hub stops hearing Bob (his sender goes silent behind the library's back): it
+    # closes his media as stalled; his page says so and publishes again by itself.
+    await bob.evaluate(
+        "window.commhub.pc.getTransceivers().find(t => t.sender.track?.kind === 'audio')"
+        ".sender.replaceTrack(null)"
+    )
+    await bob.wait_for_selector("#notices .notice", timeout=20000)
+    notice = await bob.text_content("#notices .notice")
+    assert notice is not None and "stalled" in notice
+    await flowing(alice, "Bob", "audio", "hub")
+    await flowing(bob, "Alice", "audio", "hub")
+    for page in (alice, bob):
+        assert page.errors == []
+        assert await page.evaluate("window.__lies") == []
+
+
+# -- recovery: the hub goes away and comes back ------------------------------------------------
+
+
+class HubProcess:
+    """`commhub serve` as a user runs it, on a fixed port so that it can come back there."""
+
+    def __init__(self, data_dir: Path) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data_dir = data_dir
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        env = {
+            **os.environ,
+            "COMMHUB_SECRET": SECRET,
+            "COMMHUB_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
+            "COMMHUB_CAPTIONS": "off",
+            "COMMHUB_TRANSLATION": "off",
+        }
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "commhub.cli", "serve", "--port", str(self.port),
+            "--data-dir", str(self.data_dir), "--log-level", "warning",
+            cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http, asyncio.timeout(30):
+            while True:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{self.url}/healthz") as r:
+                        if r.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+
+    async def stop(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        await self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+async def hub_process(tmp_path: Path) -> AsyncIterator[HubProcess]:
+    hub = HubProcess(tmp_path / "data")
+    await hub.start()
+    yield hub
+    if hub.proc is not None:
+        await hub.stop(signal.SIGKILL)
+
+
+async def test_pages_reconnect_after_the_hub_is_killed_and_after_a_shutdown(
+    hub_process: HubProcess, browser: Browser
+) -> None:
+    url = hub_process.url
+    alice = await join(browser, url, "desk", "Alice", mic="1", cam="0")
+    bob = await join(browser, url, "desk", "Bob", mic="1", cam="0")
+    for page in (alice, bob):
+        await wait_mode(page, "p2p")
+    await flowing(bob, "Alice", "audio", "direct")
+
+    # Killed: no goodbye. Both pages show that they are reconnecting, chat pauses.
+    await hub_process.stop(signal.SIGKILL)
+    for page in (alice, bob):
+        await wait_state(page, "reconnecting")
+        assert await page.is_disabled("#chat-input")
+    # A message sent while the hub is away is kept and shown as waiting, not lost.
+    await alice.evaluate("window.commhub.chat('sent while the hub was down')")
+    await alice.wait_for_selector("#chat-log li.pending.queued")
+    started = time.monotonic()
+    await hub_process.start()
+    for page in (alice, bob):
+        await wait_state(page, "connected", timeout=60)
+    back = time.monotonic() - started
+    await bob.wait_for_function(
+        "[...document.querySelectorAll('#chat-log li:not(.pending)')]"
+        ".some(li => li.textContent.includes('sent while the hub was down'))"
+    )
+    assert await alice.locator("#chat-log li.pending").count() == 0
+    for page in (alice, bob):
+        await wait_mode(page, "p2p")
+    await flowing(bob, "Alice", "audio", "direct")
+    await flowing(alice, "Bob", "audio", "direct")
+
+    # Stopped cleanly: the hub says when to come back (server_shutdown), the pages wait that
+    # long (plus jitter) and come back by themselves.
+    await hub_process.stop(signal.SIGTERM)
+    for page in (alice, bob):
+        await wait_state(page, "reconnecting")
+    await hub_process.start()
+    for page in (alice, bob):
+        await wait_state(page, "connected", timeout=60)
+        await wait_mode(page, "p2p")
+    await flowing(bob, "Alice", "audio", "direct")
+    await flowing(alice, "Bob", "audio", "direct")
+    for page in (alice, bob):
+        shown = await page.evaluate("window.__shown")
+        assert shown.count("reconnecting") >= 2, shown
+        assert await page.evaluate("window.__lies") == [], "showed connected while it was not"
+        assert page.errors == []
+    assert back < 60
+
+
+# -- refusals in words -------------------------------------------------------------------------
+
+
+def expired_token() -> str:
+    token = auth.issue(SECRET, room="desk", identity="late")
+    claims = jwt.decode(token, options={"verify_signature": False})
+    now = int(time.time())
+    claims.update(iat=now - 7200, nbf=now - 7200, exp=now - 3600)
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+# What the library answers when an embedding page joins with a refused token.
+LIBRARY_JOIN = """async ([token, room]) => {
+    const {CommHub} = await import('/static/commhub.js');
+    try { await new CommHub({token, room}).join(); } catch (reason) { return reason.code; }
+}"""
+
+
+async def test_refused_joins_say_why(
+    media_hub: Running, start_hub: StartHub, browser: Browser
+) -> None:
+    desk = auth.issue(SECRET, room="desk", identity="x")
+    cases = [  # token, room asked for, words on the page, the hub's code
+        (expired_token(), None, "expired", "token_expired"),
+        (desk, "other", "another room", "token_wrong_room"),
+        ("not-a-token", None, "not a valid access token", "token_malformed"),
+        (auth.issue("another-" + SECRET, room="desk", identity="x"), None, "not issued by this hub",
+         "token_bad_signature"),
+    ]  # fmt: skip
+    page = await browser.page("")
+    for token, room, words, code in cases:
+        await page.goto(page_url(media_hub.url, token) + (f"&room={room}" if room else ""))
+        await page.wait_for_selector("#landing-error:not([hidden])", timeout=15000)
+        text = await page.text_content("#landing-error")
+        assert text is not None and words in text, (code, text)
+        assert token not in page.url and token not in (await page.content())
+        # the library says the same when a page that embeds it joins with that token
+        assert await page.evaluate(LIBRARY_JOIN, [token, room]) == code
+
+    # A full room is refused in-band (a fatal `error`), after the upgrade.
+    small = await start_hub(ice_host_addresses=list(LOOPBACK), captions=False,
+                            translation=False, room_capacity=1)  # fmt: skip
+    await join(browser, small.url, "desk", "Alice", mic="0", cam="0")
+    bob = auth.issue(SECRET, room="desk", identity="bob", name="Bob")
+    await page.goto(page_url(small.url, bob, mic="0", cam="0"))
+    await page.wait_for_selector("#prejoin-error:not([hidden])", timeout=15000)
+    assert "The room is full" in (await page.text_content("#prejoin-error") or "")
