@@ -14,7 +14,7 @@ from aiohttp import web
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
-from commhub.server import admin, health
+from commhub.server import admin, health, invites, languages, pages
 from commhub.server.keys import CAPTIONS, HUB
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
@@ -45,10 +45,13 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
+    invites.setup(app, settings.data_dir)
+    languages.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)
         app.router.add_static("/static/", root)
+        pages.setup(app, root)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.translation:

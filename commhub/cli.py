@@ -7,8 +7,10 @@ import asyncio
 import logging
 import os
 import re
+import shlex
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +21,7 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.catalog import InstallError as CatalogError
 from commhub.config import Settings, SettingsError
+from commhub.server import invites
 from commhub.speech import ModelNotFound, SpeechModels
 from commhub.translate import InstallError as TranslateInstallError
 from commhub.translate import (
@@ -58,6 +61,11 @@ def parser() -> argparse.ArgumentParser:
         "--port", type=int, help="listen port, 0 = any free (COMMHUB_PORT, default 8080)"
     )
     serve.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo-room",
+        metavar="ROOM",
+        help="mint a multi-use invite to ROOM at start and print its join link",
+    )
 
     token = sub.add_parser("token", help="print an access token")
     _settings_args(token)
@@ -77,6 +85,28 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true", help="add the admin grant")
     token.add_argument(
         "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
+    )
+
+    inv = sub.add_parser(
+        "invite",
+        help="print a join link (an invite) for a room",
+        description="Mint an invite and print its join URL. Works while the hub runs: "
+        "invites live in the data dir (use the same --data-dir as `serve`).",
+    )
+    _settings_args(inv)
+    inv.add_argument("--room", required=True, help="room name")
+    inv.add_argument("--ttl", type=duration, default=86400.0, help="valid for, e.g. 1h (1d)")
+    inv.add_argument("--uses", type=int, help="how many people may join with it (unlimited)")
+    inv.add_argument("--role", default="guest", choices=[r for r in auth.ROLES if r != "admin"])
+    inv.add_argument(
+        "--grant",
+        action="append",
+        choices=[g for g in auth.GRANTS if g != "admin"],
+        help="grant (repeatable); default: publish, subscribe, chat",
+    )
+    inv.add_argument("--media-mode", choices=["sfu", "p2p", "auto"], help="the room's media mode")
+    inv.add_argument(
+        "--base-url", help="the hub's public address (default: http://COMMHUB_HOST:COMMHUB_PORT)"
     )
 
     models = sub.add_parser("models", help="list or install speech and translation models")
@@ -132,9 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = _load(args, host=args.host, port=args.port, log_level=args.log_level)
-            return asyncio.run(serve(settings))
+            if args.demo_room and not auth.valid_room_name(args.demo_room):
+                print(f"commhub serve: invalid room name {args.demo_room!r}", file=sys.stderr)
+                return 2
+            return asyncio.run(serve(settings, args.demo_room, explicit_data_dir(args)))
         if args.command == "token":
             return token(args, _load(args))
+        if args.command == "invite":
+            return invite(args, _load(args))
         settings = _load(args)
         if args.command == "models":
             if args.models_command == "list":
@@ -257,7 +292,45 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-async def serve(settings: Settings) -> int:
+def explicit_data_dir(args: argparse.Namespace) -> str | None:
+    """The data dir the user named (flag or environment), for hints that must reuse it."""
+    return getattr(args, "data_dir", None) or os.environ.get("COMMHUB_DATA_DIR") or None
+
+
+def base_url(settings: Settings) -> str:
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(settings.host, settings.host)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{settings.port}"
+
+
+def invite(args: argparse.Namespace, settings: Settings) -> int:
+    spec: dict[str, Any] = {"room": args.room, "ttl": args.ttl, "role": args.role}
+    if args.uses is not None:
+        spec["uses"] = args.uses
+    if args.grant:
+        spec["grants"] = args.grant
+    if args.media_mode:
+        spec["media_mode"] = args.media_mode
+    try:
+        checked = invites.validate(spec, settings.admin_token_max_ttl)
+    except invites.InviteError as exc:
+        print(f"commhub invite: {exc.message}", file=sys.stderr)
+        return 2
+    db = invites.InviteDB(invites.db_path(settings.data_dir))
+    try:
+        made = db.create(checked)
+    finally:
+        db.close()
+    uses = "unlimited uses" if made.uses is None else f"{made.uses} use(s)"
+    until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(made.expires_at))
+    print(f"invite to room {made.room}: {uses}, valid until {until}", file=sys.stderr)
+    print(f"{(args.base_url or base_url(settings)).rstrip('/')}/join/{made.code}")
+    return 0
+
+
+async def serve(
+    settings: Settings, demo_room: str | None = None, data_dir: str | None = None
+) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -274,10 +347,25 @@ async def serve(settings: Settings) -> int:
     port = runner.addresses[0][1]
     host = settings.host if ":" not in settings.host else f"[{settings.host}]"
     print(f"commhub listening on http://{host}:{port}", flush=True)
+    if demo_room:
+        store = app[invites.INVITES]
+        spec = invites.validate({"room": demo_room}, settings.admin_token_max_ttl)
+        demo = await store.create(spec)
+        link = base_url(settings.replace(port=port)) + demo.url  # the port bound, even 0
+        print(f"join the demo room {demo_room!r} (open in two tabs to call yourself): {link}",
+              flush=True)  # fmt: skip
+    # the hints must reach the same secret: the same data dir, or the same COMMHUB_SECRET
+    where = f" --data-dir {shlex.quote(data_dir)}" if data_dir else ""
+    same = " (with the same COMMHUB_SECRET)" if settings.secret else ""
+    cmd = command_name()
     print(
-        f"get a token: {command_name()} token --room lobby --identity alice --speak ko --read en",
+        f"get a token{same}: {cmd} token{where} --room lobby --identity alice --speak ko --read en",
         flush=True,
     )
+    actual = base_url(settings.replace(port=port))
+    if base_url(Settings.load()) != actual:  # what `invite` would assume from the environment
+        where += f" --base-url {actual}"
+    print(f"invite someone: {cmd} invite{where} --room lobby --ttl 1h", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

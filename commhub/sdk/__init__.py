@@ -1,5 +1,5 @@
 """Python client SDK for commhub rooms: signalling plus an aiortc peer (direct peer in p2p)."""
 
-from commhub.sdk.client import RemoteTrack, RoomClient, SignalError
+from commhub.sdk.client import STATES, Refused, RemoteTrack, RoomClient, SignalError
 
-__all__ = ["RemoteTrack", "RoomClient", "SignalError"]
+__all__ = ["STATES", "Refused", "RemoteTrack", "RoomClient", "SignalError"]
