@@ -424,6 +424,8 @@ function onState(s) {
 
 function ended(reason) {
   const hub = app.hub;
+  if (hub && app.endedHub === hub) return; // the closed state and join() both say so
+  app.endedHub = hub;
   if (hub && hub.state !== "closed") hub.leave();
   stopLocal();
   clearRoomView();

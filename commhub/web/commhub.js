@@ -145,7 +145,6 @@ export class CommHub extends EventTarget {
     const ws = new WebSocket(this.signalUrl().replace(/^http/, "ws"));
     this.ws = ws;
     this.joinedHere = false;
-    this.fatal = null;
     ws.onopen = () => {
       this.lastRx = Date.now();
       const join = { type: "join", capabilities: { p2p: this.p2p } };
@@ -177,7 +176,6 @@ export class CommHub extends EventTarget {
     this.joinedHere = false;
     this.run(() => this.teardownMedia());
     if (this.state === "closed") return;
-    if (this.fatal) return this.finish(this.fatal);
     this.requeueOutbox();
     this.setState(this.everJoined ? "reconnecting" : "connecting", { reason: { code: "disconnected", message: "" }, closeCode: code });
     if (wasJoined) this.scheduleRetry(null);
@@ -277,8 +275,14 @@ export class CommHub extends EventTarget {
         return this.run(() => this.restartHub());
       case "caption": return this.emit("caption", msg);
       case "caption_unavailable": case "caption_degraded": return this.emit("notice", msg);
-      case "server_shutdown": this.hint = Math.max(0, msg.reconnect_after * 1000); return;
-      case "bye": if (FINAL_BYE.has(msg.reason)) this.fatal = { code: msg.reason, message: msg.message || "" }; return;
+      // The hub is about to close this socket: from now on it is not "connected" (its
+      // close frame would otherwise leave it half-closed for a moment, still looking open).
+      case "server_shutdown":
+        this.hint = Math.max(0, msg.reconnect_after * 1000);
+        return this.dropped(1001);
+      case "bye":
+        if (FINAL_BYE.has(msg.reason)) return this.finish({ code: msg.reason, message: msg.message || "" });
+        return this.dropped(1000);
       case "error": return this.onError(msg);
     }
   }
@@ -312,7 +316,10 @@ export class CommHub extends EventTarget {
   }
 
   onError(msg) {
-    if (msg.fatal) this.fatal = { code: msg.code, message: msg.message };
+    if (msg.fatal) {
+      this.emit("error", msg);
+      return this.finish({ code: msg.code, message: msg.message });
+    }
     const item = msg.ref && this.outbox.find((i) => i.id === msg.ref);
     if (item) { Object.assign(item, { status: "failed", reason: msg.code }); this.emit("outbox", this.outbox.slice()); }
     if (msg.code === "wrong_state" && msg.ref && msg.ref === this.hubOfferId) {
