@@ -8,18 +8,31 @@ Every page is a separate person (its own browser context, fake camera and microp
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import jwt
 import pytest
 
 from commhub import auth
+from tests.audio import LIBRIVOX
 from tests.conftest import SECRET, Running, StartHub
-from tests.e2e.browser import Browser, chromium, flowing, wait_mode, wait_state, wav48k
+from tests.e2e.browser import (
+    DESKTOP,
+    PHONE,
+    Browser,
+    chromium,
+    flowing,
+    wait_mode,
+    wait_state,
+    wav48k,
+)
 from tests.hubproc import HubProcess, free_port
 from tests.media_helpers import LOOPBACK, speech_wav
 
@@ -267,3 +280,128 @@ async def test_refused_joins_say_why(
     await page.goto(page_url(small.url, bob, mic="0", cam="0"))
     await page.wait_for_selector("#prejoin-error:not([hidden])", timeout=15000)
     assert "The room is full" in (await page.text_content("#prejoin-error") or "")
+
+
+# -- a join link, keyboard only; captions in the reader's language; screenshots -----------------
+
+
+def artifacts(tmp_path: Path) -> Path:
+    """Where screenshots go: $COMMHUB_E2E_ARTIFACTS if set (e.g. bench-results/), else tmp."""
+    folder = Path(os.environ.get("COMMHUB_E2E_ARTIFACTS") or tmp_path / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def english_speech(tmp_path: Path) -> Path:
+    """A real English recording (LibriVox, pocketsphinx-testdata) with a pause after it."""
+    src = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"  # "he was not an ill..."
+    if not src.is_file():
+        pytest.skip("pocketsphinx-testdata is not installed")
+    out = tmp_path / "english48.wav"
+    subprocess.run(
+        ["sox", str(src), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.5", "2.5"],
+        check=True,
+    )
+    return out
+
+
+async def tab_to(page: Any, element_id: str, limit: int = 20) -> None:
+    for _ in range(limit):
+        if await page.evaluate("document.activeElement?.id") == element_id:
+            return
+        await page.keyboard.press("Tab")
+    raise AssertionError(f"#{element_id} is not reachable with Tab")
+
+
+async def test_invite_link_keyboard_only_and_captions_in_the_readers_language(
+    start_hub: StartHub, english_speech: Path, tmp_path: Path
+) -> None:
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK), caption_preload=["en"])
+    shots = artifacts(tmp_path)
+    admin = auth.issue(SECRET, room="*", identity="ops", grants=["admin"])
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Bearer {admin}"}) as http,
+        http.post(f"{hub.url}/v1/admin/invites", json={"room": "city-hall"}) as r,
+    ):
+        assert r.status == 201, await r.text()
+        invite = await r.json()
+    async with chromium(english_speech) as browser:
+        # An English-speaking agent with a token.
+        agent = await join(browser, hub.url, "city-hall", "Agent", mic="1", cam="0")
+
+        # A resident opens the link: the room's name, languages from the hub, a preview.
+        page = await browser.page(f"{hub.url}{invite['url']}")
+        await page.wait_for_selector(
+            "#prejoin:not([hidden]) #speak-select option", state="attached"
+        )
+        assert await page.text_content("#room-name") == "city-hall"
+        options = await page.locator("#read-select option").all_inner_texts()
+        assert any(o.startswith("Spanish") for o in options), options
+        # Korean is offered, marked: nothing here translates English into it
+        korean = next(o for o in options if o.startswith("Korean"))
+        assert "no translation from English" in korean, options
+        await page.wait_for_function("document.getElementById('mic-level').value > 0")
+        await page.screenshot(path=shots / "prejoin-desktop.png")
+        await page.set_viewport_size(PHONE)
+        await page.screenshot(path=shots / "prejoin-phone.png", full_page=True)
+        await page.set_viewport_size(DESKTOP)
+
+        # Keyboard only: the name field has the focus; languages by type-ahead; Tab to Join.
+        assert await page.evaluate("document.activeElement.id") == "name-input"
+        await page.keyboard.type("Resident")
+        await tab_to(page, "speak-select")
+        await page.keyboard.type("Spa")
+        await tab_to(page, "read-select")
+        await page.keyboard.type("Spa")
+        assert await page.input_value("#speak-select") == "es"
+        assert await page.input_value("#read-select") == "es"
+        await tab_to(page, "join-button")
+        await page.keyboard.press("Enter")
+        await wait_state(page, "connected")
+        assert invite["code"] not in page.url  # the used link left the address bar
+
+        # The agent's English, captioned and translated into Spanish, original beneath.
+        final = page.locator("#caption-log li .main[lang='es']").first
+        await final.wait_for(timeout=90000, state="attached")  # in the (closed) history tab
+        spanish = await final.text_content()
+        original = await page.locator("#caption-log li .orig[lang='en']").first.text_content()
+        assert spanish and original and spanish != original, (spanish, original)
+        assert "Agent" in (await page.locator("#caption-log li").first.text_content() or "")
+        # screen readers get finals, in the reader's language
+        announced = await page.text_content("#sr-captions")
+        assert announced is not None and spanish in announced
+        # the resident's own Spanish cannot be captioned here: the page tells them
+        await page.wait_for_selector("#notices .notice:has-text('Your speech cannot be captioned')")
+        await agent.fill("#chat-input", "Where is the city hall?")
+        await agent.press("#chat-input", "Enter")
+        chat = page.locator("#chat-log li:not(.pending) .main").last
+        await page.wait_for_function(
+            "document.querySelector('#chat-log li:last-child .main')?.lang === 'es'"
+        )
+        assert "Dónde" in (await chat.text_content() or "")
+        await page.wait_for_selector("#caption-bar:not([hidden]) .line")
+        await page.screenshot(path=shots / "call-desktop.png")
+        await page.set_viewport_size(PHONE)
+        await page.screenshot(path=shots / "call-phone.png")
+
+        # Reading English instead: what was received is shown as it was said.
+        await page.click("#tab-captions")
+        await page.select_option("#read-select-call", "en")
+        assert await page.locator("#caption-log li .main").first.get_attribute("lang") == "en"
+        assert await page.locator("#chat-log li .main").last.text_content() == (
+            "Where is the city hall?"
+        )
+        # Korean: nothing was received in it, and the page says so rather than guessing.
+        await page.select_option("#read-select-call", "ko")
+        note = await page.locator("#caption-log li .orig.note").first.text_content()
+        assert note and "Korean" in note
+        await page.set_viewport_size(DESKTOP)
+
+        # The interface follows the browser's language: Korean words on a Korean browser.
+        ko = await browser.page(f"{hub.url}{invite['url']}", viewport=PHONE, lang="ko-KR")
+        await ko.wait_for_selector("#prejoin:not([hidden]) #speak-select option", state="attached")
+        assert await ko.text_content("#join-button") == "지금 참여"
+        await ko.screenshot(path=shots / "prejoin-phone-ko.png", full_page=True)
+        for p in (agent, page, ko):
+            assert p.errors == []
