@@ -360,7 +360,7 @@ $("prejoin-form").addEventListener("submit", async (e) => {
 
 async function enterCall({ name, speak, read }) {
   sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
-  const hub = new CommHub({ token: app.token, room: params.get("room") || undefined, name, speak, read });
+  const hub = new CommHub({ token: app.token, room: params.get("room") || undefined, name, speak, read, debug: flag("debug", false) });
   app.hub = window.commhub = hub;
   hub.addEventListener("state", (e) => onState(e.detail));
   hub.addEventListener("joined", (e) => onJoined(e.detail));

@@ -22,8 +22,9 @@ const PING_EVERY = 10000; // ms between our pings while connected
 const SILENT_LIMIT = 25000; // ms without any frame from the hub: the socket is dead
 
 export class CommHub extends EventTarget {
-  constructor({ url = location.origin, token, room, name, speak, read, p2p = true, backoff = {} } = {}) {
+  constructor({ url = location.origin, token, room, name, speak, read, p2p = true, backoff = {}, debug = false } = {}) {
     super();
+    this.debug = debug; // log signalling (types, and the mids of every description)
     this.http = url.replace(/\/$/, "");
     this.token = token;
     this.roomName = room; // only for tokens valid in any room
@@ -51,6 +52,7 @@ export class CommHub extends EventTarget {
     this.seq = 0;
     this.attempt = 0;
     this.chain = Promise.resolve();
+    this.queuedOffers = { hub: 0, direct: 0 }; // remote offers received, not yet handled
     this.ws = null;
     this.joinedHere = false; // the current socket got `joined`
     this.everJoined = false;
@@ -243,6 +245,7 @@ export class CommHub extends EventTarget {
   }
 
   send(msg) {
+    if (this.debug) trace(">", msg);
     if (this.ws && this.ws.readyState === WebSocket.OPEN) { this.ws.send(JSON.stringify(msg)); return true; }
     return false;
   }
@@ -255,6 +258,7 @@ export class CommHub extends EventTarget {
   // -- messages --------------------------------------------------------------------------
 
   onMessage(msg) {
+    if (this.debug) trace("<", msg);
     switch (msg.type) {
       case "joined": return this.onJoined(msg);
       case "participant_joined":
@@ -268,8 +272,15 @@ export class CommHub extends EventTarget {
       case "chat": this.confirm(msg); return this.emit("chat", msg);
       case "track": return this.onTrackInfo(msg);
       case "media_mode": return this.run(() => this.onMode(msg));
-      case "offer": case "answer": case "ice":
-        return this.run(() => (msg.from ? this.onDirect(msg) : this.onHub(msg)));
+      case "offer": case "answer": case "ice": {
+        // An offer that has arrived but waits its turn in the chain: making one of ours
+        // now would only collide with it (and crossed offers can propose the same mid).
+        const side = msg.from ? "direct" : "hub";
+        if (msg.type === "offer") this.queuedOffers[side] += 1;
+        return this.run(async () => {
+          try { await (msg.from ? this.onDirect(msg) : this.onHub(msg)); } finally { if (msg.type === "offer") this.queuedOffers[side] -= 1; }
+        });
+      }
       case "media_closed":
         this.emit("notice", msg);
         return this.run(() => this.restartHub());
@@ -379,7 +390,7 @@ export class CommHub extends EventTarget {
     if (this.pc) this.closeHub();
     const pc = new RTCPeerConnection({ iceServers: this.iceServers(), bundlePolicy: "max-bundle" });
     this.pc = pc;
-    this.hubT = { audio: null, video: null };
+    this.hubT = { audio: null, video: null, open: null };
     this.announced.clear();
     this.hubOfferId = null;
     pc.onicecandidate = (e) => { if (this.pc === pc && pc.localDescription) this.send({ type: "ice", candidate: e.candidate ? e.candidate.toJSON() : null }); };
@@ -407,26 +418,25 @@ export class CommHub extends EventTarget {
 
   // What we send to the hub: audio always (captions need it, p2p included), video in sfu.
   // The hub publishes a section once: after that a track is swapped or muted, never removed.
+  // A track that comes later gets a section of its own (added by our offer), never a
+  // direction change of an existing one: that could ride on our answer to a hub offer, and
+  // the hub only takes publications from offers.
   async syncHub() {
     const pc = this.pc;
     if (!pc) return;
-    const mic = this.local.audio;
-    if (!this.hubT.audio) {
-      this.hubT.audio = pc.addTransceiver(mic || "audio", { direction: mic ? "sendonly" : "recvonly", streams: [this.stream] });
-    } else {
-      if (this.hubT.audio.sender.track !== mic) await this.hubT.audio.sender.replaceTrack(mic);
-      if (mic && this.hubT.audio.direction === "recvonly") this.hubT.audio.direction = "sendonly";
+    const want = { audio: this.local.audio, video: this.mode === "sfu" ? this.local.video : null };
+    for (const kind of ["audio", "video"]) {
+      const t = this.hubT[kind];
+      if (!t && want[kind]) this.hubT[kind] = pc.addTransceiver(want[kind], { direction: "sendonly", streams: [this.stream] });
+      else if (t && t.sender.track !== want[kind]) await t.sender.replaceTrack(want[kind]);
     }
-    const cam = this.mode === "sfu" ? this.local.video : null;
-    if (!this.hubT.video) {
-      if (cam) this.hubT.video = pc.addTransceiver(cam, { direction: "sendonly", streams: [this.stream] });
-    } else if (this.hubT.video.sender.track !== cam) {
-      await this.hubT.video.sender.replaceTrack(cam);
-    }
+    // publishing nothing yet: one receive-only section opens the connection
+    if (!this.hubT.audio && !this.hubT.video && !this.hubT.open) this.hubT.open = pc.addTransceiver("audio", { direction: "recvonly" });
   }
 
   async offerHub(pc) {
-    if (!pc || pc !== this.pc || !this.joinedHere || pc.signalingState !== "stable") return;
+    // (skipped ones are asked for again by the browser once the connection is stable)
+    if (!pc || pc !== this.pc || !this.joinedHere || pc.signalingState !== "stable" || this.queuedOffers.hub) return;
     await pc.setLocalDescription();
     this.hubOfferId = "offer-" + ++this.seq;
     this.announce(); // metadata before the offer: the hub applies it as the track appears
@@ -458,7 +468,7 @@ export class CommHub extends EventTarget {
     }
     for (const t of pc.getTransceivers()) {
       const s = t.mid !== null && this.slots.get(t.mid);
-      if (!s || !t.receiver.track || t === this.hubT.audio || t === this.hubT.video) continue;
+      if (!s || !t.receiver.track || Object.values(this.hubT).includes(t)) continue;
       const key = "hub:" + s.track.id;
       if (!this.remote.has(key)) this.addRemote({ key, via: "hub", mid: t.mid, participant: s.participant, meta: s.track, receiver: t.receiver });
     }
@@ -470,7 +480,7 @@ export class CommHub extends EventTarget {
     if (!pc || !pc.localDescription || !this.joinedHere) return;
     for (const kind of ["audio", "video"]) {
       const t = this.hubT[kind];
-      if (!t || t.mid === null || t.direction === "recvonly") continue;
+      if (!t || t.mid === null) continue;
       const id = msidTrack(pc.localDescription.sdp, t.mid);
       if (!id) continue;
       // video in p2p rooms goes to the peer, not the hub: the hub's copy is muted meanwhile
@@ -549,7 +559,7 @@ export class CommHub extends EventTarget {
   }
 
   async offerDirect(pc) {
-    if (pc !== this.direct || pc.signalingState !== "stable") return;
+    if (pc !== this.direct || pc.signalingState !== "stable" || this.queuedOffers.direct) return;
     await pc.setLocalDescription();
     this.send({ type: "offer", to: this.peer, sdp: pc.localDescription.sdp });
   }
@@ -605,6 +615,11 @@ export class CommHub extends EventTarget {
     this.closeHub();
     this.mode = "sfu";
   }
+}
+
+function trace(dir, msg) {
+  const mids = msg.sdp ? " mids=" + [...msg.sdp.matchAll(/a=mid:(\S+)/g)].map((m) => m[1]).join(",") + " dirs=" + [...msg.sdp.matchAll(/a=(sendonly|recvonly|sendrecv|inactive)/g)].map((m) => m[1][0]).join("") : "";
+  if (msg.type !== "ice" && msg.type !== "ping" && msg.type !== "pong") console.debug(`commhub ${dir} ${msg.type}${msg.id ? " " + msg.id : ""}${msg.ref ? " ref=" + msg.ref : ""}${msg.code ? " " + msg.code : ""}${mids}`);
 }
 
 /** The track id of a section's `a=msid:<stream> <track>` line (what the hub names it by). */

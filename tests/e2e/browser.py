@@ -130,10 +130,13 @@ async def flowing(page: Any, name: str, kind: str, via: str, timeout: float = 30
     except TimeoutError:
         state = await page.evaluate(
             "({state: commhub.state, mode: commhub.mode, ...commhub.mediaState(),"
-            " remote: [...commhub.remote.values()].map(r => [r.via, r.kind, r.participant])})"
+            " remote: [...commhub.remote.values()].map(r => [r.via, r.kind, r.participant,"
+            " r.mid, r.meta.id]), slots: [...commhub.slots.values()].map(s => [s.mid,"
+            " s.participant, s.track.kind, s.track.id]), tx: commhub.pc?.getTransceivers()"
+            ".map(t => [t.mid, t.direction, t.currentDirection, t.receiver.track.kind])})"
         )
         raise AssertionError(
-            f"no {kind} from {name} over {via}: {last} {state} {page.logs[-15:]}"
+            f"no {kind} from {name} over {via}: {last} {state} {page.logs[-30:]}"
         ) from None
 
 

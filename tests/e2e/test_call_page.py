@@ -8,6 +8,7 @@ Every page is a separate person (its own browser context, fake camera and microp
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -55,15 +56,13 @@ async def browser(speech: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def media_hub(start_hub: StartHub) -> Running:
-    # stalls are found after 3 s (not 10) so the recovery test stays short
-    return await start_hub(
-        ice_host_addresses=list(LOOPBACK), captions=False, translation=False,
-        media_stall_timeout=3.0,
-    )  # fmt: skip
+    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
 
 
 def page_url(base: str, token: str, **query: str) -> str:
-    q = "&".join(f"{k}={v}" for k, v in {"autojoin": "1", "processing": "off", **query}.items())
+    q = "&".join(
+        f"{k}={v}" for k, v in {"autojoin": "1", "processing": "off", "debug": "1", **query}.items()
+    )
     return f"{base}/?token={token}&{q}"
 
 
@@ -104,13 +103,15 @@ async def test_p2p_pair_then_a_third_joins_and_leaves(media_hub: Running, browse
     assert await carol.locator("#tiles .tile").count() == 3
 
     # Carol leaves: her microphone stops and her room view is cleared; the pair is p2p again.
+    await carol.evaluate("window.__mic = window.commhubApp.local.audio")
     await carol.click("#btn-leave")
     await carol.wait_for_selector("#ended:not([hidden])")
     assert (
         await carol.evaluate("document.querySelectorAll('#tiles .tile, #audio-sink audio').length")
         == 0
     )
-    assert await carol.evaluate("window.commhubApp.local.audio === null")
+    assert await carol.evaluate("window.__mic.readyState") == "ended"
+    assert await carol.text_content("#conn-text") == "Not connected"
     await wait_mode(alice, "p2p")
     await wait_mode(bob, "p2p")
     await flowing(alice, "Bob", "audio", "direct")
@@ -128,8 +129,13 @@ async def test_p2p_pair_then_a_third_joins_and_leaves(media_hub: Running, browse
 
 
 async def test_sfu_other_order_and_recovery_after_a_stall(
-    media_hub: Running, browser: Browser
+    start_hub: StartHub, browser: Browser
 ) -> None:
+    # stalls are found after 3 s (not 10) so that the recovery below stays short
+    media_hub = await start_hub(
+        ice_host_addresses=list(LOOPBACK), captions=False, translation=False,
+        media_stall_timeout=3.0,
+    )  # fmt: skip
     # Bob first, with no microphone until after joining; Alice second, camera and
     # microphone from the pre-join screen.
     await media_hub.hub.media.set_mode("front", "sfu")
@@ -148,6 +154,14 @@ async def test_sfu_other_order_and_recovery_after_a_stall(
         }"""
     )
     await flowing(bob, "Alice", "audio", "hub")
+    # Camera off and on again mid-call (the hub's copy is muted meanwhile, not removed).
+    await alice.click("#btn-cam")
+    await bob.wait_for_function(
+        "!document.querySelector('#tiles .tile:not(.me)').classList.contains('has-video')"
+    )
+    await alice.click("#btn-cam")
+    await flowing(bob, "Alice", "video", "hub")
+    await bob.wait_for_selector("#tiles .tile.has-video:not(.me)")
 
     # The hub stops hearing Bob (his sender goes silent behind the library's back): it
     # closes his media as stalled; his page says so and publishes again by itself.
@@ -306,6 +320,14 @@ def english_speech(tmp_path: Path) -> Path:
     return out
 
 
+# Visible controls without an accessible name (label, aria-label or text).
+UNLABELLED = """() => [...document.querySelectorAll('button, input, select, meter, [role=tab]')]
+  .filter(e => e.offsetParent !== null)
+  .filter(e => !(e.getAttribute('aria-label') || (e.labels && e.labels.length)
+                 || e.textContent.trim()))
+  .map(e => e.outerHTML.slice(0, 80))"""
+
+
 async def tab_to(page: Any, element_id: str, limit: int = 20) -> None:
     for _ in range(limit):
         if await page.evaluate("document.activeElement?.id") == element_id:
@@ -342,6 +364,7 @@ async def test_invite_link_keyboard_only_and_captions_in_the_readers_language(
         korean = next(o for o in options if o.startswith("Korean"))
         assert "no translation from English" in korean, options
         await page.wait_for_function("document.getElementById('mic-level').value > 0")
+        assert await page.evaluate(UNLABELLED) == []
         await page.screenshot(path=shots / "prejoin-desktop.png")
         await page.set_viewport_size(PHONE)
         await page.screenshot(path=shots / "prejoin-phone.png", full_page=True)
@@ -385,8 +408,16 @@ async def test_invite_link_keyboard_only_and_captions_in_the_readers_language(
         await page.set_viewport_size(PHONE)
         await page.screenshot(path=shots / "call-phone.png")
 
-        # Reading English instead: what was received is shown as it was said.
+        # Every control has a name a screen reader can say.
+        assert await page.evaluate(UNLABELLED) == []
+        # The history downloads as WebVTT, as it was shown: Spanish, the original beneath.
         await page.click("#tab-captions")
+        async with page.expect_download() as download:
+            await page.click("#dl-vtt")
+        vtt = await asyncio.to_thread(Path(await (await download.value).path()).read_text)
+        assert vtt.startswith("WEBVTT") and f"<v Agent>{spanish}" in vtt and original in vtt
+
+        # Reading English instead: what was received is shown as it was said.
         await page.select_option("#read-select-call", "en")
         assert await page.locator("#caption-log li .main").first.get_attribute("lang") == "en"
         assert await page.locator("#chat-log li .main").last.text_content() == (
