@@ -394,7 +394,8 @@ async function enterCall({ name, speak, read }) {
   } catch (reason) {
     return ended(reason);
   }
-  $("chat-input").focus({ preventScroll: true });
+  // the call's first control; not the chat box (on a phone it would open the keyboard)
+  $("btn-mic").focus({ preventScroll: true });
 }
 
 function onJoined(msg) {
@@ -621,7 +622,9 @@ setInterval(() => {
     if (tile.pid === "me") level = app.micMuted ? 0 : tile.level / 4;
     for (const { r } of tile.audio.values()) {
       const src = r.receiver.getSynchronizationSources ? r.receiver.getSynchronizationSources()[0] : null;
-      if (src && performance.timeOrigin + now - src.timestamp < 1000) level = Math.max(level, src.audioLevel || 0);
+      // (a source's timestamp is wall-clock in some browsers, page-relative in others)
+      const age = src ? Math.min(Math.abs(now - src.timestamp), Math.abs(Date.now() - src.timestamp)) : Infinity;
+      if (age < 1000) level = Math.max(level, src.audioLevel || 0);
     }
     const speaking = level > 0.02;
     if (speaking) tile.speakingUntil = now + 800;

@@ -198,7 +198,7 @@ async def hub_process(tmp_path: Path) -> AsyncIterator[HubProcess]:
 
 
 async def test_pages_reconnect_after_the_hub_is_killed_and_after_a_shutdown(
-    hub_process: HubProcess, browser: Browser
+    hub_process: HubProcess, browser: Browser, tmp_path: Path
 ) -> None:
     url = hub_process.url
     alice = await join(browser, url, "desk", "Alice", mic="1", cam="0")
@@ -216,6 +216,7 @@ async def test_pages_reconnect_after_the_hub_is_killed_and_after_a_shutdown(
     # A message sent while the hub is away is kept and shown as waiting, not lost.
     await alice.evaluate("window.commhub.chat('sent while the hub was down')")
     await alice.wait_for_selector("#chat-log li.pending.queued")
+    await alice.screenshot(path=artifacts(tmp_path) / "reconnecting-desktop.png")
     await hub_process.start()
     for page in (alice, bob):
         await wait_state(page, "connected", timeout=60)
@@ -391,6 +392,8 @@ async def test_invite_link_keyboard_only_and_captions_in_the_readers_language(
         original = await page.locator("#caption-log li .orig[lang='en']").first.text_content()
         assert spanish and original and spanish != original, (spanish, original)
         assert "Agent" in (await page.locator("#caption-log li").first.text_content() or "")
+        # the agent's tile lights up while the agent speaks
+        await page.wait_for_selector("#tiles .tile.speaking:not(.me)", timeout=20000)
         # screen readers get finals, in the reader's language
         announced = await page.text_content("#sr-captions")
         assert announced is not None and spanish in announced
