@@ -39,6 +39,8 @@ window.commhubApp = app; // for tests and debugging
 
 function applyStrings(root = document) {
   document.documentElement.lang = UI;
+  $("chat-log").dataset.empty = t("chat.none");
+  $("caption-log").dataset.empty = t("captions.none");
   for (const n of root.querySelectorAll("[data-i18n]")) n.textContent = t(n.dataset.i18n);
   for (const n of root.querySelectorAll("[data-i18n-label]")) n.setAttribute("aria-label", t(n.dataset.i18nLabel));
   for (const n of root.querySelectorAll("[data-i18n-placeholder]")) n.placeholder = t(n.dataset.i18nPlaceholder);
@@ -550,7 +552,7 @@ function renderPeople() {
   $("people-count").textContent = `(${hub.participants.size})`;
   $("people").replaceChildren(...[...hub.participants.values()].map((p) => el("li", {},
     el("strong", { textContent: p.name + (p.id === hub.me.id ? ` (${t("you")})` : "") }),
-    el("span", { className: "muted-text", textContent: ` ${t("prejoin.speak")}: ${shortName(p.speak)} · ${t("prejoin.read")}: ${shortName(p.read)}` }))));
+    el("span", { className: "muted-text", textContent: t("people.langs", { speak: shortName(p.speak), read: shortName(p.read) }) }))));
   refreshCallReadList();
 }
 
@@ -930,7 +932,7 @@ function showNotice(key, text, transient = false) {
   if (app.shownNotices.has(key)) return;
   app.shownNotices.add(key);
   const close = el("button", { type: "button", className: "close", textContent: "×" });
-  close.setAttribute("aria-label", "OK");
+  close.setAttribute("aria-label", t("notice.dismiss"));
   const p = el("p", { className: "notice" }, el("span", { textContent: text }), close);
   close.addEventListener("click", () => p.remove());
   $("notices").append(p);

@@ -20,6 +20,7 @@ const RETRYABLE_HTTP = new Set(["shutting_down", "upgrade_required"]);
 const FINAL_BYE = new Set(["replaced", "removed", "room_closed", "expired", "left"]);
 const PING_EVERY = 10000; // ms between our pings while connected
 const SILENT_LIMIT = 25000; // ms without any frame from the hub: the socket is dead
+const JOIN_WAIT = 20000; // ms from opening the socket to `joined`
 
 export class CommHub extends EventTarget {
   constructor({ url = location.origin, token, room, name, speak, read, p2p = true, backoff = {}, debug = false } = {}) {
@@ -57,7 +58,7 @@ export class CommHub extends EventTarget {
     this.joinedHere = false; // the current socket got `joined`
     this.everJoined = false;
     this.hint = null; // ms the hub asked us to wait (server_shutdown)
-    this.timers = { retry: 0, ping: 0 };
+    this.timers = { retry: 0, ping: 0, join: 0 };
     this.lastRx = 0;
     this.onOnline = () => { if (this.state === "reconnecting" && !this.ws) this.retryNow(); };
   }
@@ -147,6 +148,9 @@ export class CommHub extends EventTarget {
     const ws = new WebSocket(this.signalUrl().replace(/^http/, "ws"));
     this.ws = ws;
     this.joinedHere = false;
+    // an upgrade that hangs, or a hub that never answers `join`, counts as a drop
+    clearTimeout(this.timers.join);
+    this.timers.join = setTimeout(() => { if (ws === this.ws && !this.joinedHere) this.dropped(4008); }, JOIN_WAIT);
     ws.onopen = () => {
       this.lastRx = Date.now();
       const join = { type: "join", capabilities: { p2p: this.p2p } };
@@ -222,6 +226,7 @@ export class CommHub extends EventTarget {
   finish(reason) {
     if (this.state === "closed") return;
     clearTimeout(this.timers.retry);
+    clearTimeout(this.timers.join);
     clearInterval(this.timers.ping);
     window.removeEventListener("online", this.onOnline);
     const ws = this.ws;

@@ -112,6 +112,8 @@ export const STRINGS = {
     "ended.closed": "The call ended",
     "ended.rejoin": "Join again",
     "you": "you",
+    "people.langs": "speaks {speak} · reads {read}",
+    "notice.dismiss": "Dismiss",
   },
   ko: {
     app: "commhub",
@@ -221,6 +223,8 @@ export const STRINGS = {
     "ended.closed": "통화가 끝났습니다",
     "ended.rejoin": "다시 참여",
     "you": "나",
+    "people.langs": "말하는 언어 {speak} · 읽는 언어 {read}",
+    "notice.dismiss": "닫기",
   },
 };
 
