@@ -104,6 +104,7 @@ async def test_clients_come_back_after_a_hub_restart(hub_process: HubProcess, ho
         await wait_for(lambda: a.state == b.state == "reconnecting", timeout=10)
         noticed = now()
         await asyncio.sleep(1.0)  # the hub stays down a moment: the clients keep trying
+        restarting = now()
         await hub.start()
         up = now()
         await wait_for(lambda: a.state == b.state == "connected", timeout=60, what="rejoined")
@@ -133,7 +134,8 @@ async def test_clients_come_back_after_a_hub_restart(hub_process: HubProcess, ho
             reconnecting_at = next(t for t, s, _ in a.state_log if s == "reconnecting")
             assert back_at - reconnecting_at >= 5.0
         print(
-            f"\n{how}: noticed {noticed - down:.2f} s after the stop; rejoined "
+            f"\n{how}: noticed {noticed - down:.2f} s after the stop; the hub took "
+            f"{up - restarting:.2f} s to start; rejoined "
             f"{back - up:.2f} s after the hub listened again; audio both ways "
             f"{flowing - back:.2f} s after the rejoin"
         )

@@ -133,6 +133,8 @@ class RoomClient:
         self.reconnects = 0
         self._join_fields: dict[str, Any] = {}
         self._wants_media = False  # negotiate() was asked for: receive even with no tracks
+        self._closed_at = -1e9  # when the hub last closed our media, and how often lately
+        self._closed_streak = 0
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -189,7 +191,7 @@ class RoomClient:
         try:
             joined = await self._open()
         except BaseException as exc:
-            await self._drop_socket()
+            await self._abandon()
             if self._session is not None:
                 await self._session.close()
                 self._session = None
@@ -197,7 +199,13 @@ class RoomClient:
             self._set_state("refused" if isinstance(exc, Refused) else "closed", code)
             raise
         self._supervisor = asyncio.create_task(self._supervise(), name="commhub-sdk-supervisor")
+        self._supervisor.add_done_callback(self._supervisor_done)
         return joined
+
+    def _supervisor_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("the connection supervisor failed", exc_info=task.exception())
+            self._set_state("closed", "internal_error")  # say so rather than look alive
 
     def _join_message(self) -> dict[str, Any]:
         fields = {"capabilities": self.capabilities, **self._join_fields}
@@ -292,19 +300,31 @@ class RoomClient:
             try:
                 await self._open()
             except Refused as exc:
-                await self._drop_socket()
+                await self._abandon()
                 if not exc.retryable:
                     self._set_state("refused", exc.code)
                     return False
                 log.info("rejoin refused for now (%s); retrying", exc.code)
+                self._still_reconnecting(exc.code)
             except (OSError, aiohttp.ClientError, TimeoutError) as exc:
-                await self._drop_socket()
+                await self._abandon()
                 log.debug("rejoin failed (%s); retrying", exc)
+                self._still_reconnecting("disconnected")
             else:
                 self.reconnects += 1
                 log.info("rejoined after %.1f s", time.monotonic() - started)
                 return True
         return False  # pragma: no cover (the delays never end)
+
+    def _still_reconnecting(self, reason: str) -> None:
+        # an attempt that joined, then lost the socket while restoring media, said connected
+        if self._state != "reconnecting":
+            self._set_state("reconnecting", reason)
+
+    async def _abandon(self) -> None:
+        """A half-made attempt (it may have joined and started negotiating): drop it all."""
+        await self._drop_socket()
+        await self._teardown_media()
 
     async def _drop_socket(self) -> None:
         ws, self._ws = self._ws, None
@@ -467,6 +487,16 @@ class RoomClient:
         if self._live() or self._wants_media:
             await self._negotiate_hub(force=True)
 
+    async def _republish(self) -> None:
+        """After media_closed: offer again what is still live, at once the first time, then
+        backing off while the hub keeps closing it (a microphone stuck for good)."""
+        now = time.monotonic()
+        self._closed_streak = self._closed_streak + 1 if now - self._closed_at < 60 else 0
+        self._closed_at = now
+        if self._closed_streak:
+            await asyncio.sleep(min(30.0, 0.5 * 2**self._closed_streak))
+        await self._restore_media()
+
     def _hub_wanted(self) -> list[tuple[MediaStreamTrack, str]]:
         # in p2p, video goes straight to the peer; audio always reaches the hub (captions)
         return [(t, s) for t, s in self._live() if t.kind == "audio" or self.mode != "p2p"]
@@ -582,7 +612,7 @@ class RoomClient:
             for key in [k for k in self.remote if not k.startswith("p2p:")]:
                 del self.remote[key]
             await self._close_pc(pc)
-            self._spawn(self._restore_media())  # republish what is still live
+            self._spawn(self._republish())
         elif kind == "media_mode":
             await self._on_mode(msg)
         elif kind in ("offer", "answer", "ice") and "from" in msg:

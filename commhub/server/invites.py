@@ -291,7 +291,7 @@ class InviteStore:
         if self._db is not None:
             await self._call(self._db.close)
             self._db = None
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False)  # idle now: its last call has returned
 
 
 class AddressLimiter:
