@@ -162,6 +162,9 @@ async def test_sfu_other_order_and_recovery_after_a_stall(
     await alice.click("#btn-cam")
     await flowing(bob, "Alice", "video", "hub")
     await bob.wait_for_selector("#tiles .tile.has-video:not(.me)")
+    # Bob's camera comes on for the first time mid-call: a new section to the hub
+    await bob.click("#btn-cam")
+    await flowing(alice, "Bob", "video", "hub")
 
     # The hub stops hearing Bob (his sender goes silent behind the library's back): it
     # closes his media as stalled; his page says so and publishes again by itself.
