@@ -17,6 +17,7 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
+from tests.e2e.browser import CHROMIUM, chromium_flags
 from tests.media_helpers import (
     LOOPBACK,
     best_correlation,
@@ -27,21 +28,6 @@ from tests.media_helpers import (
 )
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def chromium_flags(fake_audio: Path) -> list[str]:
-    # From FIELD-NOTES: without the last two, ICE never completes on loopback. Playwright
-    # gives every launch a fresh profile itself (it refuses --user-data-dir).
-    return [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={fake_audio}%noloop",
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-features=WebRtcHideLocalIpsWithMdns", "--allow-loopback-in-peer-connection",
-    ]  # fmt: skip
 
 
 @pytest.fixture
@@ -60,7 +46,9 @@ async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
     )
     assert await proc.wait() == 0
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=chromium_flags(fake))
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=chromium_flags(fake, loop=False)
+        )
         page = await browser.new_page()
         page.fake_wav = fake
         try:
@@ -130,7 +118,7 @@ async def test_browser_and_aiortc_exchange_audio(
                 break
             await asyncio.sleep(0.1)
         assert energy > 0.01, (energy, logs[-10:])
-        names = await page.locator("#participants li").all_inner_texts()
+        names = await page.locator("#people li").all_text_contents()
         assert any("python" in n for n in names)
         player.audio.stop()
     finally:
@@ -160,30 +148,30 @@ async def test_browser_shows_live_captions_and_translated_chat(
         assert player.audio is not None
         await agent.publish(player.audio)
         await page.wait_for_function(
-            "[...document.querySelectorAll('#captions li.final')]"
+            "[...document.querySelectorAll('#caption-log li')]"
             ".some(li => li.textContent.includes('안녕하세요 서울 시청 입니다'))",
             timeout=60000,
         )
-        line = await page.text_content("#captions li.final")
-        assert line is not None and line.startswith("Agent: ")
+        assert await page.text_content("#caption-log li .meta strong") == "Agent"
 
         # English chat is shown in Spanish, the original beside it...
         writer = await SignalClient.connect(hub.url, hub.token("desk", "resident", speak="en"))
         await writer.join()
         await writer.send({"type": "chat", "text": "Where is the city hall?"})
         await page.wait_for_function(
-            "document.querySelector('#chat li:last-child .text')?.textContent.includes('Dónde')",
+            "document.querySelector('#chat-log li:last-child .main')"
+            "?.textContent.includes('Dónde')",
             timeout=20000,
         )
-        original = await page.text_content("#chat li:last-child .original")
+        original = await page.text_content("#chat-log li:last-child .orig")
         assert original == "Where is the city hall?"
         # ...and after switching the page's reading language live, in English.
-        await page.fill("#read-lang", "en")
-        await page.dispatch_event("#read-lang", "change")
+        await page.click("#tab-captions")
+        await page.select_option("#read-select-call", "en")
         await writer.expect("participant_updated")
         await writer.send({"type": "chat", "text": "Thank you"})
         await page.wait_for_function(
-            "document.querySelector('#chat li:last-child')?.textContent === 'resident: Thank you'",
+            "document.querySelector('#chat-log li:last-child .body')?.textContent === 'Thank you'",
             timeout=20000,
         )
         await writer.close()
