@@ -299,8 +299,19 @@ class PeerSession:
             self.renegotiate_wanted = False
             self._apply_slots()
             self.hub_offer_pending = True
+            # createOffer resets every transceiver's codecs to aiortc's defaults; a sender
+            # aiortc has yet to start (its task runs after the last answer) would then send
+            # Opus as 96 where the client negotiated 111: keep the negotiated numbers.
+            kept = {
+                t: (t._codecs, t._headerExtensions)
+                for t in self.pc.getTransceivers()
+                if t.currentDirection is not None
+            }
             with policy_scope(self.policy):
-                await self.pc.setLocalDescription(await self.pc.createOffer())
+                offer = await self.pc.createOffer()
+                for t, (codecs, extensions) in kept.items():
+                    t._codecs, t._headerExtensions = codecs, extensions
+                await self.pc.setLocalDescription(offer)
             self.send(
                 {
                     "type": "offer",
