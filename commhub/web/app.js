@@ -764,7 +764,7 @@ const timeFmt = new Intl.DateTimeFormat(UI, { hour: "2-digit", minute: "2-digit"
 
 // An item shown in my read language: the translation first, the original beneath.
 function makeItem(kind, msg, who) {
-  const item = { kind, id: msg.id || msg.segment, lang: msg.lang, text: msg.text, who, at: msg.ts ? msg.ts * 1000 : Date.now(), tr: {}, status: {} };
+  const item = { kind, id: msg.id || msg.segment, lang: msg.lang, text: msg.text, who, at: msg.ts ? msg.ts * 1000 : Date.now(), tr: {}, status: {}, partial: kind === "caption" && !msg.final };
   if (msg.translation) {
     if (msg.translation.status === "ok") item.tr[msg.translation.lang] = msg.translation.text;
     else item.status[msg.translation.lang] = msg.translation.status;
@@ -784,7 +784,8 @@ function renderText(node, item) {
   let translated = null, note = "";
   if (base(item.lang) !== base(read)) {
     translated = item.tr[read] ?? null;
-    if (translated === null) note = item.status[read] ? t("captions.untranslated", { status: item.status[read] }) : t("captions.not_in_lang", { lang: shortName(read) });
+    // a partial is translated with its final (the hub translates finals): say so, not "none"
+    if (translated === null) note = item.status[read] ? t("captions.untranslated", { status: item.status[read] }) : item.partial ? t("captions.translating") : t("captions.not_in_lang", { lang: shortName(read) });
   }
   main.textContent = translated ?? item.text;
   main.lang = translated !== null ? read : item.lang;
