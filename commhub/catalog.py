@@ -10,39 +10,26 @@ package, a URL (with sha256 when pinned) or a Debian package. Installers are loo
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
 import os
 import re
 import shutil
-import stat
 import subprocess
 import sys
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
+from .download import InstallError, download, is_url, safe_unzip, sha256_file
 from .speech.layout import all_locations, find_vosk_root, vosk_model_problem
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1 << 20
-_DOWNLOAD_TIMEOUT_S = 60
-
-
-class InstallError(Exception):
-    """An install failed; nothing was left half-written."""
 
 
 @dataclass(frozen=True)
@@ -208,28 +195,28 @@ def install_vosk_archive(
 ) -> InstalledModel:
     """Install a Vosk model zip (local path or http(s) URL) as models_dir/vosk/<lang>/<name>.
 
-    Download streamed with a progress bar, sha256 checked when known, unpacked in a temp
-    dir inside models_dir, validated as a Vosk model, then renamed into place.
+    Downloaded (length and sha256 checked) and safely unpacked in a temp dir inside
+    models_dir, validated as a Vosk model, then renamed into place.
     """
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     archive_name = _archive_name(src)
     scratch = Path(tempfile.mkdtemp(prefix=".install-", dir=models_dir))
     try:
-        if _is_url(src):
+        if is_url(src):
             archive = scratch / "download.zip"
-            digest = _download(src, archive, progress)
+            digest = download(src, archive, sha256=sha256, progress=progress)
         else:
             archive = Path(src)
             if not archive.is_file():
                 raise InstallError(f"{src}: no such file")
-            digest = _sha256(archive)
-        if sha256 and digest.lower() != sha256.lower():
-            raise InstallError(f"{src}: sha256 mismatch: expected {sha256}, got {digest}")
+            digest = sha256_file(archive)
+            if sha256 and digest != sha256.lower():
+                raise InstallError(f"{src}: sha256 mismatch: expected {sha256}, got {digest}")
         if not sha256:
             log.warning("%s: no checksum to verify against; its sha256 is %s", archive_name, digest)
         unpacked = scratch / "unpacked"
-        _unzip(archive, unpacked, progress)
+        safe_unzip(archive, unpacked, progress=progress, name=archive_name + ".zip")
         root = find_vosk_root(unpacked)
         if root is None:
             problem = vosk_model_problem(unpacked) or "no model directory"
@@ -251,12 +238,8 @@ def install_vosk_archive(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _is_url(src: str) -> bool:
-    return urllib.parse.urlparse(src).scheme in ("http", "https")
-
-
 def _archive_name(src: str) -> str:
-    path = urllib.parse.urlparse(src).path if _is_url(src) else src
+    path = urllib.parse.urlparse(src).path if is_url(src) else src
     name = Path(path).name
     return name[: -len(".zip")] if name.endswith(".zip") else name or "model"
 
@@ -269,63 +252,3 @@ def _language(language: str | None, name: str) -> str:
         raise InstallError(f"cannot tell the language of {name!r}: pass the language explicitly")
     code = match.group(1)
     return _LANGUAGE_ALIASES.get(code, code)
-
-
-def _download(url: str, dest: Path, progress: bool) -> str:
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with (
-                dest.open("wb") as out,
-                tqdm(
-                    total=total,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    desc=f"download {Path(urllib.parse.urlparse(url).path).name}",
-                    file=sys.stderr,
-                    disable=not progress,
-                ) as bar,
-            ):
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as exc:
-        raise InstallError(f"download of {url} failed: {exc}") from exc
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _unzip(archive: Path, dest: Path, progress: bool) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for m in members:
-                target = Path(m.filename)
-                if target.is_absolute() or ".." in target.parts:
-                    raise InstallError(f"{archive.name}: unsafe path in archive: {m.filename}")
-                if stat.S_ISLNK(m.external_attr >> 16):
-                    raise InstallError(f"{archive.name}: symlink in archive: {m.filename}")
-            with tqdm(
-                total=sum(m.file_size for m in members),
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc="unpack",
-                file=sys.stderr,
-                disable=not progress,
-            ) as bar:
-                for m in members:
-                    zf.extract(m, dest)
-                    bar.update(m.file_size)
-    except zipfile.BadZipFile as exc:
-        raise InstallError(f"{archive.name} is not a zip archive: {exc}") from exc

@@ -16,22 +16,18 @@ from typing import Any
 
 from aiohttp import web
 
-from commhub import auth, catalog
+from commhub import auth, catalog, installers
 from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
-from commhub.catalog import InstallError as CatalogError
 from commhub.config import Settings, SettingsError
+from commhub.download import InstallError
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
-from commhub.translate import InstallError as TranslateInstallError
 from commhub.translate import (
     TranslationError,
     TranslationService,
     build_engines,
-    install_apertium_pair,
-    install_argos_package,
-    install_argos_pair,
     translate_cli,
 )
 
@@ -183,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2
-    except (CatalogError, TranslateInstallError, ModelNotFound, TranslationError) as exc:
+    except (InstallError, ModelNotFound, TranslationError) as exc:
         print(f"commhub {args.command}: {exc}", file=sys.stderr)
         return 1
     return 1
@@ -216,28 +212,11 @@ def models_list(settings: Settings) -> int:
 
 
 def models_install(args: argparse.Namespace, settings: Settings) -> int:
-    spec: str = args.spec
-    kind, _, rest = spec.partition(":")
-    if spec == "defaults":
-        for lang in ("ko", "en"):
-            for m in catalog.install(lang, settings.models_dir):
-                print(f"{m.language}: {m.engine} {m.id} ({m.source})")
-    elif kind == "vosk" and rest:
-        m = catalog.install_vosk_archive(
-            rest, settings.models_dir, args.language, sha256=args.sha256, force=args.force
-        )
-        print(f"installed {m.engine} model {m.id} for {m.language} at {m.path}")
-    elif kind == "argos" and rest:
-        if re.fullmatch(r"[a-z]{2,3}-[a-z]{2,3}", rest):
-            info = install_argos_pair(rest, settings.models_dir)
-        else:
-            info = install_argos_package(rest, settings.models_dir)
-        print(f"installed argos package {info.source}->{info.target} {info.version} at {info.path}")
-    elif kind == "apertium" and rest:
-        print(f"installed Debian package {install_apertium_pair(rest)}")
-    else:
-        for m in catalog.install(spec, settings.models_dir):
-            print(f"{m.language}: {m.engine} {m.id} ({m.source})")
+    for line in installers.install_spec(
+        args.spec, settings.models_dir, language=args.language, sha256=args.sha256,
+        force=args.force,
+    ):  # fmt: skip
+        print(line)
     return 0
 
 

@@ -3,9 +3,10 @@
 Nothing outside this package imports argostranslate or runs apertium.
 """
 
+from ..download import InstallError
 from .apertium import ApertiumTranslator
 from .argos import ArgosPackageInfo, ArgosTranslator
-from .base import InstallError, Status, Translation, TranslationError, Translator
+from .base import Status, Translation, TranslationError, Translator
 from .cli import translate_cli
 from .engines import build_engines
 from .install import (

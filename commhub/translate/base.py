@@ -54,7 +54,3 @@ class PartialFailure(TranslationError):
         failed = [o for o in self.outcomes if isinstance(o, TranslationError)]
         first = failed[0] if failed else "none"
         super().__init__(f"{len(failed)} of {len(self.outcomes)} texts failed, first: {first}")
-
-
-class InstallError(Exception):
-    """A model or pair could not be installed; nothing was left half-written."""

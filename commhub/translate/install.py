@@ -8,11 +8,10 @@ import shutil
 import subprocess
 import tempfile
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from ..download import InstallError, download, fetch_bytes, is_url, safe_unzip
 from .argos import ArgosPackageInfo, read_package
-from .base import InstallError
-from .download import download, fetch_bytes, is_url
 from .languages import to_iso1, to_iso3
 
 ARGOS_SUBDIR = "argos"
@@ -35,31 +34,22 @@ def install_argos_package(
     """
     target_dir = argos_dir(models_dir)
     target_dir.mkdir(parents=True, exist_ok=True)
-    fetched: Path | None = None
-    try:
-        if is_url(src):
-            fetched = download(str(src), target_dir, progress=progress)
-            archive = fetched
-        else:
-            archive = Path(src)
-            if not archive.is_file():
-                raise InstallError(f"no such file: {archive}")
+    if not is_url(src):
+        archive = Path(src)
+        if not archive.is_file():
+            raise InstallError(f"no such file: {archive}")
         return _install_archive(archive, target_dir, name=str(src))
-    finally:
-        if fetched is not None:
-            fetched.unlink(missing_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target_dir) as tmp:
+        fetched = Path(tmp) / "package.argosmodel"
+        download(str(src), fetched, progress=progress)
+        return _install_archive(fetched, target_dir, name=str(src))
 
 
 def _install_archive(archive: Path, target_dir: Path, name: str) -> ArgosPackageInfo:
     if not zipfile.is_zipfile(archive):
         raise InstallError(f"{name} is not an Argos package (.argosmodel is a zip archive)")
     with tempfile.TemporaryDirectory(prefix=".install-", dir=target_dir) as tmp:
-        try:
-            with zipfile.ZipFile(archive) as zf:
-                _check_members(zf.namelist(), name)
-                zf.extractall(tmp)
-        except (zipfile.BadZipFile, OSError) as exc:
-            raise InstallError(f"{name}: damaged archive: {exc}") from exc
+        safe_unzip(archive, Path(tmp), name=name)
         root = _package_root(Path(tmp), name)
         info = read_package(root)
         if info is None:
@@ -79,13 +69,6 @@ def _install_archive(archive: Path, target_dir: Path, name: str) -> ArgosPackage
     installed = read_package(final)
     assert installed is not None
     return installed
-
-
-def _check_members(names: list[str], name: str) -> None:
-    for member in names:
-        path = PurePosixPath(member)
-        if path.is_absolute() or ".." in path.parts:
-            raise InstallError(f"{name}: unsafe path in archive: {member}")
 
 
 def _package_root(tmp: Path, name: str) -> Path:
