@@ -45,7 +45,7 @@ from av.video.frame import VideoFrame  # noqa: E402
 
 from commhub import auth  # noqa: E402
 from commhub.media.forward import tee_receiver  # noqa: E402
-from commhub.media.ice import IcePolicy, policy_scope  # noqa: E402
+from commhub.rtc.ice import IcePolicy, policy_scope  # noqa: E402
 from commhub.sdk import RoomClient  # noqa: E402
 
 SECRET = "bench-" + "m" * 48

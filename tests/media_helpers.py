@@ -18,7 +18,7 @@ from aiortc.mediastreams import MediaStreamError
 from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
-from commhub.media.ice import IcePolicy, policy_scope
+from commhub.rtc.ice import IcePolicy, policy_scope
 
 LOOPBACK = ("127.0.0.1",)
 

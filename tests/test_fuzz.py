@@ -25,7 +25,7 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from hypothesis import strategies as st
 
-from commhub.media.ice import IcePolicy, policy_scope
+from commhub.rtc.ice import IcePolicy, policy_scope
 from tests.conftest import StartHub
 from tests.fuzz_frames import frame_op, play
 from tests.fuzz_harness import OPEN_LIMITS, Arena, unencodable

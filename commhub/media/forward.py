@@ -19,9 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCRtpReceiver
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError
 from av.packet import Packet
+
+from commhub.rtc import compat
 
 log = logging.getLogger("commhub.media.forward")
 
@@ -68,11 +69,9 @@ def tee_receiver(
     aiortc holds 4 audio packets (80 ms) before releasing the first; every relayed packet and
     every caption waits that long. `audio_prefetch` sets how many it holds instead.
     """
-    receiver._RTCRtpReceiver__decoder_queue = TeeQueue(on_frame, decode)  # type: ignore[attr-defined]
-    if audio_prefetch is not None and receiver._RTCRtpReceiver__kind == "audio":  # type: ignore[attr-defined]
-        receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
-            capacity=16, prefetch=audio_prefetch
-        )
+    compat.replace_decoder_queue(receiver, TeeQueue(on_frame, decode))
+    if audio_prefetch is not None and compat.receiver_kind(receiver) == "audio":
+        compat.set_jitter_buffer(receiver, capacity=16, prefetch=audio_prefetch)
 
 
 class ForwardTrack(MediaStreamTrack):
@@ -190,7 +189,7 @@ class Publication:
         sources = self.receiver.getSynchronizationSources()
         for src in sources:
             try:
-                await self.receiver._send_rtcp_pli(src.source)
+                await compat.send_pli(self.receiver, src.source)
             except ConnectionError:
                 return
         if not sources:  # nothing received yet: ask again once the first packets land

@@ -15,12 +15,12 @@ from aiortc import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import Publication, tee_receiver
-from commhub.media.ice import IcePolicy
 from commhub.media.sdpcheck import shape
 from commhub.media.session import PeerSession, check_sdp_text, parse_sdp
 from commhub.media.tap import AudioTapCallback, AudioTaps, TapTrack
 from commhub.protocol import ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant
+from commhub.rtc.ice import IcePolicy
 
 if TYPE_CHECKING:
     from commhub.hub import Hub

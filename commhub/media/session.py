@@ -21,11 +21,12 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub.media.forward import ForwardTrack, Publication
-from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.media.sdpcheck import Section, is_ip, strip_named_candidates
 from commhub.media.sdpmunge import Numbering
 from commhub.protocol import ErrorCode, ProtocolError
 from commhub.rooms import Participant
+from commhub.rtc import compat
+from commhub.rtc.ice import IcePolicy, policy_scope, rtc_configuration
 
 log = logging.getLogger("commhub.media.session")
 
@@ -328,15 +329,16 @@ class PeerSession:
         for t in self.pc.getTransceivers():
             if t in hub_sent or t.kind not in SUPPORTED:
                 continue
-            keep = [c for c in t._codecs if c.mimeType.split("/")[1].lower() in SUPPORTED[t.kind]]
+            codecs = compat.transceiver_codecs(t)
+            keep = [c for c in codecs if c.mimeType.split("/")[1].lower() in SUPPORTED[t.kind]]
             types = {c.payloadType for c in keep}
             rtx = [
                 c
-                for c in t._codecs
+                for c in codecs
                 if c.mimeType.lower().endswith("/rtx") and c.parameters.get("apt") in types
             ]
             if keep:
-                t._codecs = keep + rtx
+                compat.set_transceiver_codecs(t, keep + rtx)
 
     async def close(self) -> None:
         if self.closed:
@@ -363,14 +365,12 @@ class PeerSession:
 def _relay_pli(transceiver: RTCRtpTransceiver) -> None:
     """A subscriber's picture-loss report becomes a key-frame request to the publisher."""
     sender = transceiver.sender
-    original = sender._handle_rtcp_packet
 
-    async def handle(packet: Any) -> None:
-        await original(packet)
+    def after(packet: Any) -> None:
         if type(packet).__name__ == "RtcpPsfbPacket":
             track = sender.track
             # Only ask: frames keep flowing, the decoder recovers at the key frame.
             if isinstance(track, ForwardTrack) and track.on_keyframe_needed:
                 track.on_keyframe_needed()
 
-    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+    compat.on_sender_rtcp(sender, after)

@@ -34,9 +34,11 @@ from typing import Any
 
 import aiohttp
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
-from aiortc.sdp import SessionDescription, candidate_from_sdp
+from aiortc.sdp import candidate_from_sdp
 
-from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
+from commhub.rtc.compat import local_descriptions as _local_descriptions
+from commhub.rtc.compat import rollback_local_offer as _rollback
+from commhub.rtc.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.sdk.fanout import Fanout
 
 log = logging.getLogger("commhub.sdk")
@@ -853,38 +855,3 @@ class RoomClient:
             log.debug("negotiation stopped: %s", exc)  # the socket went; a rejoin redoes it
         elif exc is not None:
             log.error("negotiation failed", exc_info=exc)
-
-
-def _local_descriptions(pc: RTCPeerConnection) -> tuple[Any, Any]:
-    return (
-        pc._RTCPeerConnection__pendingLocalDescription,  # type: ignore[attr-defined]
-        pc._RTCPeerConnection__currentLocalDescription,  # type: ignore[attr-defined]
-    )
-
-
-def _rollback(pc: RTCPeerConnection | None, before: tuple[Any, Any]) -> None:
-    """Undo our refused offer: aiortc has no rollback, so restore its pre-offer state."""
-    if pc is None or pc.signalingState != "have-local-offer":
-        return
-    remote = pc.remoteDescription
-    negotiated = (
-        {m.rtp.muxId for m in SessionDescription.parse(remote.sdp).media} if remote else set()
-    )
-    transceivers = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
-    for t in list(transceivers):
-        # Transceivers only our refused offer carried would be matched to the hub's new
-        # sections (same kind, no mid): drop them; negotiate() adds them again later.
-        if t.mid is None or t.mid not in negotiated:
-            if t.mid is not None:
-                pc._RTCPeerConnection__seenMids.discard(t.mid)  # type: ignore[attr-defined]
-            transceivers.remove(t)
-    # and the transports only they used (aiortc would count them as still connecting)
-    used = {t.receiver.transport for t in transceivers}
-    dtls = pc._RTCPeerConnection__dtlsTransports  # type: ignore[attr-defined]
-    for transport in [d for d in dtls if d not in used]:
-        dtls.discard(transport)
-        pc._RTCPeerConnection__iceTransports.discard(transport.transport)  # type: ignore[attr-defined]
-    pending, current = before
-    pc._RTCPeerConnection__pendingLocalDescription = pending  # type: ignore[attr-defined]
-    pc._RTCPeerConnection__currentLocalDescription = current  # type: ignore[attr-defined]
-    pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]

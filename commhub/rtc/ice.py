@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCBundlePolicy
+
+from . import compat
 
 
 @dataclass(frozen=True)
@@ -32,14 +33,13 @@ class IcePolicy:
 _policy: contextvars.ContextVar[IcePolicy | None] = contextvars.ContextVar(
     "commhub_ice_policy", default=None
 )
-_original_get_host_addresses = aioice.ice.get_host_addresses
 _installed = False
 
 
 def _get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
     policy = _policy.get()
     if policy is None or not policy.hosts:
-        return list(_original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
+        return list(compat.original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6))
     return [h for h in policy.hosts if (":" in h and use_ipv6) or (":" not in h and use_ipv4)]
 
 
@@ -88,8 +88,7 @@ def install() -> None:
     global _installed
     if _installed:
         return
-    aioice.ice.get_host_addresses = _get_host_addresses
-    aioice.ice.asyncio = _AsyncioFacade()  # type: ignore[assignment,attr-defined]
+    compat.hook_aioice(_get_host_addresses, _AsyncioFacade())
     _installed = True
 
 

@@ -1,0 +1,145 @@
+"""Every place commhub reaches into aiortc's or aioice's private state, and nowhere else.
+
+aiortc exposes no API for these; each function names what it touches so that an upgrade is
+checked here (tests/test_aiortc_compat.py has one test per touch point, and pyproject.toml
+pins the versions they were checked against). Touch points:
+
+- ``RTCRtpTransceiver._codecs``: the negotiated codec list, narrowed after the remote offer.
+- ``RTCRtpSender._handle_rtcp_packet``: wrapped, to see subscribers' picture-loss reports.
+- ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` / ``__kind`` (name-mangled):
+  the decoder queue is replaced by a tee, the audio jitter buffer by one with less prefetch.
+- ``RTCRtpReceiver._send_rtcp_pli``: asks a publisher for a key frame.
+- ``RTCPeerConnection.__pendingLocalDescription`` / ``__currentLocalDescription`` /
+  ``__transceivers`` / ``__seenMids`` / ``__dtlsTransports`` / ``__iceTransports`` /
+  ``__setSignalingState``: undoing a refused local offer (aiortc has no rollback).
+- ``aioice.ice.get_host_addresses`` and ``aioice.ice.asyncio``: module globals replaced so
+  that host candidates follow an address and port policy (commhub.rtc.ice).
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aioice.ice
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.sdp import SessionDescription
+
+# -- transceivers ----------------------------------------------------------------------
+
+
+def transceiver_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs a transceiver negotiated (fixed by aiortc in setRemoteDescription)."""
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    return codecs
+
+
+def set_transceiver_codecs(
+    transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]
+) -> None:
+    transceiver._codecs = codecs
+
+
+# -- senders ---------------------------------------------------------------------------
+
+
+def on_sender_rtcp(sender: RTCRtpSender, after: Callable[[Any], None]) -> None:
+    """Call ``after(packet)`` for every RTCP packet the sender handled (aiortc's own
+    handling runs first, unchanged)."""
+    original: Callable[[Any], Awaitable[None]] = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        await original(packet)
+        after(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+# -- receivers -------------------------------------------------------------------------
+
+
+def receiver_kind(receiver: RTCRtpReceiver) -> str:
+    kind: str = receiver._RTCRtpReceiver__kind  # type: ignore[attr-defined]
+    return kind
+
+
+def replace_decoder_queue(receiver: RTCRtpReceiver, decoder_queue: queue.Queue[Any]) -> None:
+    """Put ``decoder_queue`` where the receiver queues ``(codec, JitterFrame)`` for its decoder
+    thread. Only before ``receive()``: that hands the queue to the thread."""
+    receiver._RTCRtpReceiver__decoder_queue = decoder_queue  # type: ignore[attr-defined]
+
+
+def decoder_queue(receiver: RTCRtpReceiver) -> queue.Queue[Any]:
+    q: queue.Queue[Any] = receiver._RTCRtpReceiver__decoder_queue  # type: ignore[attr-defined]
+    return q
+
+
+def set_jitter_buffer(receiver: RTCRtpReceiver, capacity: int, prefetch: int) -> None:
+    """Replace the receiver's jitter buffer (aiortc's audio one holds 4 packets, 80 ms)."""
+    receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
+        capacity=capacity, prefetch=prefetch
+    )
+
+
+def jitter_buffer(receiver: RTCRtpReceiver) -> JitterBuffer:
+    buffer: JitterBuffer = receiver._RTCRtpReceiver__jitter_buffer  # type: ignore[attr-defined]
+    return buffer
+
+
+async def send_pli(receiver: RTCRtpReceiver, media_ssrc: int) -> None:
+    """A picture-loss indication to the sender of ``media_ssrc`` (ConnectionError if closed)."""
+    await receiver._send_rtcp_pli(media_ssrc)
+
+
+# -- peer connections: undoing a refused local offer ------------------------------------
+
+
+def local_descriptions(pc: RTCPeerConnection) -> tuple[Any, Any]:
+    """(pending, current) local descriptions: what ``rollback_local_offer`` restores."""
+    return (
+        pc._RTCPeerConnection__pendingLocalDescription,  # type: ignore[attr-defined]
+        pc._RTCPeerConnection__currentLocalDescription,  # type: ignore[attr-defined]
+    )
+
+
+def rollback_local_offer(pc: RTCPeerConnection | None, before: tuple[Any, Any]) -> None:
+    """Undo our refused offer: aiortc has no rollback, so restore its pre-offer state."""
+    if pc is None or pc.signalingState != "have-local-offer":
+        return
+    remote = pc.remoteDescription
+    negotiated = (
+        {m.rtp.muxId for m in SessionDescription.parse(remote.sdp).media} if remote else set()
+    )
+    transceivers = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+    for t in list(transceivers):
+        # Transceivers only our refused offer carried would be matched to the other side's
+        # new sections (same kind, no mid): drop them; they are added again later.
+        if t.mid is None or t.mid not in negotiated:
+            if t.mid is not None:
+                pc._RTCPeerConnection__seenMids.discard(t.mid)  # type: ignore[attr-defined]
+            transceivers.remove(t)
+    # and the transports only they used (aiortc would count them as still connecting)
+    used = {t.receiver.transport for t in transceivers}
+    dtls = pc._RTCPeerConnection__dtlsTransports  # type: ignore[attr-defined]
+    for transport in [d for d in dtls if d not in used]:
+        dtls.discard(transport)
+        pc._RTCPeerConnection__iceTransports.discard(transport.transport)  # type: ignore[attr-defined]
+    pending, current = before
+    pc._RTCPeerConnection__pendingLocalDescription = pending  # type: ignore[attr-defined]
+    pc._RTCPeerConnection__currentLocalDescription = current  # type: ignore[attr-defined]
+    pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
+
+
+# -- aioice module globals ---------------------------------------------------------------
+
+original_get_host_addresses: Callable[..., list[str]] = aioice.ice.get_host_addresses
+
+
+def hook_aioice(get_host_addresses: Callable[[bool, bool], list[str]], asyncio_facade: Any) -> None:
+    """Replace what aioice.ice calls to list host addresses and to get the running loop
+    (whose create_datagram_endpoint binds host candidates)."""
+    aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[assignment]
+    aioice.ice.asyncio = asyncio_facade  # type: ignore[attr-defined]

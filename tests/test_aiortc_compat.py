@@ -1,0 +1,219 @@
+"""One test per place commhub touches aiortc's or aioice's private state (commhub.rtc.compat).
+
+Each runs the touch point on real aiortc objects (real peers on loopback where it takes a
+connection) and fails loudly if an aiortc or aioice upgrade renamed or changed what is touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import queue
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aioice.ice
+import pytest
+from aiortc import (
+    AudioStreamTrack,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
+from aiortc.jitterbuffer import JitterBuffer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+
+from commhub.rtc import compat, ice
+from commhub.rtc.ice import IcePolicy, policy_scope
+
+LOOPBACK = IcePolicy(hosts=("127.0.0.1",))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_checked_versions_are_pinned_and_installed() -> None:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = dict(re.fullmatch(r"([a-z]+)==([\d.]+)", d).groups() for d in deps if "==" in d)  # type: ignore[union-attr]
+    for package in ("aiortc", "aioice"):
+        assert pins.get(package) == importlib.metadata.version(package), (
+            f"{package} {importlib.metadata.version(package)} is installed but commhub.rtc.compat "
+            f"was checked against {pins.get(package)}: run tests/test_aiortc_compat.py, then pin"
+        )
+
+
+def test_sdk_does_not_import_the_servers_media_package() -> None:
+    code = (
+        "import sys, commhub.sdk; print(sorted(m for m in sys.modules if m.startswith('commhub.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=ROOT).stdout  # fmt: skip
+    loaded = eval(out)  # a list literal printed just above
+    assert "commhub.rtc.compat" in loaded
+    assert not [
+        m for m in loaded if m.startswith(("commhub.media", "commhub.hub", "commhub.server"))
+    ]
+
+
+async def _offer(pc: RTCPeerConnection) -> RTCSessionDescription:
+    with policy_scope(LOOPBACK):
+        await pc.setLocalDescription(await pc.createOffer())
+    return pc.localDescription
+
+
+async def _connect(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    await b.setRemoteDescription(await _offer(a))
+    with policy_scope(LOOPBACK):
+        await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)
+
+
+async def test_transceiver_codecs_are_read_and_narrowed_before_the_answer() -> None:
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        a.addTransceiver("video")
+        await b.setRemoteDescription(await _offer(a))
+        (t,) = b.getTransceivers()
+        codecs = compat.transceiver_codecs(t)
+        assert codecs and all(isinstance(c, RTCRtpCodecParameters) for c in codecs)
+        mimes = {c.mimeType.lower() for c in codecs}
+        assert {"video/vp8", "video/h264"} <= mimes
+        vp8 = [c for c in codecs if c.mimeType.lower() == "video/vp8"]
+        compat.set_transceiver_codecs(t, vp8)
+        with policy_scope(LOOPBACK):
+            await b.setLocalDescription(await b.createAnswer())
+        rtpmaps = re.findall(r"a=rtpmap:\d+ ([\w-]+)/", b.localDescription.sdp)
+        assert rtpmaps == ["VP8"]  # the answer carries what was set, nothing else
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_local_offer_is_rolled_back_to_stable_and_the_remote_offer_applies() -> None:
+    pc, other = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        before = compat.local_descriptions(pc)
+        assert before == (None, None)
+        pc.addTransceiver("audio")
+        offer = await _offer(pc)
+        pending, current = compat.local_descriptions(pc)
+        assert pending is not None and current is None and pc.signalingState == "have-local-offer"
+        assert pc.localDescription.sdp == offer.sdp
+        compat.rollback_local_offer(pc, before)
+        assert pc.signalingState == "stable"
+        assert pc.getTransceivers() == [] and pc.localDescription is None
+        other.addTransceiver("video")
+        await pc.setRemoteDescription(await _offer(other))  # glare resolved: theirs applies
+        with policy_scope(LOOPBACK):
+            await pc.setLocalDescription(await pc.createAnswer())
+        assert [t.kind for t in pc.getTransceivers()] == ["video"]
+        assert "m=audio" not in pc.localDescription.sdp
+    finally:
+        await pc.close()
+        await other.close()
+
+
+async def test_receiver_kind_queue_and_jitter_buffer_are_where_compat_looks() -> None:
+    pc = RTCPeerConnection()
+    try:
+        audio = pc.addTransceiver("audio").receiver
+        video = pc.addTransceiver("video").receiver
+        assert compat.receiver_kind(audio) == "audio" and compat.receiver_kind(video) == "video"
+        assert type(compat.decoder_queue(audio)) is queue.Queue
+        assert isinstance(compat.jitter_buffer(audio), JitterBuffer)
+        assert compat.jitter_buffer(audio).capacity == 16
+        compat.set_jitter_buffer(audio, capacity=16, prefetch=1)
+        assert compat.jitter_buffer(audio)._prefetch == 1
+        mine: queue.Queue[Any] = queue.Queue()
+        compat.replace_decoder_queue(audio, mine)
+        assert compat.decoder_queue(audio) is mine
+    finally:
+        await pc.close()
+
+
+class _Recorder(queue.Queue[Any]):
+    """A decoder queue that records the (codec, JitterFrame) aiortc puts and lets them through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mimes: list[str] = []
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if item is not None:
+            codec, frame = item
+            assert isinstance(frame.data, bytes) and isinstance(frame.timestamp, int)
+            self.mimes.append(codec.mimeType.lower())
+        super().put(item, block, timeout)
+
+
+@pytest.fixture
+async def call() -> AsyncIterator[tuple[RTCPeerConnection, RTCPeerConnection]]:
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+async def test_decoder_queue_tee_rtcp_wrap_and_pli_on_a_real_call(
+    call: tuple[RTCPeerConnection, RTCPeerConnection],
+) -> None:
+    a, b = call
+    a.addTrack(AudioStreamTrack())
+    video_sender = a.addTrack(VideoStreamTrack())
+    rtcp_seen: list[str] = []
+    compat.on_sender_rtcp(video_sender, lambda p: rtcp_seen.append(type(p).__name__))
+    recorders: dict[str, _Recorder] = {}
+    receivers: dict[str, RTCRtpReceiver] = {}
+
+    @b.on("track")
+    def on_track(track: Any) -> None:
+        receiver = next(t.receiver for t in b.getTransceivers() if t.receiver.track is track)
+        recorders[track.kind] = _Recorder()
+        receivers[track.kind] = receiver
+        compat.replace_decoder_queue(receiver, recorders[track.kind])  # before receive()
+        if track.kind == "audio":
+            compat.set_jitter_buffer(receiver, capacity=16, prefetch=0)
+
+    await _connect(a, b)
+    async with asyncio.timeout(20):
+        while not all(k in recorders and recorders[k].mimes for k in ("audio", "video")):
+            await asyncio.sleep(0.05)
+    assert set(recorders["audio"].mimes) == {"audio/opus"}
+    assert set(recorders["video"].mimes) == {"video/vp8"}
+    assert compat.jitter_buffer(receivers["audio"])._prefetch == 0
+    ssrcs = [s.source for s in receivers["video"].getSynchronizationSources()]
+    assert ssrcs
+    await compat.send_pli(receivers["video"], ssrcs[0])
+    async with asyncio.timeout(10):
+        while "RtcpPsfbPacket" not in rtcp_seen:
+            await asyncio.sleep(0.05)
+
+
+async def test_aioice_hooks_put_host_candidates_on_the_policy_addresses_and_ports() -> None:
+    ice.install()
+    assert aioice.ice.get_host_addresses is ice._get_host_addresses
+    assert isinstance(aioice.ice.asyncio, ice._AsyncioFacade)  # type: ignore[attr-defined]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # a free spot for the range
+        s.bind(("127.0.0.1", 0))
+        low = int(s.getsockname()[1])
+    ports = (low, low + 20)
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        with policy_scope(IcePolicy(hosts=("127.0.0.1",), ports=ports)):
+            await pc.setLocalDescription(await pc.createOffer())
+        hosts = re.findall(
+            r"a=candidate:\S+ \d+ udp \d+ (\S+) (\d+) typ host", pc.localDescription.sdp
+        )
+        assert hosts and all(h == "127.0.0.1" and ports[0] <= int(p) <= ports[1] for h, p in hosts)
+    finally:
+        await pc.close()
+    # without a policy in scope aioice's own address list is used, unchanged
+    assert ice._get_host_addresses(True, False) == compat.original_get_host_addresses(
+        use_ipv4=True, use_ipv6=False
+    )
