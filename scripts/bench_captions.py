@@ -37,16 +37,11 @@ import contextlib
 import itertools
 import json
 import os
-import re
-import secrets
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import wave
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,14 +58,22 @@ from bench_captions_offline import (
     SENTENCE,
     WORDS,
     Result,
-    pct,
     run_bare_vosk,
     speech,
     timeline,
 )
-from prometheus_client.parser import text_string_to_metric_families
+from benchlib import (
+    HubProcess,
+    cpu_seconds,
+    loop_lag,
+    pct,
+    sample_rss,
+    scrape,
+    start_hub,
+    wait_for,
+    write_wav,
+)
 
-from commhub.auth import issue
 from commhub.sdk import RoomClient
 from commhub.speech import SpeechModels
 
@@ -103,103 +106,35 @@ def speech_spans(pcm: bytes, ends: list[float]) -> list[tuple[float, float]]:
     return spans
 
 
-def write_wav(path: Path, pcm: bytes) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(pcm)
-    return path
-
-
 # -- the hub ------------------------------------------------------------------------------
 
 
-@dataclass
-class Hub:
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    secret: str
-
-    @property
-    def ps(self) -> psutil.Process:
-        return psutil.Process(self.proc.pid)
-
-    def token(self, identity: str, grants: tuple[str, ...] | None = None) -> str:
-        extra: dict[str, Any] = {"grants": grants} if grants is not None else {}
-        return issue(self.secret, room=ROOM, identity=identity, speak="ko", read="ko", **extra)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def start_hub(
+def start_caption_hub(
     workdir: Path, speakers: int, phrases: list[str], settings: dict[str, str] | None = None
-) -> Hub:
-    workdir.mkdir(parents=True)
-    secret = secrets.token_hex(32)
-    env = {
-        **os.environ,
-        "COMMHUB_SECRET": secret,
-        "COMMHUB_ICE_HOST_ADDRESSES": json.dumps(list(LOOPBACK)),
-        "COMMHUB_CAPTION_PHRASES": json.dumps({"ko": phrases}, ensure_ascii=False),
-        "COMMHUB_ROOM_CAPACITY": str(max(50, speakers + 4)),
-        # speakers stay silent from connecting until all of them start together
-        "COMMHUB_MEDIA_STALL_TIMEOUT": "120",
-        "COMMHUB_LOG_LEVEL": "warning",
-        **{f"COMMHUB_{k.upper()}": v for k, v in (settings or {}).items()},
-    }
-    log = workdir / "hub.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "commhub.cli",
-                "serve",
-                "--port",
-                "0",
-                "--data-dir",
-                str(workdir),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=ROOT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        found = re.search(r"commhub listening on (http://\S+)", log.read_text(errors="replace"))
-        if found:
-            return Hub(proc, found.group(1), log, secret)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    proc.kill()
-    proc.wait()
-    raise RuntimeError(f"the hub did not start; its log:\n{log.read_text(errors='replace')}")
+) -> HubProcess:
+    return start_hub(
+        workdir,
+        {
+            "ice_host_addresses": json.dumps(list(LOOPBACK)),
+            "caption_phrases": json.dumps({"ko": phrases}, ensure_ascii=False),
+            "room_capacity": str(max(50, speakers + 4)),
+            # speakers stay silent from connecting until all of them start together
+            "media_stall_timeout": "120",
+            "log_level": "warning",
+            **(settings or {}),
+        },
+    )
 
 
-async def scrape(url: str) -> dict[str, float]:
+def token(hub: HubProcess, identity: str, grants: tuple[str, ...] | None = None) -> str:
+    extra: dict[str, Any] = {"grants": grants} if grants is not None else {}
+    return hub.token(ROOM, identity, speak="ko", read="ko", **extra)
+
+
+async def caption_metrics(url: str) -> dict[str, float]:
     """The hub's caption metrics: sample name{labels} -> value."""
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        text = await resp.text()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if not family.name.startswith("commhub_captions"):
-            continue
-        for s in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()) if k != "le")
-            if "le" not in s.labels:
-                out[f"{s.name}{{{labels}}}"] = float(s.value)
-    return out
+    async with aiohttp.ClientSession() as http:
+        return await scrape(http, url, "commhub_captions")
 
 
 # -- the speakers and the listener ---------------------------------------------------------
@@ -265,34 +200,6 @@ class StampedInbox(list[dict[str, Any]]):
             for at, m in zip(self.at, self, strict=True)
             if m["type"] == "caption" and m["speaker"] == speaker
         ]
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def loop_lag(out: list[float], period: float = 0.02) -> None:
-    """How late this process's event loop wakes up (it paces and stamps everything)."""
-    while True:
-        before = time.monotonic()
-        await asyncio.sleep(period)
-        out.append(time.monotonic() - before - period)
-
-
-async def sample_hub(ps: psutil.Process, rss: list[float], period: float = 0.2) -> None:
-    while True:
-        with contextlib.suppress(psutil.Error):
-            rss.append(ps.memory_info().rss / 2**20)
-        await asyncio.sleep(period)
-
-
-def cpu_seconds(ps: psutil.Process) -> float:
-    t = ps.cpu_times()
-    return t.user + t.system
 
 
 # -- one K --------------------------------------------------------------------------------
@@ -408,7 +315,7 @@ def all_sentences_final(
 
 
 async def run_hub(
-    hub: Hub, k: int, wav: Path, warm_wav: Path, spans: list[tuple[float, float]], args: Any
+    hub: HubProcess, k: int, wav: Path, warm_wav: Path, spans: list[tuple[float, float]], args: Any
 ) -> HubRun:
     with wave.open(str(wav)) as w:
         audio_s = w.getnframes() / RATE
@@ -418,7 +325,7 @@ async def run_hub(
     clients: list[RoomClient] = []
 
     async def join(identity: str, grants: tuple[str, ...] | None = None) -> RoomClient:
-        c = RoomClient(hub.url, hub.token(identity, grants), ice_hosts=LOOPBACK)
+        c = RoomClient(hub.url, token(hub, identity, grants), ice_hosts=LOOPBACK)
         clients.append(c)
         await c.connect()
         return c
@@ -427,7 +334,7 @@ async def run_hub(
     players: list[MediaStreamTrack] = []
     try:
         inbox = StampedInbox()
-        listener = RoomClient(hub.url, hub.token("listener"), ice_hosts=LOOPBACK)
+        listener = RoomClient(hub.url, token(hub, "listener"), ice_hosts=LOOPBACK)
         listener.inbox = inbox
         clients.append(listener)
         await listener.connect()
@@ -452,7 +359,7 @@ async def run_hub(
         clients.remove(warm)
         await asyncio.sleep(1.0)
         run.rss_model_mib = ps.memory_info().rss / 2**20
-        before = await scrape(hub.url)
+        before = await caption_metrics(hub.url)
 
         speakers: list[tuple[str, PacedSource]] = []
         for i in range(k):
@@ -474,7 +381,7 @@ async def run_hub(
         rss: list[float] = []
         background += [
             asyncio.create_task(loop_lag(lags)),
-            asyncio.create_task(sample_hub(ps, rss)),
+            asyncio.create_task(sample_rss(ps, rss)),
         ]
         idle0, idle_t = cpu_seconds(ps), time.monotonic()
         await asyncio.sleep(1.0)  # everyone connected, nobody speaking yet
@@ -501,7 +408,7 @@ async def run_hub(
         run.client_lag_p95, run.client_lag_max = pct(lags, 95), max(lags, default=float("nan"))
         run.send_late_max = max(max(src.lateness()) for _, src in speakers)
 
-        after = await scrape(hub.url)
+        after = await caption_metrics(hub.url)
         delta = {name: after[name] - before.get(name, 0.0) for name in after}
         run.dropped_partials = round(delta.get("commhub_captions_dropped_partials_total{}", 0))
         run.dropped_utterances = round(delta.get("commhub_captions_dropped_utterances_total{}", 0))
@@ -668,11 +575,11 @@ def main() -> None:
     hub_runs: list[HubRun] = []
     bare: dict[int, Result] = {}
     with tempfile.TemporaryDirectory(prefix="bench-captions-") as tmp:
-        wav = write_wav(Path(tmp) / "speech.wav", pcm)
-        warm_wav = write_wav(Path(tmp) / "warm.wav", bytes(RATE) + one + bytes(2 * RATE))
+        wav = write_wav(Path(tmp) / "speech.wav", pcm, RATE)
+        warm_wav = write_wav(Path(tmp) / "warm.wav", bytes(RATE) + one + bytes(2 * RATE), RATE)
         for k in args.speakers:
             print(f"K={k}: commhub over WebRTC ...", file=sys.stderr)
-            hub = start_hub(Path(tmp) / f"hub-{k}", k, WORDS, settings)
+            hub = start_caption_hub(Path(tmp) / f"hub-{k}", k, WORDS, settings)
             try:
                 run = asyncio.run(run_hub(hub, k, wav, warm_wav, spans, args))
             except BaseException:

@@ -30,6 +30,7 @@ from typing import Any
 import av
 import numpy as np
 import psutil
+from benchlib import pct
 
 from commhub.captions import CaptionEvent, CaptionStream, RecognitionBudget
 from commhub.speech import SpeechModels
@@ -112,10 +113,6 @@ class Result:
     dropped_partials: int = 0
     rss_mib: float = 0.0
     latencies: list[float] = field(default_factory=list, repr=False)
-
-
-def pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 Finals = list[list[tuple[float, str]]]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import fractions
-import json
 import os
 import socket
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import psutil
+from benchlib import pct, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -192,7 +192,7 @@ class Counter:
         inside = [t for t in self.arrivals if start <= t <= end]
         rate = len(inside) / (end - start)
         gaps = np.diff(inside) * 1000 if len(inside) > 2 else np.array([end - start]) * 1000
-        return rate, float(np.percentile(gaps, 95))
+        return rate, pct(list(gaps), 95)
 
 
 def count_without_decoding(pc: RTCPeerConnection, counters: list[Counter]) -> None:
@@ -438,7 +438,7 @@ def main() -> None:
     if out.suffix != ".json":
         out.mkdir(parents=True, exist_ok=True)
         out = out / f"bench_media-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps(result, indent=2))
+    write_json(out, result)
     print(f"\nwrote {out}")
 
 

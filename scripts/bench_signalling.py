@@ -23,13 +23,13 @@ from typing import Any
 
 import aiohttp
 import psutil
+from benchlib import pct, start_hub, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from commhub import auth  # noqa: E402
 
-SECRET = "bench-" + "s" * 48
 JOIN_WAVE = 10
 
 
@@ -98,15 +98,12 @@ class Client:
                 self.joined.set_result(time.perf_counter())
 
 
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))] * 1000
+def pct_ms(values: list[float], p: float) -> float:
+    return pct(values, p) * 1000
 
 
 async def run_target(
-    kind: str, url: str, n: int, m: int, msgs: int, proc: psutil.Process
+    kind: str, url: str, n: int, m: int, msgs: int, proc: psutil.Process, secret: str = "unused"
 ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=connector)
@@ -117,7 +114,7 @@ async def run_target(
         room = i % m
         async with sem:
             if kind == "hub":
-                token = auth.issue(SECRET, room=f"room{room}", identity=f"u{i}")
+                token = auth.issue(secret, room=f"room{room}", identity=f"u{i}")
                 ws = await session.ws_connect(
                     f"{url}/v1/signal?access_token={token}", heartbeat=None
                 )
@@ -181,13 +178,13 @@ async def run_target(
         "target": kind,
         "clients": n,
         "rooms": m,
-        "join_p50_ms": pct(join_ms, 50),
-        "join_p95_ms": pct(join_ms, 95),
-        "join_p99_ms": pct(join_ms, 99),
-        "chat_p50_ms": pct(lat, 50),
-        "chat_p95_ms": pct(lat, 95),
-        "burst_p50_ms": pct(burst_lat, 50),
-        "burst_p95_ms": pct(burst_lat, 95),
+        "join_p50_ms": pct_ms(join_ms, 50),
+        "join_p95_ms": pct_ms(join_ms, 95),
+        "join_p99_ms": pct_ms(join_ms, 99),
+        "chat_p50_ms": pct_ms(lat, 50),
+        "chat_p95_ms": pct_ms(lat, 95),
+        "burst_p50_ms": pct_ms(burst_lat, 50),
+        "burst_p95_ms": pct_ms(burst_lat, 95),
         "delivered": delivered,
         "expected": expected,
         "deliveries_per_s": delivered / elapsed,
@@ -214,38 +211,36 @@ async def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "signalling.json"))
     args = ap.parse_args()
 
-    env = {
-        **os.environ,
-        "COMMHUB_SECRET": SECRET,
-        "COMMHUB_RATE_LIMIT": "100000",
-        "COMMHUB_RATE_BURST": "100000",
-        "COMMHUB_BYTE_RATE": str(10**9),
-        "COMMHUB_BYTE_BURST": str(10**9),
+    settings = {
+        "rate_limit": "100000",
+        "rate_burst": "100000",
+        "byte_rate": str(10**9),
+        "byte_burst": str(10**9),
         # every client comes from 127.0.0.1
-        "COMMHUB_MAX_CONNECTIONS_PER_IP": "100000",
-        "COMMHUB_JOIN_RATE": "100000",
-        "COMMHUB_JOIN_BURST": "100000",
-        "COMMHUB_ROOM_CAPACITY": "10000",
-        "COMMHUB_LOG_LEVEL": "warning",
-        "COMMHUB_CAPTION_PRELOAD": "[]",  # signalling only: no speech models in the hub's RSS
-        "COMMHUB_SEND_BUFFER": str(64 * 2**20),
+        "max_connections_per_ip": "100000",
+        "join_rate": "100000",
+        "join_burst": "100000",
+        "room_capacity": "10000",
+        "log_level": "warning",
+        "caption_preload": "[]",  # signalling only: no speech models in the hub's RSS
+        "send_buffer": str(64 * 2**20),
     }
     results = []
 
     with tempfile.TemporaryDirectory() as data:
-        hub, line = await start(
-            [sys.executable, "-m", "commhub.cli", "serve", "--port", "0", "--data-dir", data], env
-        )
-        url = line.split()[-1]
-        results.append(
-            await run_target(
-                "hub", url, args.clients, args.rooms, args.messages, psutil.Process(hub.pid)
+        hub = await asyncio.to_thread(start_hub, Path(data), settings)
+        try:
+            results.append(
+                await run_target(
+                    "hub", hub.url, args.clients, args.rooms, args.messages, hub.ps, hub.secret
+                )
             )
-        )
-        hub.terminate()
-        await hub.wait()
+        finally:
+            await asyncio.to_thread(hub.stop)
     port = 18000 + os.getpid() % 1000
-    base, _ = await start([sys.executable, __file__, "--baseline-server", str(port)], env)
+    base, _ = await start(
+        [sys.executable, __file__, "--baseline-server", str(port)], dict(os.environ)
+    )
     results.append(
         await run_target(
             "bare-aiohttp",
@@ -289,12 +284,7 @@ async def main() -> None:
     await asyncio.to_thread(
         write_json, Path(args.json), {"results": results, "fanout_ratio": ratio}
     )
-
-
-def write_json(out: Path, doc: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=2))
-    print(f"wrote {out}")
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchlib import pct  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from commhub.translate import (  # noqa: E402
@@ -45,18 +46,13 @@ PREDICATES = ["is very nice today.", "opens at ten in the morning.", "was closed
 SENTENCES = [f"{s} {p}" for s in SUBJECTS for p in PREDICATES]  # 64 distinct
 
 
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def row(
     engine: str, mode: str, latencies: list[float], wall: float, n: int, **extra: Any
 ) -> dict[str, Any]:
     return {
         "engine": engine, "mode": mode, "n": n,
-        "p50_ms": round(pct(latencies, 0.5) * 1000, 3) if latencies else None,
-        "p95_ms": round(pct(latencies, 0.95) * 1000, 3) if latencies else None,
+        "p50_ms": round(pct(latencies, 50) * 1000, 3) if latencies else None,
+        "p95_ms": round(pct(latencies, 95) * 1000, 3) if latencies else None,
         "sentences_per_s": round(n / wall, 1) if wall > 0 else None, **extra,
     }  # fmt: skip
 

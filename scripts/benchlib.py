@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: a hub as its own process, metrics, percentiles.
+"""Helpers shared by the benchmark scripts (and the soak script): a hub as its own process,
+its metrics, percentiles, timelines of event-loop lag and of the hub's CPU and memory.
 
 The hub runs as `python -m commhub.cli serve` from the repository root, so the checkout's
 code is what is measured (not whatever copy of the package the virtualenv has installed).
@@ -6,6 +7,8 @@ code is what is measured (not whatever copy of the package the virtualenv has in
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import math
 import os
@@ -15,6 +18,8 @@ import signal
 import subprocess
 import sys
 import time
+import wave
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +29,10 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the checkout's commhub, not the copy installed in the venv
+
+from commhub import auth  # noqa: E402
 
 
 @dataclass
@@ -36,6 +45,10 @@ class HubProcess:
     @property
     def ps(self) -> psutil.Process:
         return psutil.Process(self.proc.pid)
+
+    def token(self, room: str, identity: str, **claims: Any) -> str:
+        """An access token for this hub (claims as commhub.auth.issue takes them)."""
+        return auth.issue(self.secret, room=room, identity=identity, **claims)
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM (drain-then-stop), then SIGKILL after `timeout`; the exit code."""
@@ -57,14 +70,16 @@ class HubProcess:
         ]
 
 
-def start_hub(workdir: Path, settings: dict[str, str], timeout: float = 60.0) -> HubProcess:
+def start_hub(
+    workdir: Path, settings: dict[str, str] | None = None, timeout: float = 60.0
+) -> HubProcess:
     """`commhub serve --port 0` with COMMHUB_<NAME> settings; output goes to workdir/hub.log."""
     workdir.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_hex(32)
     env = {
         **os.environ,
         "COMMHUB_SECRET": secret,
-        **{f"COMMHUB_{k.upper()}": v for k, v in settings.items()},
+        **{f"COMMHUB_{k.upper()}": v for k, v in (settings or {}).items()},
     }
     log = workdir / "hub.log"
     cmd = [sys.executable, "-m", "commhub.cli", "serve", "--port", "0", "--data-dir", str(workdir)]
@@ -111,3 +126,52 @@ def pct(values: list[float], q: float) -> float:
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
+
+
+def write_wav(path: Path, pcm: bytes, rate: int) -> Path:
+    """16-bit mono PCM as a WAV file."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``cond`` until true; TimeoutError naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def loop_lag(out: list[float], period: float = 0.02) -> None:
+    """Timeline of how late this process's event loop wakes up (is the load generator, which
+    paces and stamps everything, keeping up?). Runs until cancelled."""
+    while True:
+        before = time.monotonic()
+        await asyncio.sleep(period)
+        out.append(time.monotonic() - before - period)
+
+
+async def sample_rss(ps: psutil.Process, out: list[float], period: float = 0.2) -> None:
+    """Timeline of a process's RSS in MiB. Runs until cancelled."""
+    while True:
+        with contextlib.suppress(psutil.Error):
+            out.append(ps.memory_info().rss / 2**20)
+        await asyncio.sleep(period)
+
+
+def cpu_seconds(ps: psutil.Process) -> float:
+    t = ps.cpu_times()
+    return t.user + t.system
+
+
+def cpu_pct(ps: psutil.Process) -> float:
+    """CPU % since the previous call for ``ps`` (the first call starts the clock); NaN once
+    the process is gone."""
+    with contextlib.suppress(psutil.Error):
+        return ps.cpu_percent(None)
+    return math.nan

@@ -70,7 +70,15 @@ sys.path.insert(0, str(ROOT))  # the checkout's commhub, not the copy installed 
 
 import aiohttp  # noqa: E402
 import psutil  # noqa: E402
-from benchlib import HubProcess, pct, scrape, start_hub, write_json  # noqa: E402
+from benchlib import (  # noqa: E402
+    HubProcess,
+    cpu_pct,
+    loop_lag,
+    pct,
+    scrape,
+    start_hub,
+    write_json,
+)
 
 from commhub import auth  # noqa: E402
 
@@ -111,14 +119,6 @@ async def wait_command(reader: asyncio.StreamReader, want: str) -> None:
         line = (await reader.readline()).decode().strip()
         if line == want or not line:
             return
-
-
-async def loop_lag(out: list[float], period: float = 0.05) -> None:
-    """How late this process's loop wakes up: is the load generator keeping up?"""
-    while True:
-        before = time.monotonic()
-        await asyncio.sleep(period)
-        out.append(time.monotonic() - before - period)
 
 
 # -- chat worker --------------------------------------------------------------------------
@@ -269,7 +269,10 @@ class ChatWorker:
         self.errors.clear()  # the setup's errors went with "ready"
         await wait_command(control, "go")
         tasks = [asyncio.create_task(self.talk(r)) for r in self.rooms]
-        tasks += [asyncio.create_task(self.report()), asyncio.create_task(loop_lag(self.lags))]
+        tasks += [
+            asyncio.create_task(self.report()),
+            asyncio.create_task(loop_lag(self.lags, 0.05)),
+        ]
         await wait_command(control, "stop")
         for t in tasks[:-2]:
             t.cancel()
@@ -561,7 +564,7 @@ async def media_worker(spec: dict[str, Any]) -> None:
                 errors_seen = errors.copy()
                 finals, partials = ledger.finals, ledger.partials
 
-        tasks += [asyncio.create_task(report()), asyncio.create_task(loop_lag(lags))]
+        tasks += [asyncio.create_task(report()), asyncio.create_task(loop_lag(lags, 0.05))]
         await wait_command(control, "stop")
         for _, track in speakers:
             track.stop_speech()
@@ -682,12 +685,6 @@ async def spawn(name: str, kind: str, spec: dict[str, Any], logdir: Path) -> Wor
             limit=2**24,  # a tick carries a second's latencies
         )
     return Worker(name, proc, log)
-
-
-def cpu_pct(ps: psutil.Process) -> float:
-    with contextlib.suppress(psutil.Error):
-        return ps.cpu_percent(None)
-    return math.nan
 
 
 def hub_sample(ps: psutil.Process) -> dict[str, float]:
