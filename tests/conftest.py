@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -19,7 +20,7 @@ from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.server.keys import HUB
 from commhub.speech import SpeechModel, SpeechModels
-from tests.media_helpers import census
+from tests.helpers.media import census
 from tests.wsclient import SignalClient
 
 SECRET = "test-secret-" + "x" * 40
@@ -153,3 +154,10 @@ async def no_leaks() -> AsyncIterator[None]:
             return
         await asyncio.sleep(0.1)
     pytest.fail(f"leaked: before {before}, after {census()}")
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for plain HTTP calls to a hub (admin API, invites, metrics)."""
+    async with aiohttp.ClientSession() as session:
+        yield session

@@ -3,31 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
-import pytest
 
 from commhub import auth
 from tests.conftest import SECRET, Running
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def admin_headers(room: str = "*") -> dict[str, str]:
-    token = auth.issue(SECRET, room=room, identity="ops", grants=["admin"])
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
-    async with http.request(method, url, **kw) as resp:
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body
+from tests.helpers.http import admin_headers, call
 
 
 async def test_list_and_show_rooms(hub: Running, http: aiohttp.ClientSession) -> None:

@@ -22,7 +22,7 @@ from commhub.captions import (
 )
 from commhub.captions.gate import SpeechAudio, SpeechEnd, SpeechStart
 from commhub.speech import SpeechModel
-from tests.audio import (
+from tests.helpers.audio import (
     KO_PHRASES,
     KO_SENTENCE,
     KO_WORDS,

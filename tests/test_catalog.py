@@ -16,7 +16,7 @@ from commhub import catalog
 from commhub.catalog import CatalogEntry, InstalledModel, InstallError
 from commhub.speech import SpeechModels
 from commhub.speech.layout import package_dir
-from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, espeak, silence
+from tests.helpers.audio import KO_PHRASES, KO_WORDS, korean_speech
 
 MODEL_NAME = "vosk-model-small-ko-0.22"
 
@@ -77,7 +77,7 @@ def assert_recognises_korean(models_dir: Path, installed: InstalledModel) -> Non
     model = registry.get("ko")
     assert getattr(model, "path", None) == installed.path  # models_dir beats the package
     recognizer = model.recognizer(KO_PHRASES)
-    recognizer.accept(silence(0.3) + espeak(KO_SENTENCE) + silence(0.3))
+    recognizer.accept(korean_speech(0.3))
     assert recognizer.finish().text.split() == KO_WORDS
     recognizer.close()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.audio import librivox, word_errors
 from tests.conftest import run_cli
+from tests.helpers.audio import librivox, word_errors
 
 
 def commhub(

@@ -42,7 +42,7 @@ from tests.fuzz_schemas import (
     valid_message,
 )
 from tests.fuzz_wire import RawClient
-from tests.media_helpers import LOOPBACK
+from tests.helpers.media import LOOPBACK
 
 
 @pytest.fixture

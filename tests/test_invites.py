@@ -5,40 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import shlex
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
 from commhub import auth
 from commhub.config import Settings
 from tests.conftest import SECRET, LoopWatch, Running, StartHub, run_cli
-from tests.hubproc import HubProcess
+from tests.helpers.http import admin_headers, call
+from tests.helpers.hubproc import HubProcess
 from tests.wsclient import SignalClient
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-def admin(room: str = "*") -> dict[str, str]:
-    token = auth.issue(SECRET, room=room, identity="ops", grants=["admin"])
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def call(http: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
-    async with http.request(method, url, **kw) as resp:
-        body = await resp.json() if resp.content_type == "application/json" else await resp.text()
-        return resp.status, body
 
 
 async def mint(hub: Running, http: aiohttp.ClientSession, **spec: Any) -> dict[str, Any]:
     status, body = await call(
-        http, "POST", f"{hub.url}/v1/admin/invites", json=spec, headers=admin(spec["room"])
+        http, "POST", f"{hub.url}/v1/admin/invites", json=spec, headers=admin_headers(spec["room"])
     )
     assert status == 201, body
     return dict(body)
@@ -128,24 +110,24 @@ async def test_expired_invite_is_refused(hub: Running, http: aiohttp.ClientSessi
 
 async def test_revoked_invite_stops_working(hub: Running, http: aiohttp.ClientSession) -> None:
     made = await mint(hub, http, room="desk-1", uses=5)
-    status, listed = await call(http, "GET", f"{hub.url}/v1/admin/invites", headers=admin())
+    status, listed = await call(http, "GET", f"{hub.url}/v1/admin/invites", headers=admin_headers())
     assert status == 200
     (entry,) = [i for i in listed["invites"] if i["code"] == made["code"]]
     assert entry["status"] == "active" and entry["uses"] == 5 and entry["room"] == "desk-1"
 
     url = f"{hub.url}/v1/admin/invites/{made['code']}"
-    async with http.delete(url, headers=admin("desk-1")) as resp:
+    async with http.delete(url, headers=admin_headers("desk-1")) as resp:
         assert resp.status == 204
     status, body = await redeem(hub, http, made["code"])
     assert (status, body["error"]) == (410, "invite_revoked")
     status, body = await call(http, "GET", f"{hub.url}/v1/invites/{made['code']}")
     assert (status, body["error"]) == (410, "invite_revoked")
     status, listed = await call(
-        http, "GET", f"{hub.url}/v1/admin/invites?room=desk-1", headers=admin("desk-1")
+        http, "GET", f"{hub.url}/v1/admin/invites?room=desk-1", headers=admin_headers("desk-1")
     )
     assert [i["status"] for i in listed["invites"]] == ["revoked"]
     status, body = await call(http, "DELETE", f"{hub.url}/v1/admin/invites/{'x' * 22}",
-                              headers=admin())  # fmt: skip
+                              headers=admin_headers())  # fmt: skip
     assert (status, body["error"]) == (404, "invite_not_found")
 
 
@@ -168,7 +150,7 @@ async def test_grants_never_exceed_the_invite(hub: Running, http: aiohttp.Client
     for bad in ({"grants": ["admin"]}, {"role": "admin"}):
         status, body = await call(
             http, "POST", f"{hub.url}/v1/admin/invites", json={"room": "lobby", **bad},
-            headers=admin(),
+            headers=admin_headers(),
         )  # fmt: skip
         assert (status, body["error"]) == (400, "invalid_request"), bad
 
@@ -182,13 +164,15 @@ async def test_admin_refusals(hub: Running, http: aiohttp.ClientSession) -> None
                               headers={"Authorization": f"Bearer {user}"})  # fmt: skip
     assert (status, body["error"]) == (403, "forbidden")
     # a room's admin: its own room only
-    status, _ = await call(http, "POST", url, json={"room": "desk-2"}, headers=admin("desk-1"))
+    status, _ = await call(
+        http, "POST", url, json={"room": "desk-2"}, headers=admin_headers("desk-1")
+    )
     assert status == 403
-    status, _ = await call(http, "GET", url, headers=admin("desk-1"))
+    status, _ = await call(http, "GET", url, headers=admin_headers("desk-1"))
     assert status == 403  # listing every room's invites needs the any-room admin
     other = await mint(hub, http, room="desk-2")
     status, _ = await call(
-        http, "DELETE", f"{url}/{other['code']}", headers=admin("desk-1")
+        http, "DELETE", f"{url}/{other['code']}", headers=admin_headers("desk-1")
     )  # fmt: skip
     assert status == 403
     status, _ = await call(http, "GET", f"{hub.url}/v1/invites/{other['code']}")
@@ -202,9 +186,9 @@ async def test_admin_refusals(hub: Running, http: aiohttp.ClientSession) -> None
         {"room": "lobby", "media_mode": "mesh"},
         {"room": "lobby", "colour": "red"},
     ):
-        status, body = await call(http, "POST", url, json=bad, headers=admin())
+        status, body = await call(http, "POST", url, json=bad, headers=admin_headers())
         assert (status, body["error"]) == (400, "invalid_request"), bad
-    status, body = await call(http, "POST", url, data=b"{nope", headers=admin())
+    status, body = await call(http, "POST", url, data=b"{nope", headers=admin_headers())
     assert (status, body["error"]) == (400, "bad_json")
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,25 +13,18 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.protocol import schemas
 from commhub.sdk import RoomClient
-from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, espeak, silence
 from tests.conftest import LoopWatch, Running, StartHub
-from tests.media_helpers import LOOPBACK
+from tests.helpers.audio import KO_PHRASES, KO_WORDS, korean_speech, write_wav
+from tests.helpers.media import LOOPBACK
+from tests.helpers.metrics import samples
+from tests.helpers.wait import barrier
 
 pytestmark = pytest.mark.e2e
 
 
-def write_wav(path: Path, pcm: bytes, rate: int = 16000) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return path
-
-
 @pytest.fixture(scope="module")
 def korean_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pcm = silence(0.5) + espeak(KO_SENTENCE) + silence(1.5)
+    pcm = korean_speech(0.5, 1.5)
     return write_wav(tmp_path_factory.mktemp("captions") / "ko.wav", pcm)
 
 
@@ -101,7 +93,7 @@ async def test_speaker_without_model_gets_a_notice(room: Room, korean_wav: Path)
     chat = listener.expect("chat", timeout=10)
     await speaker.send({"type": "chat", "text": "bonjour"})
     assert (await chat)["text"] == "bonjour"
-    await asyncio.sleep(0.5)
+    await barrier(speaker, listener)
     assert not listener.received("caption")
 
 
@@ -148,23 +140,15 @@ async def test_speaker_leaving_mid_utterance_gets_a_final(
 async def test_caption_metrics_are_exported(
     room: Room, korean_wav: Path, caption_hub: Running
 ) -> None:
-    import aiohttp
-
     speaker = await room.join("agent", speak="ko", read="ko")
     listener = await room.join("listener", speak="ko", read="ko")
     final = listener.expect("caption", timeout=60, final=True)
     await speaker.publish(room.play(korean_wav))
     await final
-    async with aiohttp.ClientSession() as http, http.get(f"{caption_hub.url}/metrics") as resp:
-        text = await resp.text()
-    values = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("commhub_captions")
-    }
-    assert values["commhub_captions_finals_total"] >= 1
-    assert values["commhub_captions_partials_total"] >= 1
-    assert values["commhub_captions_audio_seconds_total"] > 2.0
+    values = await samples(caption_hub.url, "commhub_captions")
+    assert values["commhub_captions_finals_total{}"] >= 1
+    assert values["commhub_captions_partials_total{}"] >= 1
+    assert values["commhub_captions_audio_seconds_total{}"] > 2.0
     assert any(k.startswith("commhub_captions_stage_seconds_count") for k in values)
 
 
@@ -182,10 +166,8 @@ async def test_captions_reach_only_participants_allowed_to_subscribe(
     heard, translated = [await f for f in finals]
     assert heard["text"].split() == KO_WORDS
     assert translated["segment"] == heard["segment"] and "translation" in translated
-    for c in (lurker, foreign):  # everything sent so far has arrived: nothing for them
-        wait = c.expect("pong", ref="sync")
-        await c.send({"type": "ping", "id": "sync"})
-        await wait
+    await barrier(lurker, foreign)  # everything sent so far has arrived: nothing for them
+    for c in (lurker, foreign):
         assert not c.received("caption")
     chat = lurker.expect("chat", timeout=10)  # they are in the room all the same
     await foreign.send({"type": "chat", "text": "hello"})

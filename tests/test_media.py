@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import numpy as np
@@ -15,18 +14,19 @@ from aiortc.contrib.media import MediaPlayer
 from commhub import auth
 from commhub.media import TapTrack
 from commhub.rooms import Participant
-from commhub.sdk import RoomClient
 from tests.conftest import SECRET, Running, StartHub
-from tests.media_helpers import (
+from tests.helpers.audio import read_wav_mono, speech_wav
+from tests.helpers.media import (
     LOOPBACK,
+    Clients,
     PatternTrack,
     best_correlation,
     carries_pattern,
     collect_audio,
-    read_wav_mono,
+    media_settings,
     resample,
-    speech_wav,
 )
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -38,32 +38,7 @@ def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
-    return await start_hub(
-        ice_host_addresses=list(LOOPBACK),
-        media_stall_timeout=3.0,
-        captions=False,
-        translation=False,
-    )
-
-
-class Clients:
-    def __init__(self, hub: Running) -> None:
-        self.hub = hub
-        self.all: list[RoomClient] = []
-
-    async def join(
-        self, identity: str, room: str = "lobby", p2p: bool = False, **kw: Any
-    ) -> RoomClient:
-        c = RoomClient(
-            self.hub.url, self.hub.token(room, identity, **kw), ice_hosts=LOOPBACK, p2p=p2p
-        )
-        self.all.append(c)
-        await c.connect()
-        return c
-
-    async def close(self) -> None:
-        for c in self.all:
-            await c.close()
+    return await start_hub(**media_settings(media_stall_timeout=3.0))
 
 
 @pytest.fixture
@@ -71,12 +46,6 @@ async def clients(media_hub: Running) -> AsyncIterator[Clients]:
     cs = Clients(media_hub)
     yield cs
     await cs.close()
-
-
-async def wait_for(cond: Any, timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.05)
 
 
 async def test_sfu_relays_audio_and_video(media_hub: Running, clients: Clients, wav: Path) -> None:

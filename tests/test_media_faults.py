@@ -12,8 +12,8 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK, PatternTrack, census
-from tests.test_media import Clients, wait_for
+from tests.helpers.media import LOOPBACK, Clients, PatternTrack, census, error_for, media_settings
+from tests.helpers.wait import barrier, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +37,7 @@ a=rtpmap:34 H263/90000
 
 @pytest.fixture
 async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
-    return await start_hub(
-        ice_host_addresses=list(LOOPBACK),
-        media_stall_timeout=2.0,
-        captions=False,
-        translation=False,
-    )
+    return await start_hub(**media_settings(media_stall_timeout=2.0))
 
 
 @pytest.fixture
@@ -50,20 +45,6 @@ async def clients(media_hub: Running) -> AsyncIterator[Clients]:
     cs = Clients(media_hub)
     yield cs
     await cs.close()
-
-
-async def error_for(c: RoomClient, msg: dict[str, Any]) -> str:
-    ref = f"r{len(c.inbox)}"
-    wait = c.expect("error", ref=ref)
-    await c.send({**msg, "id": ref})
-    code: str = (await wait)["code"]
-    return code
-
-
-async def still_connected(c: RoomClient) -> None:
-    wait = c.expect("pong", ref="alive")
-    await c.send({"type": "ping", "id": "alive"})
-    await wait
 
 
 async def test_bad_sdp_candidates_and_targets_get_precise_errors(
@@ -109,7 +90,7 @@ async def test_bad_sdp_candidates_and_targets_get_precise_errors(
     code = await error_for(a, {"type": "offer", "sdp": NO_USABLE, "to": b.pid})
     assert code == "wrong_state"
     for c in (a, b, other_room):
-        await still_connected(c)
+        await barrier(c)
     await wait_for(lambda: len(a.remote) == 1 and len(b.remote) == 1)
     assert media_hub.hub.rooms.participant_count() == 3
 
@@ -135,7 +116,7 @@ async def test_offer_in_wrong_state_is_refused(media_hub: Running, clients: Clie
     await pc.setLocalDescription(await pc.createOffer())
     assert await error_for(b, {"type": "offer", "sdp": pc.localDescription.sdp}) == "wrong_state"
     await pc.close()
-    await still_connected(b)
+    await barrier(b)
 
 
 async def test_grants_gate_publishing_and_subscribing(media_hub: Running, clients: Clients) -> None:
@@ -158,7 +139,7 @@ async def test_grants_gate_publishing_and_subscribing(media_hub: Running, client
     await asyncio.sleep(0.5)
     assert listener.remote == {}
     assert len(media_hub.hub.media.sessions[listener.pid].slots) == 0
-    await still_connected(listener)
+    await barrier(listener)
 
 
 async def test_stalled_track_closes_that_participants_media(
@@ -178,7 +159,7 @@ async def test_stalled_track_closes_that_participants_media(
     await gone
     await wait_for(lambda: not b.remote)
     assert a.pid not in media_hub.hub.media.sessions
-    await still_connected(a)
+    await barrier(a)
 
 
 async def test_ice_failure_closes_that_participants_media(
@@ -198,7 +179,7 @@ async def test_ice_failure_closes_that_participants_media(
         break
     assert (await closed)["reason"] in ("ice_failed", "stalled")
     await gone
-    await still_connected(a)
+    await barrier(a)
 
 
 async def test_fifty_join_publish_leave_cycles_leak_nothing(
@@ -240,7 +221,7 @@ async def test_fifty_join_publish_leave_cycles_leak_nothing(
 async def test_audio_only_publisher_player(
     media_hub: Running, clients: Clients, tmp_path: Any
 ) -> None:
-    from tests.media_helpers import speech_wav
+    from tests.helpers.audio import speech_wav
 
     wav = speech_wav(tmp_path / "s.wav", "short")
     a = await clients.join("alice")
@@ -255,7 +236,7 @@ async def test_crossing_offers_settle_everyone_receives_everyone(
     media_hub: Running, clients: Clients
 ) -> None:
     """Three clients publish twice each at once: hub offers cross client offers (glare)."""
-    from tests.media_helpers import ToneTrack
+    from tests.helpers.media import ToneTrack
 
     people = [await clients.join(f"p{i}") for i in range(3)]
     for p in people:  # the second offer of each races the hub's offers for the others

@@ -17,8 +17,8 @@ import aioice.ice
 import pytest
 
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK
-from tests.test_media import wait_for
+from tests.helpers.media import media_settings
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +66,7 @@ async def page() -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def media_hub(start_hub: StartHub) -> Running:
-    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+    return await start_hub(**media_settings())
 
 
 async def test_chromium_hiding_behind_mdns_publishes_to_the_hub(

@@ -19,23 +19,24 @@ import pytest
 from aiortc import RTCPeerConnection
 
 from commhub.protocol import schemas
-from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK, PatternTrack, RawPeer, ToneTrack, sections_offer
-from tests.test_media import Clients, wait_for
-from tests.test_media_faults import error_for, still_connected
+from tests.helpers.media import (
+    Clients,
+    PatternTrack,
+    RawPeer,
+    ToneTrack,
+    error_for,
+    media_settings,
+    sections_offer,
+)
+from tests.helpers.wait import barrier, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 async def media_hub(no_leaks: None, start_hub: StartHub) -> Running:
-    return await start_hub(
-        ice_host_addresses=list(LOOPBACK),
-        captions=False,
-        translation=False,
-        max_tracks_per_room=6,
-    )
+    return await start_hub(**media_settings(max_tracks_per_room=6))
 
 
 @pytest.fixture
@@ -57,14 +58,6 @@ async def sendonly_offer(kind: str = "audio") -> str:
     return sdp
 
 
-async def synced(c: RoomClient) -> None:
-    """Everything the hub sent c before now has been read."""
-    ref = uuid.uuid4().hex[:8]
-    wait = c.expect("pong", ref=ref)
-    await c.send({"type": "ping", "id": ref})
-    await wait
-
-
 # -- 1. p2p needs publish and subscribe on both sides -----------------------------------
 
 
@@ -80,8 +73,8 @@ async def test_p2p_needs_both_grants_on_both_sides(
         await media.set_mode("lobby", "p2p")
     alice = await clients.join("alice", p2p=True)
     mallory = await clients.join("mallory", p2p=True, grants=grants)
-    await synced(alice)
-    await synced(mallory)
+    await barrier(alice)
+    await barrier(mallory)
     assert media.mode("lobby") == "sfu"
     assert alice.mode == mallory.mode == "sfu" and mallory.peer_id is None
     assert all(m["mode"] == "sfu" for m in mallory.received("media_mode"))
@@ -91,7 +84,7 @@ async def test_p2p_needs_both_grants_on_both_sides(
     assert code == "forbidden"
     code = await error_for(mallory, {"type": "ice", "candidate": None, "to": alice.pid})
     assert code == "forbidden"
-    await synced(alice)
+    await barrier(alice)
     assert not [m for m in alice.inbox if "from" in m]
     # the control: the same room with a fully granted second party goes p2p
     await mallory.close()
@@ -131,11 +124,11 @@ async def test_oversized_sdp_is_refused_before_parsing(
         json.dumps({"type": "offer", "id": "wide", "sdp": wide}, ensure_ascii=False)
     )
     assert (await refused)["code"] == "sdp_too_large"
-    await synced(b)
+    await barrier(b)
     relayed = [m for m in b.inbox if "from" in m and "sdp" in m]  # the SDK's own, if any
     assert all(len(m["sdp"]) < 32 * 1024 for m in relayed)
     assert a.pid not in media.sessions and media.counts()["publications"] == 0
-    await still_connected(a)
+    await barrier(a)
     # the pair's own direct connection, relayed by the hub, still comes up
     await wait_for(
         lambda: all(
@@ -148,10 +141,7 @@ async def test_hundreds_of_sections_are_refused_and_bystanders_keep_chatting(
     no_leaks: None, start_hub: StartHub
 ) -> None:
     # Room for the attacker's whole 57 KB offer, so it meets the track limit.
-    hub = await start_hub(
-        ice_host_addresses=list(LOOPBACK), captions=False, translation=False,
-        max_sdp_bytes=64 * 1024, max_message_bytes=256 * 1024,
-    )  # fmt: skip
+    hub = await start_hub(**media_settings(max_sdp_bytes=64 * 1024, max_message_bytes=256 * 1024))
     cs = Clients(hub)
     try:
         victim = await cs.join("victim")
@@ -185,13 +175,13 @@ async def test_hundreds_of_sections_are_refused_and_bystanders_keep_chatting(
         media = hub.hub.media
         assert attacker.pid not in media.sessions
         assert media.counts() == {"sessions": 1, "publications": 0}
-        await synced(victim)
+        await barrier(victim)
         assert not victim.received("offer") and not victim.received("track")
         # receive-only sections are bounded too (4 + 32 besides the hub's)
         many = sections_offer(37, direction="recvonly")
         assert await error_for(attacker, {"type": "offer", "sdp": many}) == "too_many_tracks"
         assert attacker.pid not in media.sessions
-        await still_connected(attacker)
+        await barrier(attacker)
     finally:
         await cs.close()
 
@@ -288,7 +278,7 @@ async def test_metadata_for_unknown_tracks_is_bounded_and_dropped_on_leave(
     a = await clients.join("alice")
     for i in range(limit + 10):
         await a.send({"type": "track", "track_id": f"junk-{i}", "muted": True})
-    await synced(a)
+    await barrier(a)
     kept = media.pending_meta[a.pid]
     assert list(kept) == [f"junk-{i}" for i in range(10, limit + 10)]  # the newest kept
     # the metadata of a real track still applies when it arrives
@@ -330,7 +320,7 @@ async def test_duplicate_mids_are_invalid_sdp_and_leave_nothing(
     flipped = a.pc.localDescription.sdp.replace("m=audio", "m=video", 1)
     assert await error_for(a, {"type": "offer", "sdp": flipped}) == "invalid_sdp"
     assert media.counts() == {"sessions": 1, "publications": 1}
-    await still_connected(a)
+    await barrier(a)
 
 
 # -- 7. mDNS candidates -----------------------------------------------------------------
@@ -376,7 +366,7 @@ async def test_mdns_candidates_are_never_resolved_and_the_client_still_connects(
     await wait_for(lambda: session.pc.connectionState == "connected")
     pub = next(iter(session.publications.values()))
     await wait_for(lambda: pub.frames > 10)
-    await synced(a)
+    await barrier(a)
     assert not a.received("error")  # nothing for the client to trip over
     assert lookups == []  # and never a multicast DNS query
     assert session.named_candidates == len(names) + 2

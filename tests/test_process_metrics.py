@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
-
 from tests.conftest import Running
+from tests.helpers.metrics import samples
 
 
 async def tasks_gauge(url: str) -> float:
-    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as resp:
-        assert resp.status == 200
-        text = await resp.text()
-    values = [
-        float(line.split()[1]) for line in text.splitlines() if line.startswith("commhub_asyncio_")
-    ]
-    assert len(values) == 1, text
-    return values[0]
+    values = await samples(url, "commhub_asyncio_")
+    assert len(values) == 1, values
+    return next(iter(values.values()))
 
 
 async def test_asyncio_tasks_rise_with_connections_and_fall_back(hub: Running) -> None:

@@ -11,8 +11,9 @@ import pytest
 
 from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK, PatternTrack, ToneTrack
-from tests.sdk_helpers import Ears, PausableTone, close_all, now, wait_for
+from tests.helpers.media import LOOPBACK, PatternTrack, ToneTrack
+from tests.helpers.sdk import Ears, close_all, now
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -139,7 +140,7 @@ async def test_a_third_person_joins_and_leaves_and_media_keeps_flowing(party: Pa
 @pytest.mark.parametrize("party", ["sfu"], indirect=True)
 async def test_media_closed_by_the_hub_is_republished(party: Party) -> None:
     a, b = party.client("a"), party.client("b")
-    mic = PausableTone()
+    mic = ToneTrack()
     await a.connect()
     await a.publish(mic)
     await b.connect()

@@ -18,9 +18,10 @@ from commhub.app import create_app
 from commhub.config import Settings
 from commhub.sdk import Refused, RoomClient
 from tests.conftest import SECRET, Running, StartHub
-from tests.hubproc import HubProcess, free_port
-from tests.media_helpers import LOOPBACK, ToneTrack
-from tests.sdk_helpers import Ears, close_all, now, wait_for
+from tests.helpers.hubproc import HubProcess, free_port
+from tests.helpers.media import LOOPBACK, ToneTrack
+from tests.helpers.sdk import Ears, close_all, now
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -10,14 +10,12 @@ from pathlib import Path
 import pytest
 
 from commhub.speech import Hypothesis, ModelNotFound, SpeechModel, SpeechModels
-from tests.audio import (
+from tests.helpers.audio import (
     KO_PHRASES,
-    KO_SENTENCE,
     KO_WORDS,
     POCKETSPHINX_DATA,
     chunks,
-    espeak,
-    silence,
+    korean_speech,
 )
 
 GOFORWARD = POCKETSPHINX_DATA / "goforward.raw"  # "go forward ten meters", s16 16 kHz
@@ -25,7 +23,7 @@ GOFORWARD = POCKETSPHINX_DATA / "goforward.raw"  # "go forward ten meters", s16 
 
 @pytest.fixture(scope="module")
 def ko_speech() -> bytes:
-    return silence(0.3) + espeak(KO_SENTENCE) + silence(0.3)
+    return korean_speech(0.3)
 
 
 def feed(recognizer: object, pcm: bytes, ms: int = 100) -> list[Hypothesis]:

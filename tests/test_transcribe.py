@@ -12,7 +12,7 @@ import pytest
 
 from commhub.captions.transcribe import render, transcribe_file
 from commhub.speech import SpeechModels
-from tests.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, librivox, require, word_errors
+from tests.helpers.audio import KO_PHRASES, KO_SENTENCE, KO_WORDS, librivox, require, word_errors
 
 # Measured on this machine: 0.34 (24 errors / 71 words); pocketsphinx on whole files: 0.28.
 LIBRIVOX_WER_BOUND = 0.40

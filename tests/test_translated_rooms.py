@@ -6,42 +6,27 @@ import asyncio
 import json
 import os
 import signal
-import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
-from tests.audio import POCKETSPHINX_DATA, silence
 from tests.conftest import LoopWatch, Running, StartHub
-from tests.media_helpers import LOOPBACK
+from tests.helpers.audio import POCKETSPHINX_DATA, silence, write_wav
+from tests.helpers.media import LOOPBACK
+from tests.helpers.metrics import metric
 
 pytestmark = pytest.mark.e2e
-
-
-async def metric(hub: Running, name: str, **labels: str) -> float:
-    """Sum of a Prometheus metric's samples (those with `labels`), read over HTTP like any
-    scraper would."""
-    async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/metrics") as resp:
-        text = await resp.text()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name)
-        and (line[len(name)] in " {")
-        and all(f'{k}="{v}"' in line for k, v in labels.items())
-    )
 
 
 async def test_chat_is_translated_once_per_reading_language(hub: Running) -> None:
     english = await hub.joined(identity="resident", speak="en", read="en")
     spanish = [await hub.joined(identity=f"es{i}", speak="es", read="es") for i in range(2)]
     korean = await hub.joined(identity="agent", speak="ko", read="ko")
-    calls = await metric(hub, "commhub_translation_engine_calls_total")
+    calls = await metric(hub.url, "commhub_translation_engine_calls_total")
     await english.send({"type": "chat", "text": "Where is the city hall?"})
     mine = await english.expect("chat")
     assert mine["text"] == "Where is the city hall?" and "translation" not in mine
@@ -54,7 +39,7 @@ async def test_chat_is_translated_once_per_reading_language(hub: Running) -> Non
     ko = await korean.expect("chat")
     assert ko["translation"]["status"] == "unavailable" and "text" not in ko["translation"]
     # Two Spanish readers, one engine call; the Korean pair does not exist (no call).
-    assert await metric(hub, "commhub_translation_engine_calls_total") == calls + 1
+    assert await metric(hub.url, "commhub_translation_engine_calls_total") == calls + 1
 
 
 async def test_repeated_phrase_comes_from_the_cache(hub: Running) -> None:
@@ -64,7 +49,7 @@ async def test_repeated_phrase_comes_from_the_cache(hub: Running) -> None:
         await a.send({"type": "chat", "text": "Good morning, how can I help you?"})
         got = await b.expect("chat")
         assert got["translation"]["status"] == "ok"
-    assert await metric(hub, "commhub_translation_cache_hits_total") >= 2
+    assert await metric(hub.url, "commhub_translation_cache_hits_total") >= 2
 
 
 async def test_oversize_text_is_delivered_untranslated(start_hub: StartHub) -> None:
@@ -92,12 +77,7 @@ def english_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """'go forward ten meters', a real recording shipped by pocketsphinx-testdata."""
     raw = (POCKETSPHINX_DATA / "goforward.raw").read_bytes()
     path = tmp_path_factory.mktemp("tr") / "goforward.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(silence(0.5) + raw + silence(1.5))
-    return path
+    return write_wav(path, silence(0.5) + raw + silence(1.5))
 
 
 @pytest.fixture
@@ -123,7 +103,7 @@ async def test_english_speaker_read_in_spanish_and_english(
     speaker = await join("resident", "en", "en")
     english = await join("agent-en", "en", "en")
     spanish = [await join(f"agent-es{i}", "es", "es") for i in range(2)]
-    calls = await metric(hub, "commhub_translation_engine_calls_total")
+    calls = await metric(hub.url, "commhub_translation_engine_calls_total")
     waits = [c.expect("caption", timeout=60, final=True) for c in (english, *spanish)]
     player = MediaPlayer(str(english_wav))
     assert player.audio is not None
@@ -138,7 +118,7 @@ async def test_english_speaker_read_in_spanish_and_english(
         assert got["segment"] == en["segment"] and got["text"] == en["text"]
         assert got["translation"]["status"] == "ok"
         assert got["translation"]["text"] == "Va de frente diez metros"
-    assert await metric(hub, "commhub_translation_engine_calls_total") == calls + 1
+    assert await metric(hub.url, "commhub_translation_engine_calls_total") == calls + 1
 
 
 async def test_killed_engine_is_restarted_and_the_room_goes_on(hub: Running) -> None:
@@ -268,20 +248,20 @@ async def test_busy_translator_answers_failed_at_once(start_hub: StartHub) -> No
     assert isinstance(engine, ApertiumTranslator)
     first_stage = engine.pipe("en", "es").stage_pids()[0][1]
     requests = "commhub_translation_requests_total"
-    failed = await metric(hub, requests, engine="apertium", status="failed")
+    failed = await metric(hub.url, requests, engine="apertium", status="failed")
     os.kill(first_stage, signal.SIGSTOP)
     try:
-        calls = await metric(hub, "commhub_translation_engine_calls_total")
+        calls = await metric(hub.url, "commhub_translation_engine_calls_total")
         await a.send({"type": "chat", "text": "The office opens at nine."})
         async with asyncio.timeout(5):  # until that call is in the engine, holding the queue
-            while await metric(hub, "commhub_translation_engine_calls_total") == calls:
+            while await metric(hub.url, "commhub_translation_engine_calls_total") == calls:
                 await asyncio.sleep(0.01)
         await c.send({"type": "chat", "text": "Thank you very much."})
         got = await b.expect("chat", timeout=3)
         assert got["text"] == "Thank you very much."
         t = got["translation"]
         assert (t["status"], t["engine"]) == ("failed", "apertium") and "busy" in t["detail"]
-        assert await metric(hub, requests, engine="apertium", status="failed") == failed + 1
+        assert await metric(hub.url, requests, engine="apertium", status="failed") == failed + 1
     finally:
         os.kill(first_stage, signal.SIGCONT)
     late = await b.expect("chat", timeout=10)

@@ -18,13 +18,13 @@ from aiortc.contrib.media import MediaPlayer
 from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
 from tests.e2e.browser import CHROMIUM, chromium_flags
-from tests.media_helpers import (
+from tests.helpers.audio import read_wav_mono, speech_wav
+from tests.helpers.media import (
     LOOPBACK,
     best_correlation,
     collect_audio,
-    read_wav_mono,
+    media_settings,
     resample,
-    speech_wav,
 )
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +59,7 @@ async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
 
 @pytest.fixture
 async def media_hub(start_hub: StartHub) -> Running:
-    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+    return await start_hub(**media_settings())
 
 
 async def test_browser_and_aiortc_exchange_audio(
@@ -128,8 +128,7 @@ async def test_browser_and_aiortc_exchange_audio(
 async def test_browser_shows_live_captions_and_translated_chat(
     start_hub: StartHub, browser_page: Any, tmp_path: Path
 ) -> None:
-    from tests.audio import KO_PHRASES, KO_SENTENCE, espeak, silence
-    from tests.test_live_captions import write_wav
+    from tests.helpers.audio import KO_PHRASES, korean_speech, write_wav
     from tests.wsclient import SignalClient
 
     hub = await start_hub(ice_host_addresses=list(LOOPBACK), caption_phrases={"ko": KO_PHRASES})
@@ -139,7 +138,7 @@ async def test_browser_shows_live_captions_and_translated_chat(
     await page.wait_for_function("document.body.dataset.media === 'connected'", timeout=20000)
 
     # A Korean agent speaks over WebRTC: the page shows the live caption of the utterance.
-    wav = write_wav(tmp_path / "ko.wav", silence(0.5) + espeak(KO_SENTENCE) + silence(1.5))
+    wav = write_wav(tmp_path / "ko.wav", korean_speech(0.5, 1.5))
     agent = RoomClient(hub.url, hub.token("desk", "agent", name="Agent", speak="ko", read="ko"),
                        ice_hosts=LOOPBACK)  # fmt: skip
     player = MediaPlayer(str(wav))

@@ -22,7 +22,6 @@ import jwt
 import pytest
 
 from commhub import auth
-from tests.audio import LIBRIVOX
 from tests.conftest import SECRET, Running, StartHub
 from tests.e2e.browser import (
     DESKTOP,
@@ -34,8 +33,9 @@ from tests.e2e.browser import (
     wait_state,
     wav48k,
 )
-from tests.hubproc import HubProcess, free_port
-from tests.media_helpers import LOOPBACK, speech_wav
+from tests.helpers.audio import LIBRIVOX, speech_wav
+from tests.helpers.hubproc import HubProcess, free_port
+from tests.helpers.media import LOOPBACK
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,27 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
-from av.audio.frame import AudioFrame
 
 from commhub.sdk import RemoteTrack, RoomClient
 
 LEVEL = 1000.0  # RMS of a frame that carries the test tone (silence and noise: far below)
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not cond():
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout:g} s waiting for {what or cond}") from None
 
 
 @dataclass
@@ -102,38 +89,6 @@ class Ears:
 
 def now() -> float:
     return asyncio.get_running_loop().time()
-
-
-class PausableTone(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms frames, paced in real time, that can stop delivering frames
-    (as a stuck microphone would) and resume."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-        self.t0: float | None = None
-        self.running = asyncio.Event()
-        self.running.set()
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if not self.running.is_set():
-            await self.running.wait()
-            self.t0 = asyncio.get_running_loop().time() - self.n * 0.02  # pace from now on
-        loop = asyncio.get_running_loop()
-        self.t0 = self.t0 if self.t0 is not None else loop.time()
-        await asyncio.sleep(max(0.0, self.t0 + self.n * 0.02 - loop.time()))
-        t = (np.arange(960) + self.n * 960) / 48000
-        samples = (8000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16).reshape(1, -1)
-        frame = AudioFrame.from_ndarray(samples, format="s16", layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = self.n * 960
-        frame.time_base = fractions.Fraction(1, 48000)
-        self.n += 1
-        return frame
 
 
 async def close_all(*things: RoomClient | Ears) -> None:

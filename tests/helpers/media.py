@@ -1,15 +1,13 @@
-"""Helpers for media tests: a speech WAV, a patterned video track, recording, correlation."""
+"""Media test helpers: patterned video and tone tracks, recording, correlation, leak census,
+hand-driven peers, SDK clients in a room, and the settings of a media hub."""
 
 from __future__ import annotations
 
 import asyncio
 import fractions
 import gc
-import subprocess
 import threading
-import wave
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,25 +17,14 @@ from av.audio.frame import AudioFrame
 from av.video.frame import VideoFrame
 
 from commhub.rtc.ice import IcePolicy, policy_scope
+from commhub.sdk import RoomClient
 
 LOOPBACK = ("127.0.0.1",)
 
 
-def speech_wav(
-    path: Path,
-    text: str = "Hello, this is a test of the commhub media relay. One two three four five.",
-) -> Path:
-    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
-    return path
-
-
-def read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
-    with wave.open(str(path)) as w:
-        rate, ch = w.getframerate(), w.getnchannels()
-        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
-    if ch > 1:
-        data = data.reshape(-1, ch).mean(axis=1)
-    return data, rate
+def media_settings(**extra: Any) -> dict[str, Any]:
+    """A hub for media tests: ICE on loopback, no captions or translation (unless asked)."""
+    return {"ice_host_addresses": list(LOOPBACK), "captions": False, "translation": False, **extra}
 
 
 def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
@@ -122,7 +109,8 @@ def census() -> dict[str, int]:
 
 
 class ToneTrack(MediaStreamTrack):
-    """A 440 Hz tone in 20 ms frames, paced in real time."""
+    """A 440 Hz tone in 20 ms frames, paced in real time. Clearing `running` stops it
+    delivering frames (as a stuck microphone would) until it is set again."""
 
     kind = "audio"
 
@@ -130,10 +118,15 @@ class ToneTrack(MediaStreamTrack):
         super().__init__()
         self.n = 0
         self.t0: float | None = None
+        self.running = asyncio.Event()
+        self.running.set()
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
             raise MediaStreamError
+        if not self.running.is_set():
+            await self.running.wait()
+            self.t0 = asyncio.get_running_loop().time() - self.n * 0.02  # pace from now on
         loop = asyncio.get_running_loop()
         self.t0 = self.t0 if self.t0 is not None else loop.time()
         await asyncio.sleep(max(0.0, self.t0 + self.n * 0.02 - loop.time()))
@@ -198,3 +191,34 @@ def sections_offer(count: int, kind: str = "audio", direction: str = "sendonly")
             f"a=rtpmap:{fmt} {codec}",
         ]  # fmt: skip
     return "\r\n".join(head + body) + "\r\n"
+
+
+class Clients:
+    """SDK clients joined to one hub, closed together."""
+
+    def __init__(self, hub: Any) -> None:
+        self.hub = hub
+        self.all: list[RoomClient] = []
+
+    async def join(
+        self, identity: str, room: str = "lobby", p2p: bool = False, **kw: Any
+    ) -> RoomClient:
+        c = RoomClient(
+            self.hub.url, self.hub.token(room, identity, **kw), ice_hosts=LOOPBACK, p2p=p2p
+        )
+        self.all.append(c)
+        await c.connect()
+        return c
+
+    async def close(self) -> None:
+        for c in self.all:
+            await c.close()
+
+
+async def error_for(c: RoomClient, msg: dict[str, Any]) -> str:
+    """Send `msg` with a fresh id; the code of the error the hub answers it with."""
+    ref = f"r{len(c.inbox)}"
+    wait = c.expect("error", ref=ref)
+    await c.send({**msg, "id": ref})
+    code: str = (await wait)["code"]
+    return code

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -51,6 +52,38 @@ def espeak(text: str, voice: str = "ko", speed: int = 175) -> bytes:
 
 def wav_pcm(path: Path) -> bytes:
     return to_pcm(path.read_bytes())
+
+
+def write_wav(path: Path, pcm: bytes, rate: int = RATE) -> Path:
+    """s16le mono PCM as a WAV file."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
+def korean_speech(before: float = 0.3, after: float | None = None) -> bytes:
+    """The Korean test sentence between silences (`after` defaults to `before`)."""
+    return silence(before) + espeak(KO_SENTENCE) + silence(before if after is None else after)
+
+
+def speech_wav(
+    path: Path,
+    text: str = "Hello, this is a test of the commhub media relay. One two three four five.",
+) -> Path:
+    subprocess.run(["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(path), text], check=True)
+    return path
+
+
+def read_wav_mono(path: Path) -> tuple[np.ndarray, int]:
+    with wave.open(str(path)) as w:
+        rate, ch = w.getframerate(), w.getnchannels()
+        data = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).astype(np.float64)
+    if ch > 1:
+        data = data.reshape(-1, ch).mean(axis=1)
+    return data, rate
 
 
 def silence(seconds: float) -> bytes:
