@@ -136,8 +136,8 @@ async def test_grants_gate_publishing_and_subscribing(media_hub: Running, client
     speaker = await clients.join("speaker")
     await speaker.publish(PatternTrack())
     await wait_for(lambda: len(mute.remote) == 1)
-    await asyncio.sleep(0.5)
-    assert listener.remote == {}
+    await barrier(speaker, listener)  # whatever the hub meant for the listener has arrived
+    assert listener.remote == {} and not listener.received("offer")
     assert len(media_hub.hub.media.sessions[listener.pid].slots) == 0
     await barrier(listener)
 
