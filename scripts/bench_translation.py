@@ -138,7 +138,7 @@ def bench_apertium(texts: list[str], workers: int) -> list[dict[str, Any]]:
 
 
 def bench_argos(texts: list[str], workers: int, max_len: int) -> list[dict[str, Any]]:
-    from tests.argos_fixture import build_argos_package
+    from tests.helpers.translate import build_argos_package
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

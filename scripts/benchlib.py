@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the checkout's commhub, not the copy installed in the venv
 
 from commhub import auth  # noqa: E402
+from tests.helpers.audio import write_wav  # noqa: E402,F401 (the benches' WAV writer too)
 
 
 @dataclass
@@ -126,16 +126,6 @@ def pct(values: list[float], q: float) -> float:
 def write_json(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, ensure_ascii=False, indent=2))
-
-
-def write_wav(path: Path, pcm: bytes, rate: int) -> Path:
-    """16-bit mono PCM as a WAV file."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return path
 
 
 async def wait_for(cond: Callable[[], bool], timeout: float, what: str) -> None:

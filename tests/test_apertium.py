@@ -26,17 +26,14 @@ from commhub.translate import (
 )
 from commhub.translate.apertium import (
     _pipeline_stages,
-    default_modes_dir,
     discover_modes,
     escape,
     unescape,
 )
+from tests.helpers.translate import APERTIUM_MODES, needs_apertium
 
-MODES = default_modes_dir()
-pytestmark = pytest.mark.skipif(
-    MODES is None or not (MODES / "eng-spa.mode").is_file(),
-    reason="needs Debian packages apertium and apertium-eng-spa",
-)
+MODES = APERTIUM_MODES
+pytestmark = needs_apertium
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ from commhub.translate import (
     install_argos_package,
     install_argos_pair,
 )
-from tests import argos_fixture
+from tests.helpers import translate as translate_helpers
 
-argos_archives = argos_fixture.argos_archives  # the session fixture, used by name
+argos_archives = translate_helpers.argos_archives  # the session fixture, used by name
 
 SHORT = 24  # max decoding length: random weights never stop early, keep tests quick
 

@@ -12,10 +12,10 @@ import pytest
 
 from commhub.server.languages import describe
 from commhub.translate import install_argos_package
-from tests import argos_fixture
 from tests.conftest import Running, StartHub
+from tests.helpers import translate as translate_helpers
 
-argos_archives = argos_fixture.argos_archives  # the session fixture, used by name
+argos_archives = translate_helpers.argos_archives  # the session fixture, used by name
 
 
 async def get(url: str) -> dict[str, Any]:

@@ -13,11 +13,10 @@ import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aioice.ice
 import pytest
 
 from tests.conftest import Running, StartHub
-from tests.helpers.media import media_settings
+from tests.helpers.media import count_mdns_lookups, media_settings
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -72,14 +71,7 @@ async def media_hub(start_hub: StartHub) -> Running:
 async def test_chromium_hiding_behind_mdns_publishes_to_the_hub(
     media_hub: Running, page: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lookups: list[object] = []
-    real = aioice.ice.get_or_create_mdns_protocol
-
-    async def counted(subscriber: object) -> Any:
-        lookups.append(subscriber)
-        return await real(subscriber)
-
-    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", counted)
+    lookups = count_mdns_lookups(monkeypatch)
     logs: list[str] = []
     page.on("console", lambda m: logs.append(f"{m.type}: {m.text}"))
     await page.goto(f"{media_hub.url}/")

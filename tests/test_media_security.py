@@ -12,9 +12,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
-import aioice.ice
 import pytest
 from aiortc import RTCPeerConnection
 
@@ -25,6 +23,7 @@ from tests.helpers.media import (
     PatternTrack,
     RawPeer,
     ToneTrack,
+    count_mdns_lookups,
     error_for,
     media_settings,
     sections_offer,
@@ -339,14 +338,7 @@ def hide_behind_mdns(sdp: str, names: dict[str, str]) -> str:
 async def test_mdns_candidates_are_never_resolved_and_the_client_still_connects(
     media_hub: Running, clients: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    lookups: list[object] = []
-    real = aioice.ice.get_or_create_mdns_protocol
-
-    async def counted(subscriber: object) -> Any:
-        lookups.append(subscriber)
-        return await real(subscriber)
-
-    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", counted)
+    lookups = count_mdns_lookups(monkeypatch)
 
     media = media_hub.hub.media
     a = await clients.join("alice")

@@ -18,18 +18,14 @@ from commhub.translate import (
     install_argos_package,
     translate_cli,
 )
-from commhub.translate.apertium import default_modes_dir
 from commhub.translate.cache import TranslationCache, normalise
 from commhub.translate.languages import to_iso1, to_iso3
-from tests import argos_fixture
+from tests.helpers import translate as translate_helpers
 
-argos_archives = argos_fixture.argos_archives  # the session fixture, used by name
+argos_archives = translate_helpers.argos_archives  # the session fixture, used by name
 
-MODES = default_modes_dir()
-needs_apertium = pytest.mark.skipif(
-    MODES is None or not (MODES / "eng-spa.mode").is_file(),
-    reason="needs Debian packages apertium and apertium-eng-spa",
-)
+MODES = translate_helpers.APERTIUM_MODES
+needs_apertium = translate_helpers.needs_apertium
 
 
 @pytest.fixture

@@ -15,18 +15,14 @@ from commhub.translate import (
     argos_dir,
     install_argos_package,
 )
-from commhub.translate.apertium import default_modes_dir
 from commhub.translate.cache import normalise
 from commhub.translate.text import REPLACEMENT, clean_text
-from tests import argos_fixture
+from tests.helpers import translate as translate_helpers
 
-argos_archives = argos_fixture.argos_archives  # the session fixture, used by name
+argos_archives = translate_helpers.argos_archives  # the session fixture, used by name
 
-MODES = default_modes_dir()
-needs_apertium = pytest.mark.skipif(
-    MODES is None or not (MODES / "eng-spa.mode").is_file(),
-    reason="needs Debian packages apertium and apertium-eng-spa",
-)
+MODES = translate_helpers.APERTIUM_MODES
+needs_apertium = translate_helpers.needs_apertium
 
 NONCHARACTERS = ["\ufdd0", "\ufdef", "\ufffe", "\uffff", "\U0001fffe", "\U0010ffff"]
 SURROGATES = ["\ud800", "\udbff", "\udc00", "\udfff"]

@@ -10,7 +10,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import aioice.ice
 import numpy as np
+import pytest
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 from av.audio.frame import AudioFrame
@@ -222,3 +224,17 @@ async def error_for(c: RoomClient, msg: dict[str, Any]) -> str:
     await c.send({**msg, "id": ref})
     code: str = (await wait)["code"]
     return code
+
+
+def count_mdns_lookups(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every mDNS resolver aioice creates from now on (to prove `.local` names are never
+    looked up); the real resolver still runs."""
+    lookups: list[object] = []
+    real = aioice.ice.get_or_create_mdns_protocol
+
+    async def counted(subscriber: object) -> Any:
+        lookups.append(subscriber)
+        return await real(subscriber)
+
+    monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", counted)
+    return lookups

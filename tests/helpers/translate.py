@@ -1,4 +1,5 @@
-"""Tiny, random-weight Argos packages, built for real (no registry ships any .argosmodel).
+"""Translation test helpers: tiny random-weight Argos packages, built for real (no registry
+ships any .argosmodel), and the mark for tests that need Apertium's eng-spa pair.
 
 The package is a genuine .argosmodel: a CTranslate2 Transformer (1 encoder + 1 decoder
 layer, 2 heads, d_model 16) saved from numpy weights, a SentencePiece model trained on a
@@ -18,6 +19,14 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 from ctranslate2.specs import transformer_spec
+
+from commhub.translate.apertium import default_modes_dir
+
+APERTIUM_MODES = default_modes_dir()
+needs_apertium = pytest.mark.skipif(
+    APERTIUM_MODES is None or not (APERTIUM_MODES / "eng-spa.mode").is_file(),
+    reason="needs Debian packages apertium and apertium-eng-spa",
+)
 
 D_MODEL = 16
 FFN = 32
