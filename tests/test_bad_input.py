@@ -8,12 +8,8 @@ import pytest
 
 from tests.conftest import Running, StartHub
 from tests.helpers.metrics import metric
+from tests.helpers.wait import barrier
 from tests.wsclient import raw_join
-
-
-async def assert_alive(c: object) -> None:
-    await c.send({"type": "ping", "id": "alive"})  # type: ignore[attr-defined]
-    await c.expect("pong", ref="alive")  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -38,7 +34,7 @@ async def test_recoverable_errors(hub: Running, raw: str, code: str) -> None:
     err = await c.expect("error")
     assert err["code"] == code, err
     assert err["message"] and "fatal" not in err
-    await assert_alive(c)
+    await barrier(c)
     await c.send({"type": "chat", "text": "still here"})
     assert (await watcher.expect("chat"))["text"] == "still here"
 
@@ -64,7 +60,7 @@ async def test_binary_frames_are_refused(hub: Running) -> None:
     c = await hub.joined()
     await c.ws.send_bytes(b"\x00\x01")
     assert (await c.expect("error"))["code"] == "invalid_message"
-    await assert_alive(c)
+    await barrier(c)
 
 
 async def test_oversize_message(start_hub: StartHub) -> None:
@@ -74,13 +70,13 @@ async def test_oversize_message(start_hub: StartHub) -> None:
     await c.send({"type": "chat", "text": "x" * 3000})
     err = await c.expect("error")
     assert err["code"] == "message_too_large" and "2048" in err["message"]
-    await assert_alive(c)
+    await barrier(c)
     # Far beyond the limit the frame is not even read: close 1009 (message too big).
     await c.ws.send_str("y" * 2048 * 5)
     assert await c.closed() == 1009
     left = await watcher.expect("participant_left")
     assert left["participant"]["identity"] == "big"
-    await assert_alive(watcher)
+    await barrier(watcher)
 
 
 async def test_rate_limit_then_flood_close(start_hub: StartHub) -> None:
@@ -97,7 +93,7 @@ async def test_rate_limit_then_flood_close(start_hub: StartHub) -> None:
     assert fatal["fatal"] is True
     assert await c.closed() == 1008
     assert (await watcher.expect("participant_left"))["participant"]["identity"] == "flood"
-    await assert_alive(watcher)
+    await barrier(watcher)
 
 
 async def test_forbidden_without_chat_grant(hub: Running) -> None:
@@ -106,7 +102,7 @@ async def test_forbidden_without_chat_grant(hub: Running) -> None:
     await c.send({"type": "chat", "text": "hi"})
     err = await c.expect("error")
     assert err["code"] == "forbidden" and "chat" in err["message"]
-    await assert_alive(c)
+    await barrier(c)
 
 
 async def test_join_timeout(start_hub: StartHub) -> None:
@@ -169,5 +165,5 @@ async def test_slow_reader_is_dropped_not_buffered_forever(start_hub: StartHub) 
     gone = await talker.expect("participant_left", timeout=30)
     assert gone["participant"]["identity"] == "sleepy"
     # The talker is unaffected.
-    await assert_alive(talker)
+    await barrier(talker)
     writer.close()

@@ -13,13 +13,8 @@ import pytest
 
 from commhub import auth
 from tests.conftest import SECRET, Running, StartHub
+from tests.helpers.wait import barrier
 from tests.wsclient import SignalClient
-
-
-async def assert_alive(c: SignalClient) -> None:
-    await c.send({"type": "ping", "id": "alive"})
-    await c.expect("pong", ref="alive")
-
 
 # -- nothing unencodable enters the hub ----------------------------------------------------
 
@@ -41,7 +36,7 @@ async def test_lone_surrogates_are_refused_at_the_edge(hub: Running, raw: str) -
     err = await c.expect("error")
     assert err["code"] == "invalid_message" and "surrogate" in err["message"], err
     assert "ref" not in err
-    await assert_alive(c)
+    await barrier(c)
     # The room is not poisoned: a newcomer gets `joined` with the history, chat flows.
     await c.send({"type": "chat", "text": "a valid pair \U0001f600 is fine"})
     await watcher.expect("chat")
@@ -60,7 +55,7 @@ async def test_surrogate_in_join_name_or_sdp(hub: Running) -> None:
     await c.ws.send_str('{"type": "offer", "sdp": ' + sdp.replace("T", "\\ud801") + "}")
     err = await c.expect("error")
     assert err["code"] == "invalid_message", err
-    await assert_alive(c)
+    await barrier(c)
 
 
 async def test_deep_nesting_is_refused_without_internal_error(hub: Running) -> None:
@@ -70,7 +65,7 @@ async def test_deep_nesting_is_refused_without_internal_error(hub: Running) -> N
     await c.ws.send_str('{"type": "join", "capabilities": ' + '{"p2p": ' * 40 + "1" + "}" * 41)
     err = await c.expect("error")
     assert err["code"] == "invalid_message" and "nested" in err["message"], err
-    await assert_alive(c)
+    await barrier(c)
     assert not c.received("error") or all(
         e["code"] != "internal_error" for e in c.received("error")
     )
@@ -99,7 +94,7 @@ async def test_binary_frames_count_against_the_flood_limit(hub: Running) -> None
     assert await c.closed() == 1008
     assert c.received("error")[-1]["code"] == "flooding"
     assert (await watcher.expect("participant_left"))["participant"]["identity"] == "binary"
-    await assert_alive(watcher)
+    await barrier(watcher)
 
 
 async def test_oversize_frames_count_against_the_rate(start_hub: StartHub) -> None:
@@ -123,8 +118,7 @@ async def test_bytes_per_second(start_hub: StartHub) -> None:
         await c.send({"type": "chat", "text": "y" * 3000})
     for _ in range(2):
         assert (await c.expect("error"))["code"] == "rate_limited"
-    await watcher.send({"type": "ping", "id": "barrier"})  # the hub handled all five by now
-    await watcher.expect("pong", ref="barrier")
+    await barrier(watcher)  # the hub handled all five by now
     assert len(watcher.received("chat")) == 3
     await asyncio.sleep(1.6)  # the bucket refills at 2000 B/s
     await c.send({"type": "chat", "text": "z" * 3000})
@@ -238,4 +232,4 @@ async def test_sessions_outlive_their_token_by_default(start_hub: StartHub) -> N
     hub.clients.append(c)
     await c.join()
     await asyncio.sleep(1.5)
-    await assert_alive(c)
+    await barrier(c)

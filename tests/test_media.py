@@ -26,7 +26,7 @@ from tests.helpers.media import (
     media_settings,
     resample,
 )
-from tests.helpers.wait import wait_for
+from tests.helpers.wait import barrier, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -190,8 +190,7 @@ async def test_modes_follow_the_room_and_the_admin(media_hub: Running, clients: 
 async def test_auto_mode_needs_both_clients_capable(media_hub: Running, clients: Clients) -> None:
     a = await clients.join("alice", p2p=True)
     b = await clients.join("bob", p2p=False)
-    await b.send({"type": "ping", "id": "sync"})
-    await b.expect("pong", ref="sync")
+    await barrier(a, b)
     assert media_hub.hub.media.mode("lobby") == "sfu"
     assert a.mode == b.mode == "sfu"
 
@@ -200,8 +199,7 @@ async def test_token_sets_the_room_mode(media_hub: Running, clients: Clients) ->
     # Two p2p-capable clients would get p2p, but the first token pins the room to sfu.
     a = await clients.join("alice", p2p=True, media_mode="sfu")
     b = await clients.join("bob", p2p=True)
-    await b.send({"type": "ping", "id": "sync"})
-    await b.expect("pong", ref="sync")
+    await barrier(a, b)
     assert media_hub.hub.media.mode("lobby") == "sfu"
     assert a.mode == b.mode == "sfu"
     assert all(m["mode"] == "sfu" for m in a.received("media_mode") + b.received("media_mode"))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from tests.conftest import Running
+from tests.helpers.wait import barrier
 from tests.wsclient import raw_join
 
 
@@ -45,9 +44,7 @@ async def test_chat_fans_out_within_a_room_only(hub: Running) -> None:
         assert got["from"]["identity"] == "a1" and got["lang"] == "en"
     await b1.send({"type": "chat", "text": "hello room b"})
     assert (await b1.expect("chat"))["text"] == "hello room b"
-    await a2.send({"type": "ping", "id": "sync"})
-    await a2.expect("pong", ref="sync")
-    await asyncio.sleep(0.05)
+    await barrier(a1, a2, b1)  # all the hub sent them so far has arrived
     assert [m["text"] for m in a2.received("chat")] == ["hello room a"]
     assert [m["text"] for m in b1.received("chat")] == ["hello room b"]
 
