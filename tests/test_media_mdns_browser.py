@@ -9,26 +9,17 @@ embeddable client, commhub.js.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from tests.conftest import Running, StartHub
+from tests.helpers.browser import chromium_flags, chromium_page
 from tests.helpers.media import count_mdns_lookups, media_settings
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-# The flags of tests/e2e/test_browser.py, except that mDNS hiding stays on.
-FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-]  # fmt: skip
 
 PUBLISH = """async ([token]) => {
     const { CommHub } = await import("/static/commhub.js");
@@ -52,15 +43,8 @@ PUBLISH = """async ([token]) => {
 
 @pytest.fixture
 async def page() -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian chromium is not installed")
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            yield await browser.new_page()
-        finally:
-            await browser.close()
+    async with chromium_page(chromium_flags(hide_ips_with_mdns=True)) as page:
+        yield page
 
 
 @pytest.fixture

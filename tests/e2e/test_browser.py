@@ -7,7 +7,6 @@ the aiortc client and matches the file; the aiortc client's WAV reaches the brow
 from __future__ import annotations
 
 import asyncio
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from aiortc.contrib.media import MediaPlayer
 
 from commhub.sdk import RoomClient
 from tests.conftest import Running, StartHub
-from tests.e2e.browser import CHROMIUM, chromium_flags
 from tests.helpers.audio import read_wav_mono, speech_wav
+from tests.helpers.browser import chromium_flags, chromium_page, wav48k
 from tests.helpers.media import (
     LOOPBACK,
     best_correlation,
@@ -32,29 +31,14 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 async def browser_page(tmp_path: Path) -> AsyncIterator[Any]:
-    playwright_api = pytest.importorskip("playwright.async_api")
-    if not shutil.which(CHROMIUM):
-        pytest.skip("Debian chromium is not installed")
-    # Chrome's fake capture wants 16-bit PCM; loudness kept, 48 kHz mono.
     src = speech_wav(
         tmp_path / "raw.wav",
         "The browser is speaking to the hub. One two three four five six seven.",
     )
-    fake = tmp_path / "browser.wav"
-    proc = await asyncio.create_subprocess_exec(
-        "sox", str(src), "-r", "48000", "-c", "1", "-b", "16", str(fake)
-    )
-    assert await proc.wait() == 0
-    async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=chromium_flags(fake, loop=False)
-        )
-        page = await browser.new_page()
+    fake = await asyncio.to_thread(wav48k, src, tmp_path / "browser.wav")
+    async with chromium_page(chromium_flags(fake, loop=False)) as page:
         page.fake_wav = fake
-        try:
-            yield page
-        finally:
-            await browser.close()
+        yield page
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ import pytest
 
 from commhub import auth
 from tests.conftest import SECRET, Running, StartHub
-from tests.e2e.browser import (
+from tests.helpers.audio import LIBRIVOX, speech_wav
+from tests.helpers.browser import (
     DESKTOP,
     PHONE,
     Browser,
@@ -33,7 +34,6 @@ from tests.e2e.browser import (
     wait_state,
     wav48k,
 )
-from tests.helpers.audio import LIBRIVOX, speech_wav
 from tests.helpers.hubproc import HubProcess, free_port
 from tests.helpers.media import LOOPBACK
 

@@ -1,7 +1,8 @@
-"""Headless Debian Chromium driven by Playwright, with fake camera and microphone.
+"""Headless Debian Chromium driven by Playwright, with the flags WebRTC on loopback needs.
 
-Helpers for the call page: open a page per person (its own browser context), read what its
-connections receive (inbound RTP via getStats), and record every connection state it shows.
+A single page (`chromium_page`), or for the call page a browser with a page per person (its
+own context, `chromium`), what its connections receive (inbound RTP via getStats), and every
+connection state it shows.
 """
 
 from __future__ import annotations
@@ -21,18 +22,27 @@ DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
 
-def chromium_flags(fake_audio: Path, loop: bool = True) -> list[str]:
-    # From FIELD-NOTES: without the last two, ICE never completes on loopback. Playwright
-    # gives every launch a fresh profile itself (it refuses --user-data-dir).
-    audio = f"{fake_audio}" if loop else f"{fake_audio}%noloop"
-    return [
+def chromium_flags(
+    fake_audio: Path | None = None, loop: bool = True, hide_ips_with_mdns: bool = False
+) -> list[str]:
+    """Flags for a test browser. With `fake_audio`, getUserMedia is granted and the microphone
+    plays that WAV (16-bit PCM; once unless `loop`). From FIELD-NOTES: without mDNS hiding
+    turned off and loopback allowed, ICE never completes on loopback; with hiding on, the page
+    behaves as one never granted a device. Playwright gives every launch a fresh profile
+    itself (it refuses --user-data-dir)."""
+    flags = [
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={audio}",
-        "--autoplay-policy=no-user-gesture-required",
-        "--disable-features=WebRtcHideLocalIpsWithMdns", "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
     ]  # fmt: skip
+    if fake_audio is not None:
+        flags += [
+            "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-audio-capture={fake_audio}{'' if loop else '%noloop'}",
+        ]  # fmt: skip
+    if not hide_ips_with_mdns:
+        flags.append("--disable-features=WebRtcHideLocalIpsWithMdns")
+    return flags
 
 
 def wav48k(src: Path, out: Path) -> Path:
@@ -93,18 +103,30 @@ class Browser:
 
 
 @asynccontextmanager
-async def chromium(fake_audio: Path, loop: bool = True) -> AsyncIterator[Browser]:
+async def _launched(flags: list[str]) -> AsyncIterator[Any]:
+    """A new headless browser; skips the test when Playwright or Chromium is missing."""
     playwright_api = pytest.importorskip("playwright.async_api")
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian chromium is not installed")
     async with playwright_api.async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM, args=chromium_flags(fake_audio, loop)
-        )
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
-            yield Browser(browser)
+            yield browser
         finally:
             await browser.close()
+
+
+@asynccontextmanager
+async def chromium(fake_audio: Path, loop: bool = True) -> AsyncIterator[Browser]:
+    async with _launched(chromium_flags(fake_audio, loop)) as browser:
+        yield Browser(browser)
+
+
+@asynccontextmanager
+async def chromium_page(flags: list[str]) -> AsyncIterator[Any]:
+    """One page in a new browser."""
+    async with _launched(flags) as browser:
+        yield await browser.new_page()
 
 
 async def inbound(page: Any, name: str, kind: str) -> dict[str, Any]:
