@@ -27,6 +27,7 @@ from commhub.translate import (
     install_argos_pair,
 )
 from tests.helpers import translate as translate_helpers
+from tests.helpers.hubproc import free_port
 
 argos_archives = translate_helpers.argos_archives  # the session fixture, used by name
 
@@ -115,14 +116,8 @@ async def test_install_pair_from_index(tmp_path: Path, served: str) -> None:
         )
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_offline_errors_say_how_to_install_from_file(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{closed_port()}/index.json"
+    url = f"http://127.0.0.1:{free_port()}/index.json"  # nobody listens there
     with pytest.raises(InstallError, match=r"(?s)unreachable.*install it from the file"):
         install_argos_pair("en-ko", tmp_path, progress=False, index_url=url)
     with pytest.raises(InstallError, match="cannot download"):
