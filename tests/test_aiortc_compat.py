@@ -28,7 +28,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 
 from commhub.rtc import compat, ice
 from commhub.rtc.ice import IcePolicy, policy_scope
@@ -89,6 +89,26 @@ async def test_transceiver_codecs_are_read_and_narrowed_before_the_answer() -> N
             await b.setLocalDescription(await b.createAnswer())
         rtpmaps = re.findall(r"a=rtpmap:\d+ ([\w-]+)/", b.localDescription.sdp)
         assert rtpmaps == ["VP8"]  # the answer carries what was set, nothing else
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_negotiated_parameters_survive_a_new_offer() -> None:
+    a, b = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        a.addTransceiver("audio")
+        await _connect(a, b)
+        (t,) = a.getTransceivers()
+        saved = compat.negotiated_parameters(t)
+        codecs, extensions = saved
+        assert codecs and all(isinstance(c, RTCRtpCodecParameters) for c in codecs)
+        assert all(isinstance(e, RTCRtpHeaderExtensionParameters) for e in extensions)
+        payload_types = [c.payloadType for c in codecs]
+        await a.createOffer()  # what a renegotiation does first: aiortc resets the two lists
+        compat.restore_negotiated_parameters(t, saved)
+        after = compat.negotiated_parameters(t)
+        assert [c.payloadType for c in after[0]] == payload_types and after[1] == extensions
     finally:
         await a.close()
         await b.close()

@@ -304,14 +304,14 @@ class PeerSession:
             # aiortc has yet to start (its task runs after the last answer) would then send
             # Opus as 96 where the client negotiated 111: keep the negotiated numbers.
             kept = {
-                t: (t._codecs, t._headerExtensions)
+                t: compat.negotiated_parameters(t)
                 for t in self.pc.getTransceivers()
                 if t.currentDirection is not None
             }
             with policy_scope(self.policy):
                 offer = await self.pc.createOffer()
-                for t, (codecs, extensions) in kept.items():
-                    t._codecs, t._headerExtensions = codecs, extensions
+                for t, negotiated in kept.items():
+                    compat.restore_negotiated_parameters(t, negotiated)
                 await self.pc.setLocalDescription(offer)
             self.send(
                 {

@@ -4,7 +4,8 @@ aiortc exposes no API for these; each function names what it touches so that an 
 checked here (tests/test_aiortc_compat.py has one test per touch point, and pyproject.toml
 pins the versions they were checked against). Touch points:
 
-- ``RTCRtpTransceiver._codecs``: the negotiated codec list, narrowed after the remote offer.
+- ``RTCRtpTransceiver._codecs`` / ``_headerExtensions``: the negotiated codec list, narrowed
+  after the remote offer; both kept across createOffer (which resets them to the defaults).
 - ``RTCRtpSender._handle_rtcp_packet``: wrapped, to see subscribers' picture-loss reports.
 - ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` / ``__kind`` (name-mangled):
   the decoder queue is replaced by a tee, the audio jitter buffer by one with less prefetch.
@@ -25,7 +26,7 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.sdp import SessionDescription
 
 # -- transceivers ----------------------------------------------------------------------
@@ -41,6 +42,20 @@ def set_transceiver_codecs(
     transceiver: RTCRtpTransceiver, codecs: list[RTCRtpCodecParameters]
 ) -> None:
     transceiver._codecs = codecs
+
+
+Negotiated = tuple[list[RTCRtpCodecParameters], list[RTCRtpHeaderExtensionParameters]]
+
+
+def negotiated_parameters(transceiver: RTCRtpTransceiver) -> Negotiated:
+    """The codecs and header extensions a transceiver's sender will use."""
+    return transceiver._codecs, transceiver._headerExtensions
+
+
+def restore_negotiated_parameters(transceiver: RTCRtpTransceiver, saved: Negotiated) -> None:
+    """Put back what `negotiated_parameters` saved (createOffer resets both to aiortc's
+    defaults, and a sender not started yet would then use the default payload numbers)."""
+    transceiver._codecs, transceiver._headerExtensions = saved
 
 
 # -- senders ---------------------------------------------------------------------------
