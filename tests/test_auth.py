@@ -47,7 +47,7 @@ def _forge(payload: dict[str, object], secret: str = SECRET) -> str:
         "sub": "u",
         "iat": int(time.time()),
         "nbf": int(time.time()),
-        "exp": int(time.time()) + 60,
+        "exp": int(time.time()) + 3600,  # made at collection: outlives a long suite
         "room": "lobby",
     }
     return jwt.encode({**base, **payload}, secret, algorithm="HS256")
