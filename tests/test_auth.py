@@ -60,7 +60,7 @@ def _forge(payload: dict[str, object], secret: str = SECRET) -> str:
         ("", "token_missing"),
         ("not-a-jwt", "token_malformed"),
         (_forge({"exp": int(time.time()) - 60}), "token_expired"),
-        (_forge({"nbf": int(time.time()) + 600}), "token_not_yet_valid"),
+        (_forge({"nbf": int(time.time()) + 86400}), "token_not_yet_valid"),
         (_forge({}, secret="another-secret-" + "y" * 40), "token_bad_signature"),
         (_forge({"iss": "someone-else"}), "token_bad_issuer"),
         (_forge({"grants": ["fly"]}), "token_malformed"),
