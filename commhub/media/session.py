@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from commhub import protocol
 from commhub.media.forward import ForwardTrack, Publication
 from commhub.media.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.media.sdpcheck import Section, is_ip, strip_named_candidates
@@ -157,11 +158,7 @@ class PeerSession:
                     ErrorCode.INVALID_SDP, f"the hub cannot answer this offer: {exc}", ref
                 ) from None
             self.send(
-                {
-                    "type": "answer",
-                    "sdp": self.pc.localDescription.sdp,
-                    "tracks": self._slot_map(self),
-                }
+                protocol.hub_sdp("answer", self.pc.localDescription.sdp, self._slot_map(self), ref)
             )
         await self.maybe_renegotiate()
 
@@ -301,13 +298,8 @@ class PeerSession:
             self.hub_offer_pending = True
             with policy_scope(self.policy):
                 await self.pc.setLocalDescription(await self.pc.createOffer())
-            self.send(
-                {
-                    "type": "offer",
-                    "sdp": self.numbering.rewrite_offer(self.pc.localDescription.sdp),
-                    "tracks": self._slot_map(self),
-                }
-            )
+            sdp = self.numbering.rewrite_offer(self.pc.localDescription.sdp)
+            self.send(protocol.hub_sdp("offer", sdp, self._slot_map(self)))
 
     def _prefer_relayable_codecs(self) -> None:
         # What the hub receives must be what it can forward as-is (Opus, VP8). aiortc

@@ -641,8 +641,8 @@ class RoomClient:
                 self._awaiting_answer = False
             self._maybe_offer_again()
         elif kind == "track":
-            for r in self.remote.values():
-                if r.meta.get("id") == msg["track"]["id"]:
+            for r in self.remote.values():  # a track is named by its owner and its id
+                if r.participant == msg["participant"] and r.meta.get("id") == msg["track"]["id"]:
                     r.meta = msg["track"]
 
     def _maybe_offer_again(self) -> None:
