@@ -266,7 +266,7 @@ class Hub:
             await self.publish(room.name, msg, to=same)
         if not groups:
             return
-        if self.lanes.pending(lane) == 0 and text is None:
+        if text is None and self.lanes.idle(lane):  # nothing to translate, nothing ahead
             await self._deliver(room, msg, None, src, groups, sender, busy=False)
             return
 

@@ -62,8 +62,9 @@ class Lanes:
             if self._queues.get(lane) is queue and not queue:
                 del self._queues[lane]
 
-    def pending(self, lane: str) -> int:
-        return len(self._queues.get(lane, ()))
+    def idle(self, lane: str) -> bool:
+        """Nothing of this lane is waiting or being delivered (the next may skip the queue)."""
+        return lane not in self._tasks
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
