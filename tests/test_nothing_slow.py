@@ -5,6 +5,7 @@ of arrival and ping round trips (a barrier through each connection concerned).""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import wave
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from aiortc.contrib.media import MediaPlayer
 
+from commhub.lanes import Job, Lanes
 from commhub.sdk import RoomClient
 from commhub.translate import ApertiumTranslator, TranslationService
 from tests.audio import POCKETSPHINX_DATA, silence
@@ -140,3 +142,47 @@ async def test_next_caption_does_not_wait_for_the_last_ones_translation(
     # in order for the Spanish reader too: nothing of the second utterance came first
     seconds = [i for i, m in enumerate(got) if m["segment"] == second["segment"]]
     assert min(seconds) > got.index(finals_es[0])
+
+
+async def test_a_lane_keeps_order_and_stays_bounded() -> None:
+    """One source's jobs run in order; past the bound its waiting partials are dropped and
+    what follows is delivered untranslated (busy), still in order; other lanes go on."""
+    lanes = Lanes(limit=4)
+    gate = asyncio.Event()
+    ran: list[tuple[str, bool]] = []
+
+    def job(name: str, droppable: bool = False, wait: bool = False) -> Job:
+        async def run(busy: bool) -> None:
+            if wait:
+                await gate.wait()
+            ran.append((name, busy))
+
+        return Job(run, droppable=droppable)
+
+    lanes.put("a", job("final-1", wait=True))  # the engine is stuck on this one
+    for i in range(3):
+        lanes.put("a", job(f"partial-{i}", droppable=True))
+    lanes.put("a", job("final-2"))  # the lane is full: the waiting partials go
+    lanes.put("a", job("final-3"))
+    lanes.put("a", job("final-4"))
+    lanes.put("a", job("final-5"))  # full of finals: delivered without translating
+    other = asyncio.Event()
+
+    async def mark(busy: bool) -> None:
+        other.set()
+
+    lanes.put("b", Job(mark))
+    await other.wait()  # another source is not held up by lane a
+    assert ran == [] and not lanes.idle("a")
+    gate.set()
+    while not lanes.idle("a"):
+        await asyncio.sleep(0)
+    assert ran == [
+        ("final-1", False),
+        ("final-2", False),
+        ("final-3", False),
+        ("final-4", False),
+        ("final-5", True),
+    ]
+    assert lanes.dropped == 3
+    await lanes.close()
