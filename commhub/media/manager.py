@@ -226,7 +226,7 @@ class Media:
         dup = offer.duplicate_mid()
         if dup is not None:
             raise ProtocolError(ErrorCode.INVALID_SDP, f"mid {dup!r} is used twice", ref)
-        hub_mids = {s.transceiver.mid for s in session.slots} if session else set()
+        hub_mids = session.hub_mids() if session else set()
         own = [s for s in sections if s.mid not in hub_mids]
         s = self.hub.settings
         if len(own) > s.max_tracks_per_participant + s.max_tracks_per_room:

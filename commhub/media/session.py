@@ -99,6 +99,8 @@ class PeerSession:
         self.named_candidates = 0  # host-name (mDNS) candidates ignored
         self.hub_offer_pending = False
         self.renegotiate_wanted = False
+        self.withdrawn = 0  # hub offers withdrawn because a client offer crossed them
+        self._before_offer: tuple[Any, Any] = (None, None)  # local descriptions, see withdraw
         self._lock = asyncio.Lock()
         self._slot_map = slot_map
         self._on_failed = on_failed
@@ -121,18 +123,12 @@ class PeerSession:
 
     async def client_offer(self, sdp: str, ref: str | None, can_publish: bool) -> None:
         parsed = parse_sdp(sdp, ref)
-        if self.hub_offer_pending or self.pc.signalingState != "stable":
-            raise ProtocolError(
-                ErrorCode.WRONG_STATE,
-                "the hub's own offer is outstanding: answer it, then offer again",
-                ref,
-            )
         usable = usable_media(parsed)
         if not usable:
             raise ProtocolError(
                 ErrorCode.NO_MEDIA, "no audio (Opus) or video (VP8) section in the offer", ref
             )
-        hub_mids = {s.transceiver.mid for s in self.slots}
+        hub_mids = self.hub_mids()
         sending = [
             m
             for m in usable
@@ -145,6 +141,10 @@ class PeerSession:
             if len(ids) > 1 and ids[1] and m.rtp.muxId:
                 self.msids[m.rtp.muxId] = ids[1]
         async with self._lock:
+            if self.hub_offer_pending:
+                # Glare: the client's offer crossed ours. The hub is the polite side: it
+                # withdraws its offer (the client ignores it), answers, then offers again.
+                self._withdraw_offer()
             await self._set_remote(sdp, "offer", ref)
             self._prefer_relayable_codecs()
             try:
@@ -162,10 +162,59 @@ class PeerSession:
             )
         await self.maybe_renegotiate()
 
+    def negotiated_mids(self) -> set[str]:
+        """The mids both sides agreed on (a hub offer still outstanding may be withdrawn)."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return set()
+        return {m.rtp.muxId for m in SessionDescription.parse(remote.sdp).media if m.rtp.muxId}
+
+    def hub_mids(self) -> set[str]:
+        """The sections the hub sends on, as the client knows them."""
+        agreed = self.negotiated_mids()
+        return {s.transceiver.mid for s in self.slots if s.transceiver.mid in agreed}
+
+    def _withdraw_offer(self) -> None:
+        """Undo the hub's outstanding offer (the caller holds the lock). aiortc has no
+        rollback: restore the descriptions from before the offer and drop the transceivers
+        only that offer carried (their publications wait for the next offer)."""
+        pc = self.pc
+        agreed = self.negotiated_mids()
+        transceivers = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+        seen = pc._RTCPeerConnection__seenMids  # type: ignore[attr-defined]
+        for slot in list(self.slots):
+            t = slot.transceiver
+            if t.mid in agreed:
+                continue
+            if t in transceivers:
+                transceivers.remove(t)
+            if t.mid is not None:
+                seen.discard(t.mid)
+            self.slots.remove(slot)
+            if slot.publication is not None:
+                slot.publication.subscribers.discard(slot.track)
+                if slot.publication not in self._wanted:
+                    self._wanted.append(slot.publication)
+            slot.track.stop()
+        pending, current = self._before_offer
+        pc._RTCPeerConnection__pendingLocalDescription = pending  # type: ignore[attr-defined]
+        pc._RTCPeerConnection__currentLocalDescription = current  # type: ignore[attr-defined]
+        pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
+        self.hub_offer_pending = False
+        self.renegotiate_wanted = True
+        self.withdrawn += 1
+
     def check_mids(self, sections: list[Section], ref: str | None) -> None:
         """A mid the connection already has must keep its kind: aiortc would otherwise make
-        a second transceiver with the same mid and fail to answer."""
-        kinds = {t.mid: t.kind for t in self.pc.getTransceivers() if t.mid is not None}
+        a second transceiver with the same mid and fail to answer. (The mids of a hub offer
+        that may be withdrawn do not count.)"""
+        agreed = self.negotiated_mids()
+        hub_sent = {s.transceiver for s in self.slots}
+        kinds = {
+            t.mid: t.kind
+            for t in self.pc.getTransceivers()
+            if t.mid is not None and (t not in hub_sent or t.mid in agreed)
+        }
         for s in sections:
             if s.mid in kinds and kinds[s.mid] != s.kind:
                 raise ProtocolError(
@@ -296,6 +345,10 @@ class PeerSession:
             self.renegotiate_wanted = False
             self._apply_slots()
             self.hub_offer_pending = True
+            self._before_offer = (
+                self.pc._RTCPeerConnection__pendingLocalDescription,  # type: ignore[attr-defined]
+                self.pc._RTCPeerConnection__currentLocalDescription,  # type: ignore[attr-defined]
+            )
             with policy_scope(self.policy):
                 await self.pc.setLocalDescription(await self.pc.createOffer())
             sdp = self.numbering.rewrite_offer(self.pc.localDescription.sdp)
