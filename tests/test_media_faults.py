@@ -91,20 +91,10 @@ async def test_bad_sdp_candidates_and_targets_get_precise_errors(
     ):
         code = await error_for(a, {"type": "ice", "candidate": {"candidate": bad, "sdpMid": "0"}})
         assert code == "invalid_candidate"
-    # an offer while the hub's own offer is outstanding
+    # (an offer while the hub's own offer is outstanding is answered: tests/test_glare.py)
     b = await clients.join("bob")
     await b.publish(PatternTrack())
-    await wait_for(lambda: a.pid in media_hub.hub.media.sessions)
-    session = media_hub.hub.media.sessions[a.pid]
-    await wait_for(lambda: session.hub_offer_pending or bool(a.remote))
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio")
-    await pc.setLocalDescription(await pc.createOffer())
-    if session.hub_offer_pending:
-        assert (
-            await error_for(a, {"type": "offer", "sdp": pc.localDescription.sdp}) == "wrong_state"
-        )
-    await pc.close()
+    await wait_for(lambda: a.pid in media_hub.hub.media.sessions and bool(a.remote))
     # p2p relay in an sfu room
     code = await error_for(a, {"type": "offer", "sdp": NO_USABLE, "to": b.pid})
     assert code == "wrong_state"
