@@ -79,6 +79,7 @@ class Settings:
     caption_max_backlog: float = 20.0  # seconds of speech queued per stream before shedding
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
+    check_outgoing: bool = False  # validate every server message against its schema (tests)
 
     @classmethod
     def load(

@@ -12,11 +12,21 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
+from commhub import protocol
 from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
+from commhub.lanes import Job, Lanes
 from commhub.media import Media
 from commhub.metrics import HubMetrics
-from commhub.protocol import PROTOCOL_VERSION, Schemas, encode, schemas
+from commhub.protocol import (
+    CloseReason,
+    LeaveReason,
+    Message,
+    Outgoing,
+    Schemas,
+    TranslationStatus,
+    schemas,
+)
 from commhub.rooms import Participant, Room, Rooms, base_language
 
 log = logging.getLogger("commhub.hub")
@@ -44,9 +54,13 @@ class Translating(Protocol):
 def translation_info(lang: str, t: Translated | None, of: str | None) -> dict[str, Any]:
     """The wire `translation` for readers of `lang` (`of`: the part translated, if not all)."""
     if t is None:
-        return {"lang": lang, "status": "unavailable", "detail": "translation is not enabled"}
+        return {
+            "lang": lang,
+            "status": TranslationStatus.UNAVAILABLE.value,
+            "detail": "translation is not enabled",
+        }
     ok = t.status in ("ok", "same")
-    info: dict[str, Any] = {"lang": lang, "status": "ok" if ok else t.status}
+    info: dict[str, Any] = {"lang": lang, "status": "ok" if ok else TranslationStatus(t.status)}
     if ok:
         info["text"] = t.text
         if of is not None:
@@ -56,6 +70,15 @@ def translation_info(lang: str, t: Translated | None, of: str | None) -> dict[st
     if t.engine:
         info["engine"] = t.engine
     return info
+
+
+class _Busy:
+    """What a translation is when its lane was over its bound (the original stands)."""
+
+    text = ""
+    status = "failed"
+    engine = None
+    detail = "translator busy: this source's translations are too far behind"
 
 
 class Hub:
@@ -69,11 +92,13 @@ class Hub:
         self.registry = CollectorRegistry()
         self.metrics = HubMetrics(self.registry)
         self.schemas: Schemas = schemas()
+        self.outgoing = Outgoing(self.schemas, settings.check_outgoing)
         self.media = Media(self)
         self.translator: Translating | None = None  # set by the app when translation runs
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.lanes = Lanes()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -85,19 +110,20 @@ class Hub:
         """Tell everyone, then close every connection within the shutdown bound."""
         self.closing = True
         everyone = [p for room in self.rooms for p in room.participants.values()]
-        notice = {"type": "server_shutdown", "reconnect_after": 5}
+        notice = protocol.server_shutdown(5)
         for p in everyone:
             self.send(p.conn, notice)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.shutdown_timeout):
                 await asyncio.gather(
-                    *(p.conn.end("shutdown", "server shutting down") for p in everyone),
+                    *(p.conn.end(CloseReason.SHUTDOWN, "server shutting down") for p in everyone),
                     return_exceptions=True,
                 )
         if self._reaper:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await self.lanes.close()
         await self.media.close()
         await self.bus.close()
 
@@ -111,9 +137,9 @@ class Hub:
 
     # -- delivery --------------------------------------------------------------------------
 
-    def send(self, conn: Inbox, msg: dict[str, Any]) -> None:
+    def send(self, conn: Inbox, msg: Message) -> None:
         """Straight to one local connection (replies that must precede room events)."""
-        conn.deliver(encode(msg))
+        conn.deliver(self.outgoing.encode(msg))
         self.metrics.messages_out.labels(msg["type"]).inc()
 
     async def publish(
@@ -124,40 +150,53 @@ class Hub:
         to: str | Collection[str] | None = None,
         exclude: str | None = None,
     ) -> None:
+        self.outgoing.check(msg)  # the bus encodes it once for every recipient
         count = await self.bus.publish(room, msg, to=to, exclude=exclude)
         if count:
             self.metrics.messages_out.labels(msg["type"]).inc(count)
 
     # -- membership ------------------------------------------------------------------------
 
-    async def join(self, room_name: str, p: Participant) -> Room:
+    async def join(
+        self,
+        room_name: str,
+        p: Participant,
+        *,
+        ref: str | None = None,
+        capabilities: Mapping[str, bool] | None = None,
+        media_mode: str | None = None,
+    ) -> Room:
+        """Admit p: `joined` (echoing `ref`) to it, `participant_joined` to the others, then
+        its media state (`media_mode` once, current tracks). `media_mode`: the token's."""
         room, old = self.rooms.join(room_name, p)  # raises RoomFull
         if old is not None:
             self.bus.detach(room_name, old.id)
             await self.publish(
-                room_name,
-                {"type": "participant_left", "participant": old.ref(), "reason": "replaced"},
+                room_name, protocol.participant_left(old.ref(), LeaveReason.REPLACED)
             )
             await self.media.leave(room_name, old, "replaced")
-            task = asyncio.create_task(old.conn.end("replaced", "the same identity joined again"))
+            task = asyncio.create_task(
+                old.conn.end(CloseReason.REPLACED, "the same identity joined again")
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self.bus.attach(room_name, p.id, p.conn)
+        mode = self.media.admit(room_name, p, capabilities or {}, media_mode)
         self.send(
             p.conn,
-            {
-                "type": "joined",
-                "protocol": PROTOCOL_VERSION,
-                "participant": p.wire(),
-                "room": {"name": room.name, "capacity": room.capacity},
-                "participants": [o.wire() for o in room.participants.values() if o is not p],
-                "chat": room.recent_chat(p.read),
-                "ice_servers": self.settings.ice_servers,
-            },
+            protocol.joined(
+                participant=p.wire(),
+                room=room.name,
+                capacity=room.capacity,
+                mode=mode,
+                participants=[o.wire() for o in room.participants.values() if o is not p],
+                chat=room.recent_chat(p.read),
+                ice_servers=self.settings.ice_servers,
+                ref=ref,
+            ),
         )
-        await self.publish(
-            room_name, {"type": "participant_joined", "participant": p.wire()}, exclude=p.id
-        )
+        await self.publish(room_name, protocol.participant_joined(p.wire()), exclude=p.id)
+        await self.media.joined(room_name, p)
         self._gauge()
         return room
 
@@ -169,52 +208,94 @@ class Hub:
         self.rooms.leave(room_name, p.id)
         await self.media.leave(room_name, p, reason)  # closes p's peer connection
         self.bus.detach(room_name, p.id)
-        await self.publish(
-            room_name, {"type": "participant_left", "participant": p.ref(), "reason": reason}
-        )
+        await self.publish(room_name, protocol.participant_left(p.ref(), LeaveReason(reason)))
         self._gauge()
 
-    async def update(self, room_name: str, p: Participant) -> None:
-        await self.publish(room_name, {"type": "participant_updated", "participant": p.wire()})
+    async def update(self, room_name: str, p: Participant, ref: str | None = None) -> None:
+        """`participant_updated` to everyone; the sender's copy echoes `ref`."""
+        msg = protocol.participant_updated(p.wire())
+        if ref:
+            await self.publish(room_name, msg, exclude=p.id)
+            self.send(p.conn, protocol.participant_updated(p.wire(), ref))
+        else:
+            await self.publish(room_name, msg)
 
-    async def chat(self, room: Room, p: Participant, text: str) -> dict[str, Any]:
-        msg = {
-            "type": "chat",
-            "id": "CH_" + secrets.token_urlsafe(9),
-            "from": p.ref(),
-            "text": text,
-            "lang": p.speak,
-            "ts": round(time.time(), 3),
-        }
+    async def chat(self, room: Room, p: Participant, text: str, ref: str | None = None) -> Message:
+        """Deliver a chat at once to readers of its language (the sender's own copy echoes
+        `ref`); its translations follow on the sender's lane, without holding its socket."""
+        msg = protocol.chat(
+            chat_id="CH_" + secrets.token_urlsafe(9),
+            sender=p.ref(),
+            text=text,
+            lang=p.speak,
+            ts=time.time(),
+        )
         room.remember(msg)
-        await self.publish_text(room, msg, text, p.speak)
+        await self.publish_text(room, msg, text, p.speak, lane=p.id, sender=(p.id, ref))
         return msg
 
     async def publish_text(
         self,
         room: Room,
-        msg: dict[str, Any],
-        text: str,
+        msg: Message,
+        text: str | None,
         source: str,
         *,
+        lane: str,
         to: Collection[str] | None = None,
+        sender: tuple[str, str | None] | None = None,
+        droppable: bool = False,
     ) -> None:
         """Publish msg to the room (or only to the participant ids in `to`), translated
         once per read language present (Jigasi's rule: once per target language, not once
-        per listener). Readers of the source language get msg as it is; the others get it
-        with a `translation` beside it."""
+        per listener). Readers of the source language get msg as it is, now; the others get
+        it with a `translation` of `text` beside it (None: as it is), in order behind the
+        lane's earlier messages. `sender`: (id, ref) of the participant whose own copy
+        echoes `ref`."""
         groups: dict[str, list[str]] = {}
         for p in room.participants.values():
             if to is None or p.id in to:
                 groups.setdefault(base_language(p.read), []).append(p.id)
         src = base_language(source)
         same = groups.pop(src, [])
+        sender_id, ref = sender if sender else (None, None)
+        if sender_id in same and ref:
+            same.remove(sender_id)
+            self._send_to(room.name, sender_id, {**msg, "ref": ref})
         if same:
             await self.publish(room.name, msg, to=same)
         if not groups:
             return
-        if self.translator is None:
-            results: Mapping[str, Translated | None] = dict.fromkeys(groups)
+        if text is None and self.lanes.idle(lane):  # nothing to translate, nothing ahead
+            await self._deliver(room, msg, None, src, groups, sender, busy=False)
+            return
+
+        async def run(busy: bool) -> None:
+            await self._deliver(room, msg, text, src, groups, sender, busy)
+
+        self.lanes.put(lane, Job(run, droppable=droppable))
+
+    async def _deliver(
+        self,
+        room: Room,
+        msg: Message,
+        text: str | None,
+        src: str,
+        groups: dict[str, list[str]],
+        sender: tuple[str, str | None] | None,
+        busy: bool,
+    ) -> None:
+        """The copies of msg for readers of other languages (translated when `text`)."""
+        sender_id, ref = sender if sender else (None, None)
+        if text is None:
+            for ids in groups.values():
+                await self._publish_copies(room.name, msg, ids, sender_id, ref)
+            return
+        results: Mapping[str, Translated | None]
+        if busy:
+            results = {lang: _Busy() for lang in groups}
+        elif self.translator is None:
+            results = dict.fromkeys(groups)
         else:
             results = await self.translator.translate_many(text, src, list(groups))
         of = text if text != msg["text"] else None
@@ -223,7 +304,22 @@ class Hub:
             info = translation_info(lang, results.get(lang), of)
             if kept is not None:
                 kept[lang] = info
-            await self.publish(room.name, {**msg, "translation": info}, to=ids)
+            await self._publish_copies(room.name, {**msg, "translation": info}, ids, sender_id, ref)
+
+    async def _publish_copies(
+        self, room_name: str, msg: Message, ids: list[str], sender_id: str | None, ref: str | None
+    ) -> None:
+        if sender_id in ids and ref:
+            ids = [i for i in ids if i != sender_id]
+            self._send_to(room_name, sender_id, {**msg, "ref": ref})
+        if ids:
+            await self.publish(room_name, msg, to=ids)
+
+    def _send_to(self, room_name: str, pid: str, msg: Message) -> None:
+        room = self.rooms.get(room_name)
+        p = room.participants.get(pid) if room else None
+        if p is not None:
+            self.send(p.conn, msg)
 
     def room_of(self, p: Participant) -> Room | None:
         return next((r for r in self.rooms if r.participants.get(p.id) is p), None)
@@ -235,7 +331,7 @@ class Hub:
         if not room or not p:
             return False
         await self.leave(room_name, p, "removed")
-        await p.conn.end("removed", "removed by an administrator")
+        await p.conn.end(CloseReason.REMOVED, "removed by an administrator")
         return True
 
     async def close_room(self, room_name: str) -> bool:
@@ -246,7 +342,10 @@ class Hub:
         for p in list(room.participants.values()):
             self.bus.detach(room_name, p.id)
         await asyncio.gather(
-            *(p.conn.end("room_closed", "the room was closed") for p in room.participants.values()),
+            *(
+                p.conn.end(CloseReason.ROOM_CLOSED, "the room was closed")
+                for p in room.participants.values()
+            ),
             return_exceptions=True,
         )
         self._gauge()

@@ -1,20 +1,26 @@
-"""The wire protocol: message validation against the JSON Schemas in signalling/schemas.
+"""The wire protocol: the enums and typed builders of every server message, and validation
+against the JSON Schemas in signalling/schemas.
 
-The schemas are the single source of truth; this module only loads and applies them
-(the package's `schemas` folder is a link to signalling/schemas).
+The schemas are the single source of truth (the package's `schemas` folder is a link to
+signalling/schemas); the builders here are the only place a server message is put together,
+and `Outgoing` is the one point where it is encoded (and, with `check_outgoing`, checked).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 from referencing import Registry, Resource
+
+log = logging.getLogger("commhub.protocol")
 
 PROTOCOL_VERSION = 1
 REF_MAX = 64  # longest client `id` echoed as `ref` (defs.json#/$defs/ref)
@@ -158,3 +164,293 @@ def _depth(error: Any) -> int:
 @cache
 def schemas() -> Schemas:
     return Schemas()
+
+
+# -- enums of the wire ------------------------------------------------------------------------
+
+
+class CloseReason(StrEnum):
+    """Why the hub ends a connection; `code` is the WebSocket close code it closes with."""
+
+    LEFT = "left"
+    SHUTDOWN = "shutdown"
+    FLOODING = "flooding"
+    REPLACED = "replaced"
+    ROOM_FULL = "room_full"
+    REMOVED = "removed"
+    ROOM_CLOSED = "room_closed"
+    EXPIRED = "expired"
+    JOIN_TIMEOUT = "join_timeout"
+    INTERNAL_ERROR = "internal_error"
+
+    @property
+    def code(self) -> int:
+        return _CLOSE_CODES[self]
+
+    @property
+    def says_bye(self) -> bool:
+        """Whether a `bye` precedes the close (the others get an `error` or a notice)."""
+        return self in _BYE
+
+
+_CLOSE_CODES = {
+    CloseReason.LEFT: 1000,
+    CloseReason.SHUTDOWN: 1001,
+    CloseReason.FLOODING: 1008,
+    CloseReason.INTERNAL_ERROR: 1011,
+    CloseReason.REPLACED: 4002,
+    CloseReason.ROOM_FULL: 4003,
+    CloseReason.REMOVED: 4004,
+    CloseReason.ROOM_CLOSED: 4005,
+    CloseReason.EXPIRED: 4006,
+    CloseReason.JOIN_TIMEOUT: 4008,
+}
+_BYE = frozenset(
+    {
+        CloseReason.LEFT,
+        CloseReason.REPLACED,
+        CloseReason.REMOVED,
+        CloseReason.ROOM_CLOSED,
+        CloseReason.EXPIRED,
+    }
+)
+
+
+class LeaveReason(StrEnum):
+    """`participant_left.reason`."""
+
+    LEFT = "left"
+    DISCONNECTED = "disconnected"
+    TIMEOUT = "timeout"
+    REPLACED = "replaced"
+    REMOVED = "removed"
+    ROOM_CLOSED = "room_closed"
+    SHUTDOWN = "shutdown"
+    EXPIRED = "expired"
+
+
+class MediaMode(StrEnum):
+    """How media flows in a room (`media_mode.mode`, `joined.room.mode`)."""
+
+    SFU = "sfu"
+    P2P = "p2p"
+
+
+class TrackState(StrEnum):
+    PUBLISHED = "published"
+    UPDATED = "updated"
+    UNPUBLISHED = "unpublished"
+
+
+class MediaClosedReason(StrEnum):
+    ICE_FAILED = "ice_failed"
+    STALLED = "stalled"
+    FAILED = "failed"
+
+
+class CaptionUnavailableReason(StrEnum):
+    NO_MODEL = "no_model"
+    MODEL_ERROR = "model_error"
+
+
+class TranslationStatus(StrEnum):
+    OK = "ok"
+    UNAVAILABLE = "unavailable"
+    FAILED = "failed"
+    TOO_LONG = "too_long"
+
+
+# -- builders: one per server message (the schemas in signalling/schemas/server) -------------
+
+
+def _with_ref(msg: Message, ref: str | None) -> Message:
+    if ref:
+        msg["ref"] = ref
+    return msg
+
+
+def error(code: ErrorCode, message: str, ref: str | None = None, fatal: bool = False) -> Message:
+    msg: Message = {"type": "error", "code": code.value, "message": message}
+    _with_ref(msg, ref)
+    if fatal:
+        msg["fatal"] = True
+    return msg
+
+
+def pong(ts: float, ref: str | None = None) -> Message:
+    return _with_ref({"type": "pong", "ts": round(ts, 3)}, ref)
+
+
+def joined(
+    *,
+    participant: Mapping[str, Any],
+    room: str,
+    capacity: int,
+    mode: MediaMode,
+    participants: Iterable[Mapping[str, Any]],
+    chat: Sequence[Message],
+    ice_servers: Sequence[Mapping[str, Any]],
+    ref: str | None = None,
+) -> Message:
+    return _with_ref(
+        {
+            "type": "joined",
+            "protocol": PROTOCOL_VERSION,
+            "participant": dict(participant),
+            "room": {"name": room, "capacity": capacity, "mode": mode.value},
+            "participants": [dict(p) for p in participants],
+            "chat": list(chat),
+            "ice_servers": [dict(s) for s in ice_servers],
+        },
+        ref,
+    )
+
+
+def participant_joined(participant: Mapping[str, Any]) -> Message:
+    return {"type": "participant_joined", "participant": dict(participant)}
+
+
+def participant_left(participant: Mapping[str, Any], reason: LeaveReason) -> Message:
+    return {"type": "participant_left", "participant": dict(participant), "reason": reason.value}
+
+
+def participant_updated(participant: Mapping[str, Any], ref: str | None = None) -> Message:
+    return _with_ref({"type": "participant_updated", "participant": dict(participant)}, ref)
+
+
+def chat(*, chat_id: str, sender: Mapping[str, Any], text: str, lang: str, ts: float) -> Message:
+    """A chat message as the room keeps it (the sender's echo adds `ref`)."""
+    return {
+        "type": "chat",
+        "id": chat_id,
+        "from": dict(sender),
+        "text": text,
+        "lang": lang,
+        "ts": round(ts, 3),
+    }
+
+
+def bye(reason: CloseReason, message: str, ref: str | None = None) -> Message:
+    return _with_ref({"type": "bye", "reason": reason.value, "message": message}, ref)
+
+
+def server_shutdown(reconnect_after: float) -> Message:
+    return {"type": "server_shutdown", "reconnect_after": reconnect_after}
+
+
+def media_mode(mode: MediaMode, peer: str | None = None, offerer: bool = False) -> Message:
+    msg: Message = {"type": "media_mode", "mode": mode.value}
+    if peer is not None:
+        msg.update(peer=peer, offerer=offerer)
+    return msg
+
+
+def media_closed(reason: MediaClosedReason) -> Message:
+    return {"type": "media_closed", "reason": reason.value}
+
+
+def track(state: TrackState, participant: str, meta: Mapping[str, Any]) -> Message:
+    return {"type": "track", "state": state.value, "participant": participant, "track": dict(meta)}
+
+
+def hub_sdp(
+    kind: str, sdp: str, tracks: Sequence[Mapping[str, Any]], ref: str | None = None
+) -> Message:
+    """The hub's own `offer` (ref: none) or `answer` (ref: the client offer's id)."""
+    assert kind in ("offer", "answer")
+    return _with_ref({"type": kind, "sdp": sdp, "tracks": [dict(t) for t in tracks]}, ref)
+
+
+def relayed(kind: str, sender: str, body: Mapping[str, Any]) -> Message:
+    """An `offer`, `answer` or `ice` of a direct (p2p) connection, relayed from `sender`."""
+    assert kind in ("offer", "answer", "ice")
+    return {"type": kind, "from": sender, **body}
+
+
+def caption(
+    *,
+    segment: str,
+    speaker: str,
+    lang: str,
+    final: bool,
+    text: str,
+    start: float,
+    end: float,
+    track_start: float,
+    words: Sequence[Mapping[str, Any]] | None = None,
+    confidence: float | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "caption",
+        "segment": segment,
+        "speaker": speaker,
+        "lang": lang,
+        "final": final,
+        "text": text,
+        "start": round(start, 3),
+        "end": round(end, 3),
+        "track_start": round(track_start, 3),
+    }
+    if words is not None:
+        msg["words"] = [dict(w) for w in words]
+    if confidence is not None:
+        msg["confidence"] = round(confidence, 3)
+    return msg
+
+
+def caption_unavailable(
+    participant: str, lang: str, reason: CaptionUnavailableReason, message: str
+) -> Message:
+    return {
+        "type": "caption_unavailable",
+        "participant": participant,
+        "lang": lang,
+        "reason": reason.value,
+        "message": message,
+    }
+
+
+def caption_degraded(participant: str, dropped_partials: int, dropped_utterances: int) -> Message:
+    return {
+        "type": "caption_degraded",
+        "participant": participant,
+        "dropped_partials": dropped_partials,
+        "dropped_utterances": dropped_utterances,
+    }
+
+
+# -- the one way out ----------------------------------------------------------------------------
+
+
+class OutgoingViolation(Exception):
+    """A server message that breaks its schema (raised only with `check_outgoing` on)."""
+
+
+class Outgoing:
+    """Where every server message leaves the hub: encoded once, and with `check` on
+    validated against its schema first (a violation is logged as an error and raised)."""
+
+    def __init__(self, schemas: Schemas, check: bool) -> None:
+        self.schemas = schemas
+        self.on = check
+
+    def check(self, msg: Message) -> None:
+        if not self.on:
+            return
+        validator = self.schemas.server.get(str(msg.get("type")))
+        problem: str | None = None
+        if validator is None:
+            problem = f"no server message type {msg.get('type')!r}"
+        else:
+            try:
+                validator.validate(msg)
+            except ValidationError as exc:
+                where = "/".join(str(p) for p in exc.absolute_path) or "(message)"
+                problem = f"{msg['type']}: {where}: {exc.message[:300]}"
+        if problem is not None:
+            log.error("outgoing message breaks its schema: %s", problem)
+            raise OutgoingViolation(problem)
+
+    def encode(self, msg: Message) -> str:
+        self.check(msg)
+        return encode(msg)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,34 @@ def run_cli(
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings.load({"data_dir": tmp_path / "data", "secret": SECRET}, env={})
+    # every message a test hub sends is checked against its schema (tests/hubproc.py too)
+    return Settings.load(
+        {"data_dir": tmp_path / "data", "secret": SECRET, "check_outgoing": True}, env={}
+    )
+
+
+class _Violations(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def outgoing_checked() -> Iterator[None]:
+    """Fail the test when an in-process hub sent a message that breaks its schema (the hub
+    raises OutgoingViolation where it happened; this catches it even when that was inside
+    a task or turned into an internal_error)."""
+    handler = _Violations()
+    logger = logging.getLogger("commhub.protocol")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.seen, f"the hub sent messages that break their schema: {handler.seen}"
 
 
 class Running:

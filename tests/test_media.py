@@ -111,7 +111,7 @@ async def test_tracks_come_and_go_with_renegotiation(media_hub: Running, clients
     gone = b.expect("track", state="unpublished")
     offers = len([m for m in b.inbox if m["type"] == "offer"])
     await a.close()
-    assert (await gone)["participant"]["id"] == a.pid
+    assert (await gone)["participant"] == a.pid
     await wait_for(lambda: len([m for m in b.inbox if m["type"] == "offer"]) > offers)
     await wait_for(lambda: not b.remote)
     assert a.pid not in media_hub.hub.media.sessions

@@ -237,7 +237,7 @@ async def test_a_borrowed_track_id_does_not_hide_the_owners_track(
     assert f" {victim_track}" in next(x for x in sent.splitlines() if x.startswith("a=msid:"))
     await wait_for(
         lambda: any(
-            m["participant"]["id"] == attacker.pid and m["track"]["id"] == victim_track
+            m["participant"] == attacker.pid and m["track"]["id"] == victim_track
             for m in watcher.received("track")
         )
     )
@@ -249,14 +249,12 @@ async def test_a_borrowed_track_id_does_not_hide_the_owners_track(
     await raw.close()
     await attacker.close()
     clients.all.remove(attacker)
-    assert (await gone)["participant"]["id"] == attacker.pid
+    assert (await gone)["participant"] == attacker.pid
 
     newcomer = await clients.join("newcomer")
     await newcomer.negotiate()
     announced = [m for m in newcomer.received("track") if m["state"] == "published"]
-    assert [(m["participant"]["id"], m["track"]["id"]) for m in announced] == [
-        (victim.pid, victim_track)
-    ]
+    assert [(m["participant"], m["track"]["id"]) for m in announced] == [(victim.pid, victim_track)]
     await wait_for(lambda: len(newcomer.remote) == 1)
     relayed = next(iter(newcomer.remote.values()))
     assert relayed.participant == victim.pid

@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 HUB_ENV = {
     "COMMHUB_SECRET": SECRET,
+    "COMMHUB_CHECK_OUTGOING": "1",
     "COMMHUB_ICE_HOST_ADDRESSES": json.dumps(list(LOOPBACK)),
     "COMMHUB_CAPTIONS": "false",
     "COMMHUB_TRANSLATION": "false",

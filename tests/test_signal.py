@@ -11,7 +11,7 @@ async def test_join_reports_room_and_presence(hub: Running) -> None:
     alice = await hub.client(identity="alice", name="Alice", speak="ko", read="en")
     joined = await alice.join()
     assert joined["protocol"] == 1
-    assert joined["room"] == {"name": "lobby", "capacity": 50}
+    assert joined["room"] == {"name": "lobby", "capacity": 50, "mode": "sfu"}
     assert joined["participants"] == []
     me = joined["participant"]
     assert (me["identity"], me["name"], me["speak"], me["read"]) == ("alice", "Alice", "ko", "en")

@@ -3,26 +3,30 @@
 Plugs into the media layer's audio taps and knows nothing of WebRTC beyond a track of
 audio frames. One CaptionStream (one recognizer) per published track; the models are
 loaded once per process and shared. Finals are translated once per read language present
-in the room (Hub.publish_text); partials go out in the original.
+in the room (Hub.publish_text); partials go out in the original. Nothing on the recognizer's
+path waits for a translation: readers of the speaker's language get each caption at once,
+the others get them in order from the stream's own lane (commhub.lanes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from commhub import protocol
 from commhub.captions.budget import RecognitionBudget
 from commhub.captions.events import CaptionEvent
 from commhub.captions.gate import GateSettings
 from commhub.captions.metrics import CaptionMetrics
 from commhub.captions.stream import CaptionStream, StreamSettings
 from commhub.hub import Hub
+from commhub.protocol import CaptionUnavailableReason
 from commhub.rooms import Participant
 from commhub.speech import ModelNotFound, SpeechModels
 
@@ -43,9 +47,11 @@ class LiveCaptions:
             max_backlog_s=s.caption_max_backlog,
         )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
+        self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
+        self._lane_ids = itertools.count()
 
     def start(self) -> None:
         self._remove = self.hub.media.on_audio_track(self.run)
@@ -100,21 +106,19 @@ class LiveCaptions:
             model = await self.models.load(language)
         except ModelNotFound as exc:
             log.warning("no captions for %s: %s", p.identity, exc)
-            notice = {
-                "type": "caption_unavailable",
-                "participant": p.id,
-                "lang": language,
-                "reason": "no_model",
-                "message": str(exc),
-            }
+            notice = protocol.caption_unavailable(
+                p.id, language, CaptionUnavailableReason.NO_MODEL, str(exc)
+            )
             await self.hub.publish(room_name, notice)
             return None
+        lane = f"caption/{p.id}/{next(self._lane_ids)}"
+        anchor: list[float] = []  # Unix time of the stream's first audio (its time zero)
 
         async def emit(event: CaptionEvent) -> None:
-            await self._publish(p, room_name, event)
+            await self._publish(p, room_name, event, lane, anchor[0] if anchor else time.time())
 
         phrases = self.hub.settings.caption_phrases.get(language)
-        return CaptionStream(
+        stream = CaptionStream(
             model,
             emit,
             speaker=p.id,
@@ -123,6 +127,8 @@ class LiveCaptions:
             budget=self.budget,
             metrics=self.metrics,
         )
+        self._anchors[stream] = anchor
+        return stream
 
     async def _pump(
         self,
@@ -134,18 +140,18 @@ class LiveCaptions:
     ) -> None:
         noticed = (0, 0)
         last_notice = 0.0
+        anchor = self._anchors.pop(stream, [])
         while p.speak == language:
             frame = await track.recv()  # raises MediaStreamError when the track ends
+            if not anchor:
+                # the stream counts time from its first frame (a frame is 20 ms of audio)
+                rate = getattr(frame, "sample_rate", 0) or 48000
+                anchor.append(time.time() - getattr(frame, "samples", 0) / rate)
             await stream.push(frame)  # type: ignore[arg-type]
             seen = (stream.stats.dropped_partials, stream.stats.dropped_utterances)
             if seen != noticed and time.monotonic() - last_notice >= DEGRADED_NOTICE_EVERY:
                 noticed, last_notice = seen, time.monotonic()
-                notice = {
-                    "type": "caption_degraded",
-                    "participant": p.id,
-                    "dropped_partials": seen[0],
-                    "dropped_utterances": seen[1],
-                }
+                notice = protocol.caption_degraded(p.id, seen[0], seen[1])
                 await self.hub.publish(room_name, notice)
 
     def _stable_prefix(self, event: CaptionEvent) -> str:
@@ -163,7 +169,9 @@ class LiveCaptions:
             stable.append(a)
         return " ".join(stable)
 
-    async def _publish(self, p: Participant, room_name: str, event: CaptionEvent) -> None:
+    async def _publish(
+        self, p: Participant, room_name: str, event: CaptionEvent, lane: str, anchor: float
+    ) -> None:
         room = self.hub.rooms.get(room_name)
         if room is None:
             return
@@ -173,34 +181,36 @@ class LiveCaptions:
             if event.final:
                 self._previous.pop(event.segment_id, None)
             return
-        msg: dict[str, Any] = {
-            "type": "caption",
-            "segment": event.segment_id,
-            "speaker": p.id,
-            "lang": event.language,
-            "final": event.final,
-            "text": event.text,
-            "start": round(event.start, 3),
-            "end": round(event.end, 3),
-        }
-        if not event.final:
-            stable = self._stable_prefix(event)
-            if stable:  # translate_partials: only words the recognizer no longer revises
-                await self.hub.publish_text(room, msg, stable, event.language, to=listeners)
-            else:
-                await self.hub.publish(room.name, msg, to=listeners)
-            return
-        self._previous.pop(event.segment_id, None)
-        msg["words"] = [
-            {
-                "word": w.word,
-                "start": round(w.start, 3),
-                "end": round(w.end, 3),
-                "conf": round(w.conf, 3),
-            }
-            for w in event.words
-        ]
-        if event.confidence is not None:
-            msg["confidence"] = round(event.confidence, 3)
-        if event.text:
-            await self.hub.publish_text(room, msg, event.text, event.language, to=listeners)
+        words = None
+        if event.final:
+            self._previous.pop(event.segment_id, None)
+            if not event.text:
+                return  # an utterance with no words has no caption
+            words = [
+                {
+                    "word": w.word,
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "conf": round(w.conf, 3),
+                }
+                for w in event.words
+            ]
+        msg = protocol.caption(
+            segment=event.segment_id,
+            speaker=p.id,
+            lang=event.language,
+            final=event.final,
+            text=event.text,
+            start=event.start,
+            end=event.end,
+            track_start=anchor,
+            words=words,
+            confidence=event.confidence if event.final else None,
+        )
+        if event.final:
+            text: str | None = event.text or None
+        else:  # translate_partials: only words the recognizer no longer revises
+            text = self._stable_prefix(event) or None
+        await self.hub.publish_text(
+            room, msg, text, event.language, lane=lane, to=listeners, droppable=not event.final
+        )

@@ -7,18 +7,26 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from commhub import protocol
 from commhub.media.forward import Publication, tee_receiver
 from commhub.media.sdpcheck import shape
 from commhub.media.session import PeerSession, check_sdp_text, parse_sdp
 from commhub.media.tap import AudioTapCallback, AudioTaps, TapTrack
-from commhub.protocol import ErrorCode, Message, ProtocolError
+from commhub.protocol import (
+    ErrorCode,
+    MediaClosedReason,
+    MediaMode,
+    Message,
+    ProtocolError,
+    TrackState,
+)
 from commhub.rooms import Participant
 from commhub.rtc.ice import IcePolicy
 
@@ -118,14 +126,31 @@ class Media:
 
     # -- membership -----------------------------------------------------------------------
 
-    async def joined(self, room_name: str, p: Participant, capabilities: dict[str, bool]) -> None:
+    def admit(
+        self,
+        room_name: str,
+        p: Participant,
+        capabilities: Mapping[str, bool],
+        override: str | None = None,
+    ) -> MediaMode:
+        """Note a joiner's capabilities (and its token's mode for the room) before `joined`
+        is sent; returns the mode the room will be in with it (`joined.room.mode`)."""
         self.capabilities[p.id] = dict(capabilities)
+        if override is not None:
+            if override not in MODES:
+                raise ValueError(f"mode must be one of {', '.join(MODES)}")
+            self._room(room_name).override = None if override == "auto" else override
+        return MediaMode(self._want_mode(room_name)[0])
+
+    async def joined(self, room_name: str, p: Participant) -> None:
+        """After `joined`: the room's current tracks, then the joiner's one `media_mode`
+        (and the others' when the joiner changed the mode)."""
         rm = self._room(room_name)
         for pub in rm.publications.values():
             owner = self._participant(room_name, pub.owner_id)
             if owner is not None:
-                self.hub.send(p.conn, _track_msg("published", owner, pub))
-        await self._recompute(room_name, force_notify=p.id)  # its one media_mode
+                self.hub.send(p.conn, _track_msg(TrackState.PUBLISHED, owner, pub))
+        await self._recompute(room_name, force_notify=p.id)
 
     async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
         self.capabilities.pop(p.id, None)
@@ -201,7 +226,7 @@ class Media:
         dup = offer.duplicate_mid()
         if dup is not None:
             raise ProtocolError(ErrorCode.INVALID_SDP, f"mid {dup!r} is used twice", ref)
-        hub_mids = {s.transceiver.mid for s in session.slots} if session else set()
+        hub_mids = session.hub_mids() if session else set()
         own = [s for s in sections if s.mid not in hub_mids]
         s = self.hub.settings
         if len(own) > s.max_tracks_per_participant + s.max_tracks_per_room:
@@ -267,10 +292,9 @@ class Media:
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, "direct connections need the room in p2p mode", ref
             )
-        out: dict[str, Any] = {"type": kind, "from": p.id}
         if kind in ("offer", "answer"):
             parse_sdp(msg["sdp"], ref)
-            out["sdp"] = msg["sdp"]
+            body: dict[str, Any] = {"sdp": msg["sdp"]}
         else:
             cand = msg["candidate"]
             if cand is not None and cand.get("candidate"):
@@ -280,8 +304,8 @@ class Media:
                     raise ProtocolError(
                         ErrorCode.INVALID_CANDIDATE, "not an ICE candidate", ref
                     ) from None
-            out["candidate"] = cand
-        self.hub.send(target.conn, out)
+            body = {"candidate": cand}
+        self.hub.send(target.conn, protocol.relayed(kind, p.id, body))
 
     async def _track_meta(self, room_name: str, p: Participant, msg: Message) -> None:
         meta: dict[str, Any] = {k: msg[k] for k in ("source", "muted") if k in msg}
@@ -308,7 +332,7 @@ class Media:
             pub.last_frame = time.monotonic()
             if not pub.muted:
                 pub.request_keyframe()
-        await self.hub.publish(room_name, _track_msg("updated", p, pub))
+        await self.hub.publish(room_name, _track_msg(TrackState.UPDATED, p, pub))
 
     # -- sessions and publications --------------------------------------------------------
 
@@ -355,7 +379,7 @@ class Media:
         rm.publications[(p.id, track_id)] = pub
         if decode:
             self.taps.attach(pub.key, p, transceiver.receiver.track, pub.source)
-        self._spawn(self.hub.publish(room_name, _track_msg("published", p, pub)))
+        self._spawn(self.hub.publish(room_name, _track_msg(TrackState.PUBLISHED, p, pub)))
         if rm.mode == "sfu":
             self._subscribe_all(room_name, pub)
 
@@ -396,7 +420,7 @@ class Media:
             self._spawn(s.maybe_renegotiate())
         pub.close()
         if self._participant(room_name, owner.id) is not None or rm is not None:
-            await self.hub.publish(room_name, _track_msg("unpublished", owner, pub))
+            await self.hub.publish(room_name, _track_msg(TrackState.UNPUBLISHED, owner, pub))
 
     async def _end_session(self, room_name: str, p: Participant, reason: str, tell: bool) -> None:
         session = self.sessions.get(p.id)
@@ -408,7 +432,7 @@ class Media:
         session.publications.clear()
         await session.close()
         if tell:
-            self.hub.send(p.conn, {"type": "media_closed", "reason": reason})
+            self.hub.send(p.conn, protocol.media_closed(MediaClosedReason(reason)))
         log.info("media session of %s closed: %s", p.id, reason)
 
     def _slot_map(self, session: PeerSession) -> list[dict[str, Any]]:
@@ -453,10 +477,11 @@ class Media:
             for p in room.participants.values():
                 if not changed and p.id != force_notify:
                     continue
-                msg: dict[str, Any] = {"type": "media_mode", "mode": mode}
                 if peers:
                     other = peers[1] if p.id == peers[0] else peers[0]
-                    msg.update(peer=other, offerer=p.id == peers[0])
+                    msg = protocol.media_mode(MediaMode.P2P, other, offerer=p.id == peers[0])
+                else:
+                    msg = protocol.media_mode(MediaMode(mode))
                 self.hub.send(p.conn, msg)
         if not changed:
             return
@@ -516,5 +541,5 @@ def _p2p_grants(p: Participant) -> bool:
     return p.can("publish") and p.can("subscribe")
 
 
-def _track_msg(state: str, owner: Participant, pub: Publication) -> dict[str, Any]:
-    return {"type": "track", "state": state, "participant": owner.ref(), "track": pub.wire()}
+def _track_msg(state: TrackState, owner: Participant, pub: Publication) -> Message:
+    return protocol.track(state, owner.id, pub.wire())

@@ -20,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from commhub import protocol
 from commhub.media.forward import ForwardTrack, Publication
 from commhub.media.sdpcheck import Section, is_ip, strip_named_candidates
 from commhub.media.sdpmunge import Numbering
@@ -99,6 +100,8 @@ class PeerSession:
         self.named_candidates = 0  # host-name (mDNS) candidates ignored
         self.hub_offer_pending = False
         self.renegotiate_wanted = False
+        self.withdrawn = 0  # hub offers withdrawn because a client offer crossed them
+        self._before_offer: tuple[Any, Any] = (None, None)  # local descriptions, see withdraw
         self._lock = asyncio.Lock()
         self._slot_map = slot_map
         self._on_failed = on_failed
@@ -121,18 +124,12 @@ class PeerSession:
 
     async def client_offer(self, sdp: str, ref: str | None, can_publish: bool) -> None:
         parsed = parse_sdp(sdp, ref)
-        if self.hub_offer_pending or self.pc.signalingState != "stable":
-            raise ProtocolError(
-                ErrorCode.WRONG_STATE,
-                "the hub's own offer is outstanding: answer it, then offer again",
-                ref,
-            )
         usable = usable_media(parsed)
         if not usable:
             raise ProtocolError(
                 ErrorCode.NO_MEDIA, "no audio (Opus) or video (VP8) section in the offer", ref
             )
-        hub_mids = {s.transceiver.mid for s in self.slots}
+        hub_mids = self.hub_mids()
         sending = [
             m
             for m in usable
@@ -145,6 +142,10 @@ class PeerSession:
             if len(ids) > 1 and ids[1] and m.rtp.muxId:
                 self.msids[m.rtp.muxId] = ids[1]
         async with self._lock:
+            if self.hub_offer_pending:
+                # Glare: the client's offer crossed ours. The hub is the polite side: it
+                # withdraws its offer (the client ignores it), answers, then offers again.
+                self._withdraw_offer()
             await self._set_remote(sdp, "offer", ref)
             self._prefer_relayable_codecs()
             try:
@@ -158,18 +159,52 @@ class PeerSession:
                     ErrorCode.INVALID_SDP, f"the hub cannot answer this offer: {exc}", ref
                 ) from None
             self.send(
-                {
-                    "type": "answer",
-                    "sdp": self.pc.localDescription.sdp,
-                    "tracks": self._slot_map(self),
-                }
+                protocol.hub_sdp("answer", self.pc.localDescription.sdp, self._slot_map(self), ref)
             )
         await self.maybe_renegotiate()
 
+    def negotiated_mids(self) -> set[str]:
+        """The mids both sides agreed on (a hub offer still outstanding may be withdrawn)."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return set()
+        return {m.rtp.muxId for m in SessionDescription.parse(remote.sdp).media if m.rtp.muxId}
+
+    def hub_mids(self) -> set[str]:
+        """The sections the hub sends on, as the client knows them."""
+        agreed = self.negotiated_mids()
+        return {s.transceiver.mid for s in self.slots if s.transceiver.mid in agreed}
+
+    def _withdraw_offer(self) -> None:
+        """Undo the hub's outstanding offer (the caller holds the lock): the sections only
+        that offer carried go (their publications wait for the next offer), and aiortc,
+        which has no rollback, is put back to its state before the offer."""
+        agreed = self.negotiated_mids()
+        for slot in list(self.slots):
+            if slot.transceiver.mid in agreed:
+                continue
+            self.slots.remove(slot)
+            if slot.publication is not None:
+                slot.publication.subscribers.discard(slot.track)
+                if slot.publication not in self._wanted:
+                    self._wanted.append(slot.publication)
+            slot.track.stop()
+        compat.rollback_local_offer(self.pc, self._before_offer)
+        self.hub_offer_pending = False
+        self.renegotiate_wanted = True
+        self.withdrawn += 1
+
     def check_mids(self, sections: list[Section], ref: str | None) -> None:
         """A mid the connection already has must keep its kind: aiortc would otherwise make
-        a second transceiver with the same mid and fail to answer."""
-        kinds = {t.mid: t.kind for t in self.pc.getTransceivers() if t.mid is not None}
+        a second transceiver with the same mid and fail to answer. (The mids of a hub offer
+        that may be withdrawn do not count.)"""
+        agreed = self.negotiated_mids()
+        hub_sent = {s.transceiver for s in self.slots}
+        kinds = {
+            t.mid: t.kind
+            for t in self.pc.getTransceivers()
+            if t.mid is not None and (t not in hub_sent or t.mid in agreed)
+        }
         for s in sections:
             if s.mid in kinds and kinds[s.mid] != s.kind:
                 raise ProtocolError(
@@ -308,18 +343,14 @@ class PeerSession:
                 for t in self.pc.getTransceivers()
                 if t.currentDirection is not None
             }
+            self._before_offer = compat.local_descriptions(self.pc)
             with policy_scope(self.policy):
                 offer = await self.pc.createOffer()
                 for t, negotiated in kept.items():
                     compat.restore_negotiated_parameters(t, negotiated)
                 await self.pc.setLocalDescription(offer)
-            self.send(
-                {
-                    "type": "offer",
-                    "sdp": self.numbering.rewrite_offer(self.pc.localDescription.sdp),
-                    "tracks": self._slot_map(self),
-                }
-            )
+            sdp = self.numbering.rewrite_offer(self.pc.localDescription.sdp)
+            self.send(protocol.hub_sdp("offer", sdp, self._slot_map(self)))
 
     def _prefer_relayable_codecs(self) -> None:
         # What the hub receives must be what it can forward as-is (Opus, VP8). aiortc

@@ -150,7 +150,7 @@ class RoomClient:
         self._neg = asyncio.Lock()
         self._want_offer = False
         self._awaiting_answer = False
-        self._before_offer: tuple[Any, Any] = (None, None)
+        self.glare = 0  # hub offers ignored because ours crossed them (the hub withdraws)
         # direct connection negotiation
         self._direct_neg = asyncio.Lock()
         self._direct_offerer = False
@@ -560,8 +560,6 @@ class RoomClient:
                 pc.addTransceiver("audio", direction="recvonly")
             for meta in metas:  # the hub learns each track's source before its section
                 await self.send(meta)
-            # what a rollback must restore (aiortc keeps an answered offer "pending")
-            self._before_offer = _local_descriptions(pc)
             with policy_scope(self.policy):
                 await pc.setLocalDescription(await pc.createOffer())
             self._awaiting_answer = True
@@ -595,13 +593,6 @@ class RoomClient:
             self.errors.append(err)
             if msg.get("fatal"):
                 self._fatal = err.code
-            if err.ref == "sdk-offer" and err.code == "wrong_state":
-                # the hub's offer crossed ours (usually already rolled back, see below)
-                async with self._neg:
-                    if self._awaiting_answer:
-                        self._awaiting_answer = False
-                        self._want_offer = True
-                        _rollback(self.pc, self._before_offer)
         elif kind == "bye":
             self._bye = msg["reason"]
         elif kind == "server_shutdown":
@@ -620,14 +611,13 @@ class RoomClient:
         elif kind in ("offer", "answer", "ice") and "from" in msg:
             await self._on_direct(msg)
         elif kind == "offer" and self.pc is not None:
-            self.slots.update({s["mid"]: s for s in msg["tracks"]})
             async with self._neg:  # never while our own offer is being made
                 if self.pc.signalingState == "have-local-offer":
-                    # Glare: the hub refuses our offer while its own is outstanding. Be
-                    # the polite side: drop ours, answer, offer again afterwards.
-                    self._awaiting_answer = False
-                    self._want_offer = True
-                    _rollback(self.pc, self._before_offer)
+                    # Glare: the hub's offer crossed ours. The hub is the polite side: it
+                    # withdraws that offer, answers ours, then offers again. Ignore it.
+                    self.glare += 1
+                    return
+                self.slots.update({s["mid"]: s for s in msg["tracks"]})
                 await self.pc.setRemoteDescription(RTCSessionDescription(msg["sdp"], "offer"))
                 with policy_scope(self.policy):
                     await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -643,8 +633,8 @@ class RoomClient:
                 self._awaiting_answer = False
             self._maybe_offer_again()
         elif kind == "track":
-            for r in self.remote.values():
-                if r.meta.get("id") == msg["track"]["id"]:
+            for r in self.remote.values():  # a track is named by its owner and its id
+                if r.participant == msg["participant"] and r.meta.get("id") == msg["track"]["id"]:
                     r.meta = msg["track"]
 
     def _maybe_offer_again(self) -> None:

@@ -17,24 +17,10 @@ from functools import lru_cache
 
 from aiohttp import web
 
-from commhub.protocol import encode
+from commhub.protocol import CloseReason, Outgoing, bye
 
 log = logging.getLogger("commhub.connection")
 
-# WebSocket close codes (4000-4999 are the application's own)
-CLOSE_CODES = {
-    "left": 1000,
-    "shutdown": 1001,
-    "flooding": 1008,
-    "replaced": 4002,
-    "room_full": 4003,
-    "removed": 4004,
-    "room_closed": 4005,
-    "expired": 4006,
-    "join_timeout": 4008,
-    "internal_error": 1011,
-}
-_BYE = {"left", "replaced", "removed", "room_closed", "expired"}
 CLOSE_TIMEOUT = 3.0
 
 
@@ -53,8 +39,15 @@ def frame(data: str) -> bytes:
 
 
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport, limit: int) -> None:
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        transport: asyncio.Transport,
+        limit: int,
+        outgoing: Outgoing,
+    ) -> None:
         self.ws = ws
+        self.outgoing = outgoing
         self.transport = transport
         self.limit = limit  # bytes waiting in the transport before the reader is dropped
         self.ended = asyncio.Event()
@@ -73,19 +66,19 @@ class Connection:
             return
         self.transport.write(frame(data))
 
-    async def end(self, reason: str, message: str) -> None:
-        """Say why (bye, when the reason has one) and close with the reason's code."""
+    async def end(self, reason: str, message: str, ref: str | None = None) -> None:
+        """Say why (bye, when the reason has one) and close with the reason's code
+        (`ref`: the id of the client's `leave` this answers)."""
         if self.closing:
             await self.ended.wait()
             return
-        if reason in _BYE:
-            self.deliver(encode({"type": "bye", "reason": reason, "message": message}))
+        why = CloseReason(reason)
+        if why.says_bye:
+            self.deliver(self.outgoing.encode(bye(why, message, ref)))
         self.closing = True
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
-                await self.ws.close(
-                    code=CLOSE_CODES.get(reason, 1000), message=message[:120].encode()
-                )
+                await self.ws.close(code=why.code, message=message[:120].encode())
         except Exception:  # no answer in time (or the socket is already gone)
             self.transport.abort()
         self.ended.set()

@@ -9,9 +9,10 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from commhub import protocol
 from commhub.auth import ANY_ROOM, AuthError, Claims, valid_room_name, verify
 from commhub.hub import Hub
-from commhub.protocol import ErrorCode, Message, ProtocolError
+from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
 from commhub.server.keys import ADMISSION, HUB
@@ -108,7 +109,7 @@ class Session:
         self.ws = ws
         self.claims = claims
         self.room_name = room
-        self.conn = Connection(ws, transport, hub.settings.send_buffer)
+        self.conn = Connection(ws, transport, hub.settings.send_buffer, hub.outgoing)
         s = hub.settings
         self.limiter = RateLimiter(
             s.rate_limit, s.rate_burst, s.flood_strikes, s.byte_rate, s.byte_burst
@@ -209,9 +210,7 @@ class Session:
     async def dispatch(self, msg: Message) -> None:
         kind, ref = msg["type"], msg.get("id")
         if kind == "ping":
-            self.send(
-                {"type": "pong", "ts": round(time.time(), 3), **({"ref": ref} if ref else {})}
-            )
+            self.send(protocol.pong(time.time(), ref))
             return
         if kind == "join":
             await self.join(msg)
@@ -223,15 +222,15 @@ class Session:
             self.leave_reason = "left"
             await self.hub.leave(self.room_name, p, "left")
             self.participant = None
-            await self.conn.end("left", "left the room")
+            await self.conn.end(CloseReason.LEFT, "left the room", ref)
         elif kind == "chat":
             if not p.can("chat"):
                 raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no chat grant", ref)
-            await self.hub.chat(room, p, msg["text"].strip())
+            await self.hub.chat(room, p, msg["text"].strip(), ref)
         elif kind == "set_language":
             p.speak = msg.get("speak", p.speak)
             p.read = msg.get("read", p.read)
-            await self.hub.update(self.room_name, p)
+            await self.hub.update(self.room_name, p, ref)
         else:  # offer / answer / ice / track: media negotiation
             await self.hub.media.handle(self.room_name, p, msg)
 
@@ -252,14 +251,17 @@ class Session:
             conn=self.conn,
         )
         try:
-            self.room = await self.hub.join(self.room_name, p)
+            self.room = await self.hub.join(
+                self.room_name,
+                p,
+                ref=msg.get("id"),
+                capabilities=msg.get("capabilities", {}),
+                media_mode=self.claims.media_mode,  # the token's issuer chose the room's mode
+            )
         except RoomFull as exc:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
             return
         self.participant = p
-        if self.claims.media_mode is not None:  # the token's issuer chose the room's mode
-            await self.hub.media.set_mode(self.room_name, self.claims.media_mode)
-        await self.hub.media.joined(self.room_name, p, msg.get("capabilities", {}))
 
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)
@@ -268,12 +270,7 @@ class Session:
         self, code: ErrorCode, message: str, ref: str | None = None, fatal: bool = False
     ) -> None:
         self.hub.metrics.errors.labels(code.value).inc()
-        body: dict[str, Any] = {"type": "error", "code": code.value, "message": message}
-        if ref:
-            body["ref"] = ref
-        if fatal:
-            body["fatal"] = True
-        self.send(body)
+        self.send(protocol.error(code, message, ref, fatal))
 
     async def fatal(self, code: ErrorCode, message: str, reason: str) -> None:
         self.error(code, message, fatal=True)

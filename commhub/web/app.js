@@ -596,7 +596,7 @@ function chooseVideo(tile) {
 }
 
 function onTrackInfo(msg) {
-  const pid = msg.participant.id;
+  const pid = msg.participant;
   if (app.hub.me && pid === app.hub.me.id) return;
   if (msg.track.kind === "audio" && !msg.direct) {
     if (msg.state === "unpublished" && app.hub.participants.has(pid)) app.lostAudio.add(pid);

@@ -37,7 +37,7 @@ export class CommHub extends EventTarget {
     this.me = null;
     this.room = null;
     this.participants = new Map(); // participant id -> participant
-    this.publications = new Map(); // remote track id -> {participant, track}
+    this.publications = new Map(); // "participant/track id" (ids are per publisher) -> {participant, track}
     this.remote = new Map(); // key -> remote track entry
     this.local = { audio: null, video: null }; // tracks we publish
     this.muted = { audio: false, video: false };
@@ -338,20 +338,14 @@ export class CommHub extends EventTarget {
     }
     const item = msg.ref && this.outbox.find((i) => i.id === msg.ref);
     if (item) { Object.assign(item, { status: "failed", reason: msg.code }); this.emit("outbox", this.outbox.slice()); }
-    if (msg.code === "wrong_state" && msg.ref && msg.ref === this.hubOfferId) {
-      // the hub's offer crossed ours: it answered nothing; once stable we offer again
-      // (a rollback makes the browser fire negotiationneeded again)
-      this.run(async () => {
-        if (this.pc && this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({ type: "rollback" });
-      });
-    }
     this.emit("error", msg);
   }
 
   onTrackInfo(msg) {
-    if (msg.state === "unpublished") this.publications.delete(msg.track.id);
-    else this.publications.set(msg.track.id, { participant: msg.participant.id, track: msg.track });
-    for (const r of this.remote.values()) if (r.meta.id === msg.track.id) r.meta = msg.track;
+    const key = `${msg.participant}/${msg.track.id}`;
+    if (msg.state === "unpublished") this.publications.delete(key);
+    else this.publications.set(key, { participant: msg.participant, track: msg.track });
+    for (const r of this.remote.values()) if (r.participant === msg.participant && r.meta.id === msg.track.id) r.meta = msg.track;
     this.emit("trackinfo", msg);
   }
 
@@ -452,9 +446,10 @@ export class CommHub extends EventTarget {
     const pc = this.pc;
     if (!pc || msg.type === "ice") return; // the hub's candidates are inside its SDP
     if (msg.type === "answer" && pc.signalingState !== "have-local-offer") return;
+    // An offer of the hub's that crossed ours is dropped: the hub withdraws it, answers
+    // ours, then offers again (PROTOCOL.md, Glare), so no rollback is ever needed.
+    if (msg.type === "offer" && pc.signalingState === "have-local-offer") return;
     this.slots = new Map(msg.tracks.map((s) => [s.mid, s]));
-    // an offer of the hub's while ours is out rolls ours back (we are the polite side);
-    // the browser then asks for negotiation again once stable
     await pc.setRemoteDescription({ type: msg.type, sdp: msg.sdp });
     if (msg.type === "offer") {
       await pc.setLocalDescription();
@@ -469,7 +464,7 @@ export class CommHub extends EventTarget {
     for (const [key, r] of this.remote) {
       if (r.via !== "hub") continue;
       const s = this.slots.get(r.mid);
-      if (!s || s.track.id !== r.meta.id) this.dropRemote(key);
+      if (!s || s.participant !== r.participant || s.track.id !== r.meta.id) this.dropRemote(key);
     }
     for (const t of pc.getTransceivers()) {
       const s = t.mid !== null && this.slots.get(t.mid);
@@ -597,7 +592,7 @@ export class CommHub extends EventTarget {
     const meta = { id: e.track.id, kind, source: kind === "audio" ? "microphone" : "camera", muted: e.track.muted };
     const entry = this.addRemote({ key, via: "direct", mid: e.transceiver.mid, participant: this.peer, meta, receiver: e.receiver });
     // the peer's section stops or resumes sending: its track mutes / unmutes
-    e.track.onmute = e.track.onunmute = () => { entry.meta = { ...entry.meta, muted: e.track.muted }; this.emit("trackinfo", { state: "updated", participant: { id: entry.participant }, track: entry.meta, direct: true }); };
+    e.track.onmute = e.track.onunmute = () => { entry.meta = { ...entry.meta, muted: e.track.muted }; this.emit("trackinfo", { state: "updated", participant: entry.participant, track: entry.meta, direct: true }); };
   }
 
   addRemote(r) {

@@ -20,8 +20,10 @@ def free_port() -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without COMMHUB_* settings, plus `extra`."""
+    """This process's environment without COMMHUB_* settings (but checking what the hub
+    sends), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMHUB_")}
+    env["COMMHUB_CHECK_OUTGOING"] = "1"  # a message breaking its schema is logged and refused
     env.update(extra)
     return env
 
