@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from commhub.media.ice import IcePolicy, policy_scope
 
+from commhub.rtc.ice import IcePolicy, policy_scope
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK, ToneTrack
-from tests.sdk_helpers import wait_for
+from tests.helpers.media import LOOPBACK, ToneTrack
+from tests.helpers.wait import wait_for
 from tests.wsclient import SignalClient
 
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,10 @@ from aiortc.contrib.media import MediaPlayer
 from commhub.lanes import Job, Lanes
 from commhub.sdk import RoomClient
 from commhub.translate import ApertiumTranslator, TranslationService
-from tests.audio import POCKETSPHINX_DATA, silence
 from tests.conftest import Running, StartHub
-from tests.media_helpers import LOOPBACK
-from tests.sdk_helpers import wait_for
+from tests.helpers.audio import POCKETSPHINX_DATA, silence
+from tests.helpers.media import LOOPBACK
+from tests.helpers.wait import wait_for
 from tests.wsclient import SignalClient
 
 pytestmark = pytest.mark.e2e
