@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
+from commhub.hub import Hub, NoMedia
 from commhub.media import Media
 from commhub.media.tap import AudioTaps
 from commhub.protocol import Message, Outgoing, schemas
@@ -28,6 +30,7 @@ from tests.helpers.audio import KO_PHRASES, KO_WORDS, korean_speech, webrtc_fram
 from tests.helpers.media import LOOPBACK, ToneTrack, collect_audio
 
 CHECK = Outgoing(schemas(), True)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Socket:
@@ -83,7 +86,7 @@ class RecordingOutbox:
 
 def person(identity: str, grants: str = "publish subscribe", lang: str = "ko") -> Participant:
     return Participant(
-        identity, identity, "member", frozenset(grants.split()), lang, lang, Socket()
+        identity, identity, "resident", frozenset(grants.split()), lang, lang, Socket()
     )
 
 
@@ -99,7 +102,9 @@ async def next_of(queue: asyncio.Queue[Message], kind: str) -> Message:
 
 def loaded_by(module: str) -> set[str]:
     code = f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, check=True, text=True, cwd=ROOT
+    )
     return {m for m in json.loads(out.stdout) if m.startswith("commhub")}
 
 
@@ -117,6 +122,42 @@ def test_import_graph(module: str, forbidden: set[str]) -> None:
     assert module in loaded
     bad = {m for m in loaded if any(m == f or m.startswith(f + ".") for f in forbidden)}
     assert not bad, f"{module} imports {sorted(bad)}"
+
+
+# -- the hub alone: no media layer given, rooms and chat still work -------------------------
+
+
+class Inbox:
+    """A participant's socket that keeps what it is sent (decoded)."""
+
+    def __init__(self) -> None:
+        self.got: list[Message] = []
+
+    def deliver(self, data: str) -> None:
+        self.got.append(json.loads(data))
+
+    async def end(self, reason: str, message: str, ref: str | None = None) -> None:
+        pass
+
+
+async def test_hub_alone_without_media() -> None:
+    hub = Hub(Settings(captions=False, translation=False, check_outgoing=True), "s" * 32)
+    assert isinstance(hub.media, NoMedia)
+    await hub.start()
+    try:
+        a, b = Inbox(), Inbox()
+        pa = Participant("alice", "Alice", "resident", frozenset({"chat"}), "en", "en", a)
+        pb = Participant("bob", "Bob", "resident", frozenset({"chat"}), "en", "en", b)
+        room = await hub.join("lobby", pa, ref="j1")
+        await hub.join("lobby", pb)
+        assert a.got[0]["type"] == "joined" and a.got[0]["ref"] == "j1"
+        assert a.got[0]["room"]["mode"] == "sfu"
+        assert [m["type"] for m in a.got[1:]] == ["participant_joined"]
+        await hub.chat(room, pb, "hello", ref="c1")
+        assert a.got[-1]["type"] == "chat" and a.got[-1]["text"] == "hello"
+        assert b.got[-1]["ref"] == "c1"
+    finally:
+        await hub.shutdown()
 
 
 # -- media alone: a real Rooms, a recording outbox, two real aiortc peers --------------------
