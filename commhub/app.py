@@ -10,12 +10,14 @@ from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
+from commhub.media import Media
 from commhub.server import admin, health, invites, languages, pages
-from commhub.server.keys import ADMISSION, CAPTIONS, HUB
+from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
@@ -36,8 +38,14 @@ def shared_models(models_dir: Path, engines: tuple[tuple[str, str], ...]) -> Spe
 
 def create_app(settings: Settings, secret: str) -> web.Application:
     app = web.Application(client_max_size=settings.max_message_bytes)
+    # Each part gets what it uses: media the settings, the room registry and the hub's
+    # delivery (it is told of joins and leaves by the hub through its MediaPort);
+    # captions also the audio taps and the metrics registry. No part holds the hub.
     hub = Hub(settings, secret)
+    media = Media(settings, hub.rooms, outbox=hub)
+    hub.media = media
     app[HUB] = hub
+    app[MEDIA] = media
     app[ADMISSION] = Admission(
         settings.max_connections_per_ip,
         settings.max_connections_per_identity,
@@ -46,7 +54,9 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     )
     if settings.captions:
         models = shared_models(settings.models_dir, tuple(sorted(settings.speech_engines.items())))
-        app[CAPTIONS] = LiveCaptions(hub, models)
+        app[CAPTIONS] = LiveCaptions(
+            settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
+        )
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
@@ -62,7 +72,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.translation:
-            hub.translator = await asyncio.to_thread(translation_service, settings, hub)
+            hub.translator = await asyncio.to_thread(translation_service, settings, hub.registry)
         await hub.start()
         captions = app.get(CAPTIONS)
         if captions is not None:
@@ -81,7 +91,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     return app
 
 
-def translation_service(settings: Settings, hub: Hub) -> TranslationService:
+def translation_service(settings: Settings, registry: CollectorRegistry) -> TranslationService:
     """Engines found on disk (Argos packages, Apertium pairs); scans run off the loop."""
     service = TranslationService(
         build_engines(settings.models_dir),
@@ -89,7 +99,7 @@ def translation_service(settings: Settings, hub: Hub) -> TranslationService:
         max_chars=settings.translate_max_chars,
         timeout=settings.translate_timeout,
         queue=settings.translate_queue,
-        registry=hub.registry,
+        registry=registry,
         preferences=settings.translate_engines,
     )
     log.info("translation pairs: %s", service.describe() or "none installed")

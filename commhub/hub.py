@@ -16,11 +16,11 @@ from commhub import protocol
 from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
-from commhub.media import Media
 from commhub.metrics import HubMetrics
 from commhub.protocol import (
     CloseReason,
     LeaveReason,
+    MediaMode,
     Message,
     Outgoing,
     Schemas,
@@ -49,6 +49,57 @@ class Translating(Protocol):
     async def translate_many(
         self, text: str, source: str, targets: Iterable[str]
     ) -> Mapping[str, Translated]: ...
+
+
+class MediaPort(Protocol):
+    """What the hub needs of the media layer (commhub.media.Media): its lifecycle and
+    being told of each join and leave, in order, so its room state follows the rooms'."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def admit(
+        self,
+        room_name: str,
+        p: Participant,
+        capabilities: Mapping[str, bool],
+        override: str | None = None,
+    ) -> MediaMode: ...
+
+    async def joined(self, room_name: str, p: Participant) -> None: ...
+
+    async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None: ...
+
+    async def close_room(self, room_name: str, participants: list[Participant]) -> None: ...
+
+
+class NoMedia:
+    """A hub without a media layer (every room stays sfu, nothing is negotiated)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def admit(
+        self,
+        room_name: str,
+        p: Participant,
+        capabilities: Mapping[str, bool],
+        override: str | None = None,
+    ) -> MediaMode:
+        return MediaMode.SFU
+
+    async def joined(self, room_name: str, p: Participant) -> None:
+        pass
+
+    async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
+        pass
+
+    async def close_room(self, room_name: str, participants: list[Participant]) -> None:
+        pass
 
 
 def translation_info(lang: str, t: Translated | None, of: str | None) -> dict[str, Any]:
@@ -93,7 +144,7 @@ class Hub:
         self.metrics = HubMetrics(self.registry)
         self.schemas: Schemas = schemas()
         self.outgoing = Outgoing(self.schemas, settings.check_outgoing)
-        self.media = Media(self)
+        self.media: MediaPort = NoMedia()  # the app gives it the media layer
         self.translator: Translating | None = None  # set by the app when translation runs
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None

@@ -3,9 +3,10 @@
 Plugs into the media layer's audio taps and knows nothing of WebRTC beyond a track of
 audio frames. One CaptionStream (one recognizer) per published track; the models are
 loaded once per process and shared. Finals are translated once per read language present
-in the room (Hub.publish_text); partials go out in the original. Nothing on the recognizer's
-path waits for a translation: readers of the speaker's language get each caption at once,
-the others get them in order from the stream's own lane (commhub.lanes).
+in the room (the outbox's publish_text); partials go out in the original. Nothing on the
+recognizer's path waits for a translation: readers of the speaker's language get each
+caption at once, the others get them in order from the stream's own lane (commhub.lanes).
+It is given its ports (settings, rooms, audio source, outbox, metrics registry), not the hub.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
+from typing import Protocol
 
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from prometheus_client import CollectorRegistry
 
 from commhub import protocol
 from commhub.captions.budget import RecognitionBudget
@@ -25,9 +28,9 @@ from commhub.captions.events import CaptionEvent
 from commhub.captions.gate import GateSettings
 from commhub.captions.metrics import CaptionMetrics
 from commhub.captions.stream import CaptionStream, StreamSettings
-from commhub.hub import Hub
-from commhub.protocol import CaptionUnavailableReason
-from commhub.rooms import Participant
+from commhub.config import Settings
+from commhub.protocol import CaptionUnavailableReason, Message
+from commhub.rooms import Participant, Room, Rooms
 from commhub.speech import ModelNotFound, SpeechModels
 
 log = logging.getLogger("commhub.captions")
@@ -35,13 +38,50 @@ log = logging.getLogger("commhub.captions")
 DEGRADED_NOTICE_EVERY = 10.0  # seconds between caption_degraded notices per speaker
 
 
+class AudioSource(Protocol):
+    """Published audio tracks (commhub.media.Media's audio taps)."""
+
+    def on_audio_track(
+        self, callback: Callable[[Participant, MediaStreamTrack], Awaitable[None]]
+    ) -> Callable[[], None]: ...
+
+
+class CaptionOutbox(Protocol):
+    """Where captions go (the hub: publish_text translates per read language)."""
+
+    async def publish(self, room: str, msg: Message) -> None: ...
+
+    async def publish_text(
+        self,
+        room: Room,
+        msg: Message,
+        text: str | None,
+        source: str,
+        *,
+        lane: str,
+        to: Collection[str] | None = None,
+        droppable: bool = False,
+    ) -> None: ...
+
+
 class LiveCaptions:
-    def __init__(self, hub: Hub, models: SpeechModels) -> None:
-        s = hub.settings
-        self.hub = hub
+    def __init__(
+        self,
+        settings: Settings,
+        models: SpeechModels,
+        *,
+        rooms: Rooms,
+        audio: AudioSource,
+        outbox: CaptionOutbox,
+        registry: CollectorRegistry,
+    ) -> None:
+        s = self.config = settings
         self.models = models
+        self.rooms = rooms  # the room registry: who may receive a speaker's captions
+        self.audio = audio
+        self.outbox = outbox
         self.budget = RecognitionBudget(s.caption_budget or None)
-        self.metrics = CaptionMetrics(hub.registry)
+        self.metrics = CaptionMetrics(registry)
         self.settings = StreamSettings(
             gate=GateSettings(end_silence_ms=s.caption_end_silence_ms),
             max_backlog_s=s.caption_max_backlog,
@@ -54,13 +94,13 @@ class LiveCaptions:
         self._lane_ids = itertools.count()
 
     def start(self) -> None:
-        self._remove = self.hub.media.on_audio_track(self.run)
+        self._remove = self.audio.on_audio_track(self.run)
         self._preload = asyncio.create_task(self.preload(), name="commhub-model-preload")
 
     async def preload(self) -> None:
         """Load the configured languages' models in the background, so a speaker's first
         words are not queued behind a model load; say at start-up what is missing."""
-        for language in self.hub.settings.caption_preload:
+        for language in self.config.caption_preload:
             try:
                 model = await self.models.load(language)
                 log.info("captions for %s: %s model ready", language, model.engine)
@@ -80,7 +120,7 @@ class LiveCaptions:
 
     async def run(self, p: Participant, track: MediaStreamTrack) -> None:
         """Caption one published track until it ends; follows the speaker's language."""
-        room = self.hub.room_of(p)
+        room = next((r for r in self.rooms if r.participants.get(p.id) is p), None)
         if room is None:
             return
         # The room is held by name: a speaker who just left still gets its last final.
@@ -109,7 +149,7 @@ class LiveCaptions:
             notice = protocol.caption_unavailable(
                 p.id, language, CaptionUnavailableReason.NO_MODEL, str(exc)
             )
-            await self.hub.publish(room_name, notice)
+            await self.outbox.publish(room_name, notice)
             return None
         lane = f"caption/{p.id}/{next(self._lane_ids)}"
         anchor: list[float] = []  # Unix time of the stream's first audio (its time zero)
@@ -117,7 +157,7 @@ class LiveCaptions:
         async def emit(event: CaptionEvent) -> None:
             await self._publish(p, room_name, event, lane, anchor[0] if anchor else time.time())
 
-        phrases = self.hub.settings.caption_phrases.get(language)
+        phrases = self.config.caption_phrases.get(language)
         stream = CaptionStream(
             model,
             emit,
@@ -152,12 +192,12 @@ class LiveCaptions:
             if seen != noticed and time.monotonic() - last_notice >= DEGRADED_NOTICE_EVERY:
                 noticed, last_notice = seen, time.monotonic()
                 notice = protocol.caption_degraded(p.id, seen[0], seen[1])
-                await self.hub.publish(room_name, notice)
+                await self.outbox.publish(room_name, notice)
 
     def _stable_prefix(self, event: CaptionEvent) -> str:
         """The words two successive partials of a segment agree on (when partials are
         translated at all): translating them does not flicker as the recognizer revises."""
-        if not self.hub.settings.translate_partials:
+        if not self.config.translate_partials:
             return ""
         words = event.text.split()
         previous = self._previous.get(event.segment_id, [])
@@ -172,7 +212,7 @@ class LiveCaptions:
     async def _publish(
         self, p: Participant, room_name: str, event: CaptionEvent, lane: str, anchor: float
     ) -> None:
-        room = self.hub.rooms.get(room_name)
+        room = self.rooms.get(room_name)
         if room is None:
             return
         # What was said is media: only for those allowed to receive it.
@@ -211,6 +251,6 @@ class LiveCaptions:
             text: str | None = event.text or None
         else:  # translate_partials: only words the recognizer no longer revises
             text = self._stable_prefix(event) or None
-        await self.hub.publish_text(
+        await self.outbox.publish_text(
             room, msg, text, event.language, lane=lane, to=listeners, droppable=not event.final
         )

@@ -7,14 +7,15 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiortc import RTCRtpTransceiver
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 from commhub import protocol
+from commhub.config import Settings
 from commhub.media.forward import Publication, tee_receiver
 from commhub.media.sdpcheck import shape
 from commhub.media.session import PeerSession, check_sdp_text, parse_sdp
@@ -27,11 +28,9 @@ from commhub.protocol import (
     ProtocolError,
     TrackState,
 )
-from commhub.rooms import Participant
+from commhub.rooms import Participant, Rooms
+from commhub.rooms.participant import Connection
 from commhub.rtc.ice import IcePolicy
-
-if TYPE_CHECKING:
-    from commhub.hub import Hub
 
 log = logging.getLogger("commhub.media")
 
@@ -49,10 +48,29 @@ class RoomMedia:
     publications: dict[tuple[str, str], Publication] = field(default_factory=dict)
 
 
+class Outbox(Protocol):
+    """Where media's messages go (the hub's delivery, encoded and counted there)."""
+
+    def send(self, conn: Connection, msg: Message) -> None: ...
+
+    async def publish(
+        self,
+        room: str,
+        msg: Message,
+        *,
+        to: str | Collection[str] | None = None,
+        exclude: str | None = None,
+    ) -> None: ...
+
+
 class Media:
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
-        s = hub.settings
+    """Told of joins and leaves by the hub (admit/joined/leave/close_room); reads the
+    room registry for who is in a room and sends through `outbox`: it never sees the hub."""
+
+    def __init__(self, settings: Settings, rooms: Rooms, outbox: Outbox) -> None:
+        self.settings = s = settings
+        self.members = rooms  # the hub's registry: who is in which room (read only here)
+        self.outbox = outbox
         self.policy = IcePolicy(
             hosts=tuple(s.ice_host_addresses),
             ports=(s.udp_port_min, s.udp_port_max) if s.udp_port_min else None,
@@ -149,7 +167,7 @@ class Media:
         for pub in rm.publications.values():
             owner = self._participant(room_name, pub.owner_id)
             if owner is not None:
-                self.hub.send(p.conn, _track_msg(TrackState.PUBLISHED, owner, pub))
+                self.outbox.send(p.conn, _track_msg(TrackState.PUBLISHED, owner, pub))
         await self._recompute(room_name, force_notify=p.id)
 
     async def leave(self, room_name: str, p: Participant, reason: str = "left") -> None:
@@ -158,7 +176,7 @@ class Media:
         await self._end_session(room_name, p, reason, tell=False)
         rm = self.rooms.get(room_name)
         if rm is not None:
-            room = self.hub.rooms.get(room_name)
+            room = self.members.get(room_name)
             if room is None or not room.participants:
                 self.rooms.pop(room_name, None)
             else:
@@ -177,7 +195,7 @@ class Media:
             await self._track_meta(room_name, p, msg)
             return
         if kind in ("offer", "answer"):
-            limit = self.hub.settings.max_sdp_bytes
+            limit = self.settings.max_sdp_bytes
             if len(msg["sdp"].encode()) > limit:
                 raise ProtocolError(ErrorCode.SDP_TOO_LARGE, f"the SDP exceeds {limit} bytes", ref)
         if "to" in msg:
@@ -228,7 +246,7 @@ class Media:
             raise ProtocolError(ErrorCode.INVALID_SDP, f"mid {dup!r} is used twice", ref)
         hub_mids = session.hub_mids() if session else set()
         own = [s for s in sections if s.mid not in hub_mids]
-        s = self.hub.settings
+        s = self.settings
         if len(own) > s.max_tracks_per_participant + s.max_tracks_per_room:
             raise ProtocolError(
                 ErrorCode.TOO_MANY_TRACKS,
@@ -265,7 +283,7 @@ class Media:
 
     def _room_tracks(self, room_name: str, exclude: str) -> int:
         """Tracks published in the room by others, counting offers being applied."""
-        room = self.hub.rooms.get(room_name)
+        room = self.members.get(room_name)
         total = 0
         for pid in room.participants if room else ():
             if pid == exclude:
@@ -305,7 +323,7 @@ class Media:
                         ErrorCode.INVALID_CANDIDATE, "not an ICE candidate", ref
                     ) from None
             body = {"candidate": cand}
-        self.hub.send(target.conn, protocol.relayed(kind, p.id, body))
+        self.outbox.send(target.conn, protocol.relayed(kind, p.id, body))
 
     async def _track_meta(self, room_name: str, p: Participant, msg: Message) -> None:
         meta: dict[str, Any] = {k: msg[k] for k in ("source", "muted") if k in msg}
@@ -323,7 +341,7 @@ class Media:
             mine = self.pending_meta.setdefault(p.id, {})
             mine.pop(msg["track_id"], None)
             mine[msg["track_id"]] = meta
-            while len(mine) > self.hub.settings.max_track_meta:
+            while len(mine) > self.settings.max_track_meta:
                 del mine[next(iter(mine))]
             return
         pub.source = meta.get("source", pub.source)
@@ -332,7 +350,7 @@ class Media:
             pub.last_frame = time.monotonic()
             if not pub.muted:
                 pub.request_keyframe()
-        await self.hub.publish(room_name, _track_msg(TrackState.UPDATED, p, pub))
+        await self.outbox.publish(room_name, _track_msg(TrackState.UPDATED, p, pub))
 
     # -- sessions and publications --------------------------------------------------------
 
@@ -345,9 +363,9 @@ class Media:
 
         session = PeerSession(
             p,
-            self.hub.settings.ice_servers,
+            self.settings.ice_servers,
             self.policy,
-            lambda m: self.hub.send(p.conn, m),
+            lambda m: self.outbox.send(p.conn, m),
             on_track,
             on_failed,
             self._slot_map,
@@ -373,13 +391,13 @@ class Media:
         pub.muted = meta.get("muted", False)
         decode = kind == "audio" and self.taps.active
         tee_receiver(
-            transceiver.receiver, pub.on_frame, decode, self.hub.settings.audio_jitter_prefetch
+            transceiver.receiver, pub.on_frame, decode, self.settings.audio_jitter_prefetch
         )
         session.publications[mid] = pub
         rm.publications[(p.id, track_id)] = pub
         if decode:
             self.taps.attach(pub.key, p, transceiver.receiver.track, pub.source)
-        self._spawn(self.hub.publish(room_name, _track_msg(TrackState.PUBLISHED, p, pub)))
+        self._spawn(self.outbox.publish(room_name, _track_msg(TrackState.PUBLISHED, p, pub)))
         if rm.mode == "sfu":
             self._subscribe_all(room_name, pub)
 
@@ -420,7 +438,7 @@ class Media:
             self._spawn(s.maybe_renegotiate())
         pub.close()
         if self._participant(room_name, owner.id) is not None or rm is not None:
-            await self.hub.publish(room_name, _track_msg(TrackState.UNPUBLISHED, owner, pub))
+            await self.outbox.publish(room_name, _track_msg(TrackState.UNPUBLISHED, owner, pub))
 
     async def _end_session(self, room_name: str, p: Participant, reason: str, tell: bool) -> None:
         session = self.sessions.get(p.id)
@@ -432,7 +450,7 @@ class Media:
         session.publications.clear()
         await session.close()
         if tell:
-            self.hub.send(p.conn, protocol.media_closed(MediaClosedReason(reason)))
+            self.outbox.send(p.conn, protocol.media_closed(MediaClosedReason(reason)))
         log.info("media session of %s closed: %s", p.id, reason)
 
     def _slot_map(self, session: PeerSession) -> list[dict[str, Any]]:
@@ -449,9 +467,9 @@ class Media:
 
     def _want_mode(self, room_name: str) -> tuple[str, tuple[str, str] | None]:
         rm = self._room(room_name)
-        room = self.hub.rooms.get(room_name)
+        room = self.members.get(room_name)
         ids = sorted(room.participants) if room else []
-        choice = rm.override or self.hub.settings.room_mode
+        choice = rm.override or self.settings.room_mode
         # A direct connection sends and receives media: both sides need both grants,
         # whatever the room's mode says.
         if (
@@ -470,7 +488,7 @@ class Media:
         mode, peers = self._want_mode(room_name)
         changed = (mode, peers) != (rm.mode, rm.peers)
         rm.mode, rm.peers = mode, peers
-        room = self.hub.rooms.get(room_name)
+        room = self.members.get(room_name)
         if room is None:
             return
         if changed or force_notify:
@@ -482,7 +500,7 @@ class Media:
                     msg = protocol.media_mode(MediaMode.P2P, other, offerer=p.id == peers[0])
                 else:
                     msg = protocol.media_mode(MediaMode(mode))
-                self.hub.send(p.conn, msg)
+                self.outbox.send(p.conn, msg)
         if not changed:
             return
         for s in list(self.sessions.values()):
@@ -498,7 +516,7 @@ class Media:
 
     async def _watch(self) -> None:
         """End sessions whose unmuted tracks stopped delivering (stalled)."""
-        limit = self.hub.settings.media_stall_timeout
+        limit = self.settings.media_stall_timeout
         while True:
             await asyncio.sleep(min(1.0, limit / 4))
             await self._end_stalled(limit)  # own frame: no publication outlives a pass
@@ -523,7 +541,7 @@ class Media:
         return rm
 
     def _participant(self, room_name: str, pid: str) -> Participant | None:
-        room = self.hub.rooms.get(room_name)
+        room = self.members.get(room_name)
         return room.participants.get(pid) if room else None
 
     def _spawn(self, coro: Any) -> None:

@@ -11,7 +11,7 @@ from commhub import auth
 from commhub.auth import AuthError, Claims
 from commhub.hub import Hub
 from commhub.protocol import unsafe
-from commhub.server.keys import HUB
+from commhub.server.keys import HUB, MEDIA
 from commhub.server.signal import bearer, json_error
 
 routes = web.RouteTableDef()
@@ -143,10 +143,11 @@ async def mint_token(request: web.Request) -> web.Response:
 async def set_media_mode(request: web.Request) -> web.Response:
     """Choose a room's media mode: sfu, p2p, or auto to follow the defaults."""
     name = request.match_info["room"]
-    hub, _ = authorise(request, name)
+    authorise(request, name)
+    media = request.app[MEDIA]
     body = await json_body(request)
     mode = body.get("mode")
     if mode not in ("sfu", "p2p", "auto"):
         return json_error(400, "invalid_request", 'mode must be "sfu", "p2p" or "auto"')
-    await hub.media.set_mode(name, mode)
-    return web.json_response({"room": name, "mode": mode, "effective": hub.media.mode(name)})
+    await media.set_mode(name, mode)
+    return web.json_response({"room": name, "mode": mode, "effective": media.mode(name)})

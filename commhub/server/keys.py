@@ -4,8 +4,10 @@ from aiohttp import web
 
 from commhub.captions.live import LiveCaptions
 from commhub.hub import Hub
+from commhub.media import Media
 from commhub.server.limits import Admission
 
 HUB = web.AppKey("hub", Hub)
+MEDIA = web.AppKey("media", Media)
 CAPTIONS = web.AppKey("captions", LiveCaptions)
 ADMISSION = web.AppKey("admission", Admission)

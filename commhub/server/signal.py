@@ -12,10 +12,11 @@ from aiohttp import WSMsgType, web
 from commhub import protocol
 from commhub.auth import ANY_ROOM, AuthError, Claims, valid_room_name, verify
 from commhub.hub import Hub
+from commhub.media import Media
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
-from commhub.server.keys import ADMISSION, HUB
+from commhub.server.keys import ADMISSION, HUB, MEDIA
 from commhub.server.limits import RateLimiter
 
 log = logging.getLogger("commhub.signal")
@@ -83,7 +84,7 @@ async def signal(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
-        session = Session(hub, ws, transport, claims, room)
+        session = Session(hub, request.app[MEDIA], ws, transport, claims, room)
         hub.metrics.connections.inc()
         try:
             await session.run()
@@ -100,12 +101,14 @@ class Session:
     def __init__(
         self,
         hub: Hub,
+        media: Media,
         ws: web.WebSocketResponse,
         transport: asyncio.Transport,
         claims: Claims,
         room: str,
     ) -> None:
         self.hub = hub
+        self.media = media  # offers, answers, candidates and track notes go here
         self.ws = ws
         self.claims = claims
         self.room_name = room
@@ -232,7 +235,7 @@ class Session:
             p.read = msg.get("read", p.read)
             await self.hub.update(self.room_name, p, ref)
         else:  # offer / answer / ice / track: media negotiation
-            await self.hub.media.handle(self.room_name, p, msg)
+            await self.media.handle(self.room_name, p, msg)
 
     async def join(self, msg: Message) -> None:
         if self.participant is not None:
