@@ -17,6 +17,10 @@ hub restart or `server_shutdown {reconnect_after}`, joins the same room with the
 (identity), languages and published tracks, and reports its state: connecting, connected,
 reconnecting, refused (with the hub's reason) or closed. `state` is never "connected" while
 the signalling socket is closed.
+
+Each socket is a SignalChannel (commhub/sdk/signal.py, the same client the test suite uses);
+with `check_schemas` every message the hub sends is validated first, and one that breaks its
+schema fails whatever `expect` waits (connect included) instead of being handled.
 """
 
 from __future__ import annotations
