@@ -18,12 +18,14 @@ from commhub import auth
 from commhub.app import create_app
 from commhub.config import Settings
 from commhub.hub import Hub
+from commhub.sdk import signal
 from commhub.server.keys import HUB
 from commhub.speech import SpeechModel, SpeechModels
 from tests.helpers.media import census
 from tests.wsclient import SignalClient
 
 SECRET = "test-secret-" + "x" * 40
+signal.CHECK_DEFAULT = True  # every SDK client in the suite checks what the hub sends it
 
 
 def run_cli(
@@ -45,12 +47,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 class _Violations(logging.Handler):
-    def __init__(self) -> None:
+    def __init__(self, only_flagged: bool = False) -> None:
         super().__init__(logging.ERROR)
+        self.only_flagged = only_flagged
         self.seen: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.seen.append(record.getMessage())
+        if not self.only_flagged or getattr(record, "schema_violation", False):
+            self.seen.append(record.getMessage())
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +70,21 @@ def outgoing_checked() -> Iterator[None]:
     finally:
         logger.removeHandler(handler)
     assert not handler.seen, f"the hub sent messages that break their schema: {handler.seen}"
+
+
+@pytest.fixture(autouse=True)
+def incoming_checked() -> Iterator[_Violations]:
+    """Fail the test when a client channel (test client or SDK) received a message that
+    breaks its schema, even if the test never looked at that channel again. A test that
+    provokes violations on purpose clears `.seen` once it has checked them."""
+    handler = _Violations(only_flagged=True)
+    logger = logging.getLogger("commhub.sdk.signal")
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.seen, f"a client received messages that break their schema: {handler.seen}"
 
 
 class Running:
@@ -107,7 +126,7 @@ async def start_hub(settings: Settings) -> AsyncIterator[StartHub]:
     yield start
     for running in started:
         for c in running.clients:
-            await c.close()
+            await c.close(quiet=True)  # incoming_checked reports any violation
         await running.server.close()
 
 

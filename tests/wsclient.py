@@ -1,57 +1,32 @@
-"""A real WebSocket signalling client for tests: every server message is schema-checked."""
+"""The tests' signalling client: the SDK's SignalChannel, every server message schema-checked."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import os
 import socket
 from typing import Any
 
 import aiohttp
 
-from commhub.protocol import schemas
+from commhub.sdk.signal import SignalChannel
 
 
-class SignalClient:
-    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.session = session
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []  # everything received, in order
-        self._pending: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read())
+class SignalClient(SignalChannel):
+    """The SDK's SignalChannel with schema checking on, plus what tests use: `join` and the
+    participant id it got."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        *,
+        check: bool | None = True,
+        **kw: Any,
+    ) -> None:
+        super().__init__(session, ws, check=check, **kw)
         self.joined: dict[str, Any] | None = None
-
-    @classmethod
-    async def connect(cls, url: str, token: str, **kw: Any) -> SignalClient:
-        session = aiohttp.ClientSession()
-        try:
-            ws = await session.ws_connect(f"{url}/v1/signal?access_token={token}", **kw)
-        except BaseException:
-            await session.close()
-            raise
-        return cls(session, ws)
-
-    async def _read(self) -> None:
-        async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.TEXT:
-                continue
-            data = json.loads(msg.data)
-            schemas().check_server(data)  # the server speaks exactly what signalling/ defines
-            self.inbox.append(data)
-            await self._pending.put(data)
-
-    async def send(self, msg: dict[str, Any]) -> None:
-        await self.ws.send_str(json.dumps(msg))
-
-    async def expect(self, kind: str, timeout: float = 5.0, **match: Any) -> dict[str, Any]:
-        """Wait for the next message of `kind` (others are skipped but kept in inbox)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                msg = await self._pending.get()
-                if msg["type"] == kind and all(msg.get(k) == v for k, v in match.items()):
-                    return msg
 
     async def join(self, **fields: Any) -> dict[str, Any]:
         await self.send({"type": "join", **fields})
@@ -62,19 +37,6 @@ class SignalClient:
     def pid(self) -> str:
         assert self.joined is not None
         return str(self.joined["participant"]["id"])
-
-    async def closed(self, timeout: float = 5.0) -> int | None:
-        async with asyncio.timeout(timeout):
-            await self._reader
-        return self.ws.close_code
-
-    async def close(self) -> None:
-        await self.ws.close()
-        self._reader.cancel()
-        await self.session.close()
-
-    def received(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.inbox if m["type"] == kind]
 
 
 async def raw_join(

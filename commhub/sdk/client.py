@@ -17,13 +17,16 @@ hub restart or `server_shutdown {reconnect_after}`, joins the same room with the
 (identity), languages and published tracks, and reports its state: connecting, connected,
 reconnecting, refused (with the hub's reason) or closed. `state` is never "connected" while
 the signalling socket is closed.
+
+Each socket is a SignalChannel (commhub/sdk/signal.py, the same client the test suite uses);
+with `check_schemas` every message the hub sends is validated first, and one that breaks its
+schema fails whatever `expect` waits (connect included) instead of being handled.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import time
@@ -40,6 +43,13 @@ from commhub.rtc.compat import local_descriptions as _local_descriptions
 from commhub.rtc.compat import rollback_local_offer as _rollback
 from commhub.rtc.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.sdk.fanout import Fanout
+from commhub.sdk.signal import (
+    FINAL_ERRORS,
+    Refused,
+    SchemaViolation,
+    SignalChannel,
+    SignalError,
+)
 
 log = logging.getLogger("commhub.sdk")
 
@@ -47,33 +57,6 @@ STATES = ("connecting", "connected", "reconnecting", "refused", "closed")
 # The hub ended the session on purpose: coming back would fight it (replaced, removed) or
 # fail (expired). `left` is our own leave.
 FINAL_BYES = {"left", "replaced", "removed", "room_closed", "expired"}
-# In-band fatal errors that a new connection would meet again.
-FINAL_ERRORS = {"room_full", "flooding"}
-
-
-class SignalError(Exception):
-    def __init__(self, msg: dict[str, Any]) -> None:
-        super().__init__(f"{msg['code']}: {msg['message']}")
-        self.code: str = msg["code"]
-        self.ref: str | None = msg.get("ref")
-
-
-class Refused(Exception):
-    """The hub would not let this client in: `code` is the hub's reason (token_expired,
-    token_bad_signature, token_wrong_room, room_full, shutting_down...)."""
-
-    def __init__(self, code: str, message: str, status: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-    @property
-    def retryable(self) -> bool:
-        # a hub that is stopping or overloaded will take us later; a bad token never will
-        if self.code in FINAL_ERRORS:
-            return False
-        return self.status is None or self.status >= 500 or self.status in (426, 429)
 
 
 @dataclass
@@ -100,6 +83,7 @@ class RoomClient:
         backoff: tuple[float, float] = (0.25, 8.0),
         heartbeat: float = 10.0,
         on_state: StateCallback | None = None,
+        check_schemas: bool | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.token = token
@@ -110,6 +94,7 @@ class RoomClient:
         self.backoff = backoff  # first delay, longest delay (seconds), before jitter
         self.heartbeat = heartbeat
         self.on_state = on_state
+        self.check_schemas = check_schemas  # None: the SignalChannel default
         self.joined: dict[str, Any] | None = None
         self.mode = "sfu"
         self.peer_id: str | None = None
@@ -138,8 +123,7 @@ class RoomClient:
         self._closed_at = -1e9  # when the hub last closed our media, and how often lately
         self._closed_streak = 0
         self._session: aiohttp.ClientSession | None = None
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._chan: SignalChannel | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closed_by_us = False
         self._bye: str | None = None  # the hub's bye reason on the current socket
@@ -159,6 +143,14 @@ class RoomClient:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- state ----------------------------------------------------------------------------
+
+    @property
+    def _ws(self) -> aiohttp.ClientWebSocketResponse | None:
+        return self._chan.ws if self._chan is not None else None
+
+    @property
+    def _reader(self) -> asyncio.Task[None] | None:
+        return self._chan.reader if self._chan is not None else None
 
     @property
     def state(self) -> str:
@@ -222,15 +214,12 @@ class RoomClient:
             self._session = aiohttp.ClientSession()
         self._bye = self._fatal = None
         self._shutdown_after = None
-        try:
-            ws = await self._session.ws_connect(
-                f"{self.url}/v1/signal", params={"access_token": self.token},
-                heartbeat=self.heartbeat,
-            )  # fmt: skip
-        except aiohttp.WSServerHandshakeError as exc:
-            raise await self._refusal(exc.status) from None
-        self._ws = ws
-        self._reader = reader = asyncio.create_task(self._read(ws), name="commhub-sdk-reader")
+        self._chan = chan = await SignalChannel.connect(
+            self.url, self.token, session=self._session, heartbeat=self.heartbeat,
+            check=self.check_schemas, inbox=self.inbox, backlog=256,
+            on_message=self._on_message, on_violation=self._on_violation,
+        )  # fmt: skip
+        reader = chan.reader
         joined = self.expect("joined", timeout=30.0)
         await self.send(self._join_message())
         either: set[asyncio.Future[Any]] = {joined, reader}
@@ -244,18 +233,6 @@ class RoomClient:
         self._set_state("connected")
         await self._restore_media()
         return self.joined
-
-    async def _refusal(self, status: int) -> Refused:
-        """Why an upgrade was refused: the same request without upgrading says it."""
-        assert self._session is not None
-        try:
-            async with self._session.get(
-                f"{self.url}/v1/signal", params={"access_token": self.token}
-            ) as resp:
-                body = await resp.json(content_type=None)
-            return Refused(str(body["error"]), str(body.get("message", "")), resp.status)
-        except Exception:
-            return Refused(f"http_{status}", f"the upgrade was refused with HTTP {status}", status)
 
     async def _supervise(self) -> None:
         """Wait for the socket to end; come back unless the end was final."""
@@ -329,14 +306,9 @@ class RoomClient:
         await self._teardown_media()
 
     async def _drop_socket(self) -> None:
-        ws, self._ws = self._ws, None
-        if self._reader is not None and not self._reader.done():
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
-        if ws is not None and not ws.closed:
-            with contextlib.suppress(Exception):
-                await ws.close()
+        chan, self._chan = self._chan, None
+        if chan is not None:
+            await chan.close(quiet=True)
 
     @property
     def pid(self) -> str:
@@ -344,10 +316,10 @@ class RoomClient:
         return str(self.joined["participant"]["id"])
 
     async def send(self, msg: dict[str, Any]) -> None:
-        ws = self._ws
-        if ws is None or ws.closed:
+        chan = self._chan
+        if chan is None or chan.ws.closed:
             raise ConnectionError(f"not connected ({self.state}): {msg['type']} not sent")
-        await ws.send_str(json.dumps(msg))
+        await chan.send(msg)
 
     def expect(
         self, kind: str, timeout: float = 10.0, **match: Any
@@ -414,8 +386,8 @@ class RoomClient:
         await self._teardown_media()
         self._pcs.clear()
         await self._fanout.close()
-        if self._ws is not None:
-            await self._ws.close()
+        if self._chan is not None:
+            await self._chan.close(quiet=True)  # a violation was logged and given to waiters
         if self._session is not None:
             await self._session.close()
         self._set_state("closed", "closed")
@@ -567,24 +539,27 @@ class RoomClient:
 
     # -- inbound --------------------------------------------------------------------------
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        async for raw in ws:
-            if raw.type != aiohttp.WSMsgType.TEXT:
-                continue
-            msg = json.loads(raw.data)
-            self.inbox.append(msg)
-            try:
-                await self._handle(msg)
-            except Exception:
-                if not ws.closed:
-                    log.exception("handling %s failed", msg.get("type"))
-            for kind, match, fut in list(self._waiters):
-                if (
-                    msg["type"] == kind
-                    and all(msg.get(k) == v for k, v in match.items())
-                    and not fut.done()
-                ):
-                    fut.set_result(msg)
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        """Every message of the current socket, in order (the channel has put it in inbox)."""
+        try:
+            await self._handle(msg)
+        except Exception:
+            if self._ws is not None and not self._ws.closed:
+                log.exception("handling %s failed", msg.get("type"))
+        for kind, match, fut in list(self._waiters):
+            if (
+                msg["type"] == kind
+                and all(msg.get(k) == v for k, v in match.items())
+                and not fut.done()
+            ):
+                fut.set_result(msg)
+
+    def _on_violation(self, violation: SchemaViolation) -> None:
+        """With schema checking on, the hub sent an invalid message (not handled): whoever
+        waits for a message learns it now rather than at a timeout."""
+        for _, _, fut in list(self._waiters):
+            if not fut.done():
+                fut.set_exception(violation)
 
     async def _handle(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
