@@ -18,7 +18,7 @@ from commhub import auth
 from commhub.app import create_app
 from commhub.config import Settings
 from commhub.hub import Hub
-from commhub.sdk import signal
+from commhub.sdk import RoomClient, signal
 from commhub.server.keys import HUB
 from commhub.speech import SpeechModel, SpeechModels
 from tests.helpers.media import census
@@ -128,6 +128,15 @@ async def start_hub(settings: Settings) -> AsyncIterator[StartHub]:
         for c in running.clients:
             await c.close(quiet=True)  # incoming_checked reports any violation
         await running.server.close()
+
+
+@pytest.fixture
+async def room_clients() -> AsyncIterator[list[RoomClient]]:
+    """SDK clients a test makes, closed after it."""
+    made: list[RoomClient] = []
+    yield made
+    for c in made:
+        await c.close()
 
 
 @pytest.fixture

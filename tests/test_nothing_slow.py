@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import wave
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,10 +20,9 @@ from commhub.lanes import Job, Lanes
 from commhub.sdk import RoomClient
 from commhub.translate import ApertiumTranslator, TranslationService
 from tests.conftest import Running, StartHub
-from tests.helpers.audio import POCKETSPHINX_DATA, silence
+from tests.helpers.audio import POCKETSPHINX_DATA, silence, write_wav
 from tests.helpers.media import LOOPBACK
-from tests.helpers.wait import wait_for
-from tests.wsclient import SignalClient
+from tests.helpers.wait import barrier, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,13 +40,6 @@ def engine_stopped(hub: Running, source: str, target: str) -> Iterator[None]:
         yield
     finally:
         os.kill(first_stage, signal.SIGCONT)
-
-
-async def barrier(*clients: SignalClient) -> None:
-    """A ping round trip through each connection: what the hub sent before is in."""
-    for i, c in enumerate(clients):
-        await c.send({"type": "ping", "id": f"barrier-{i}"})
-        await c.expect("pong", ref=f"barrier-{i}")
 
 
 async def test_chat_sender_goes_on_while_its_translation_waits(start_hub: StartHub) -> None:
@@ -82,31 +73,18 @@ def two_utterances(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """'go forward ten meters', twice with a pause: two finals from one stream."""
     raw = (POCKETSPHINX_DATA / "goforward.raw").read_bytes()
     path = tmp_path_factory.mktemp("slow") / "twice.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(silence(0.5) + raw + silence(1.5) + raw + silence(1.5))
-    return path
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[RoomClient]]:
-    made: list[RoomClient] = []
-    yield made
-    for c in made:
-        await c.close()
+    return write_wav(path, silence(0.5) + raw + silence(1.5) + raw + silence(1.5))
 
 
 async def test_next_caption_does_not_wait_for_the_last_ones_translation(
-    start_hub: StartHub, two_utterances: Path, clients: list[RoomClient]
+    start_hub: StartHub, two_utterances: Path, room_clients: list[RoomClient]
 ) -> None:
     hub = await start_hub(ice_host_addresses=list(LOOPBACK), translate_timeout=300.0)
 
     async def join(identity: str, speak: str) -> RoomClient:
         c = RoomClient(hub.url, hub.token("desk", identity, speak=speak, read=speak),
                        ice_hosts=LOOPBACK)  # fmt: skip
-        clients.append(c)
+        room_clients.append(c)
         await c.connect()
         return c
 

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -80,23 +79,15 @@ def english_wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_wav(path, silence(0.5) + raw + silence(1.5))
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[RoomClient]]:
-    made: list[RoomClient] = []
-    yield made
-    for c in made:
-        await c.close()
-
-
 async def test_english_speaker_read_in_spanish_and_english(
-    start_hub: StartHub, english_wav: Path, clients: list[RoomClient], loop_watch: LoopWatch
+    start_hub: StartHub, english_wav: Path, room_clients: list[RoomClient], loop_watch: LoopWatch
 ) -> None:
     hub = await start_hub(ice_host_addresses=list(LOOPBACK))
 
     async def join(identity: str, speak: str, read: str) -> RoomClient:
         c = RoomClient(hub.url, hub.token("desk", identity, speak=speak, read=read),
                        ice_hosts=LOOPBACK)  # fmt: skip
-        clients.append(c)
+        room_clients.append(c)
         await c.connect()
         return c
 
@@ -143,12 +134,12 @@ async def test_killed_engine_is_restarted_and_the_room_goes_on(hub: Running) -> 
 
 
 async def test_partials_translated_by_stable_prefix_when_enabled(
-    start_hub: StartHub, english_wav: Path, clients: list[RoomClient]
+    start_hub: StartHub, english_wav: Path, room_clients: list[RoomClient]
 ) -> None:
     hub = await start_hub(ice_host_addresses=list(LOOPBACK), translate_partials=True)
     speaker = RoomClient(hub.url, hub.token("desk", "resident", speak="en"), ice_hosts=LOOPBACK)
     spanish = RoomClient(hub.url, hub.token("desk", "agent", speak="es"), ice_hosts=LOOPBACK)
-    clients += [speaker, spanish]
+    room_clients += [speaker, spanish]
     await speaker.connect()
     await spanish.connect()
     final = spanish.expect("caption", timeout=60, final=True)
