@@ -16,6 +16,7 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
+from commhub.moderation import imagery
 from commhub.server import admin, health, invites, languages, pages
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
@@ -57,6 +58,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         app[CAPTIONS] = LiveCaptions(
             settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
         )
+    imagery.setup(app, settings, media, hub.rooms, hub, hub.registry)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
