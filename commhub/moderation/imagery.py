@@ -235,7 +235,8 @@ class ImageryModerator:
                 t.pub.request_keyframe()
 
     def _submit(self, t: Sampled, frame: bytes, now: float) -> None:
-        t.due = now + self.settings.imagery_interval
+        # counted from the request, so the key frame's delay does not stretch the cadence
+        t.due = t.grab.armed_at + self.settings.imagery_interval
         t.last = now
         if self.in_flight >= self.settings.imagery_queue:
             self.metrics.skipped.labels("queue").inc()
