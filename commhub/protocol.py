@@ -48,6 +48,10 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    UNKNOWN_DESK = "unknown_desk"
+    UNKNOWN_TICKET = "unknown_ticket"
+    UNKNOWN_SESSION = "unknown_session"
+    UNKNOWN_AGENT = "unknown_agent"
 
 
 class ProtocolError(Exception):
