@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print an access token")
     _settings_args(token)
-    token.add_argument("--room", required=True, help="room name, or '*' with --admin")
+    token.add_argument("--room", help="room name, or '*' with --admin (or --desk)")
     token.add_argument("--identity", required=True, help="stable user id (JWT sub)")
     token.add_argument("--name", help="display name")
     token.add_argument("--role", default="guest", choices=auth.ROLES)
@@ -83,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
     )
+    token.add_argument("--desk", help="a desk token for this desk (with --agent)")
+    token.add_argument("--agent", action="store_true", help="an agent of --desk")
+    token.add_argument("--languages", help="an agent's languages, e.g. ko,en (default: --speak)")
 
     inv = sub.add_parser(
         "invite",
@@ -105,6 +108,8 @@ def parser() -> argparse.ArgumentParser:
     inv.add_argument(
         "--base-url", help="the hub's public address (default: http://COMMHUB_HOST:COMMHUB_PORT)"
     )
+
+    _desk_parser(sub)
 
     models = sub.add_parser("models", help="list or install speech and translation models")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -167,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token(args, _load(args))
         if args.command == "invite":
             return invite(args, _load(args))
+        if args.command == "desk":
+            return desk_command(args, _load(args))
         settings = _load(args)
         if args.command == "models":
             if args.models_command == "list":
@@ -243,12 +250,17 @@ def translate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def token(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.desk) != bool(args.agent) or bool(args.room) == bool(args.desk):
+        print("commhub token: give --room, or --desk D --agent", file=sys.stderr)
+        return 2
     secret, created = settings.resolve_secret()
     if created:
         print(
             f"commhub: generated a development secret in {settings.data_dir}/secret",
             file=sys.stderr,
         )
+    if args.desk:
+        return desk_agent_token(args, settings, secret)
     grants = list(args.grant or auth.DEFAULT_GRANTS) + (["admin"] if args.admin else [])
     try:
         print(
@@ -359,6 +371,122 @@ async def serve(
     log.info("shutting down: closing connections within %.1f s", settings.shutdown_timeout)
     await runner.cleanup()  # stops accepting, runs on_shutdown (tells participants), closes
     log.info("stopped")
+    return 0
+
+
+# -- desks --
+
+
+def _desk_parser(sub: Any) -> None:
+    desk = sub.add_parser("desk", help="service desks: create, list, show, delete")
+    dsub = desk.add_subparsers(dest="desk_command", required=True)
+    create = dsub.add_parser("create", help="create a desk")
+    change = dsub.add_parser("update", help="change a desk's settings")
+    for p in (create, change):
+        _settings_args(p)
+        p.add_argument("desk", help="the desk's name: a-z, 0-9, '-' (in its link: /desk/NAME)")
+        p.add_argument("--name", dest="title", help="the title visitors see")
+        p.add_argument("--languages", help="languages it serves in, e.g. ko,en,es")
+        p.add_argument("--topics", help="topics a visitor may pick, e.g. tax,residence")
+        p.add_argument("--hours", help='opening hours, e.g. "mon-fri 09:00-18:00; sat 10:00-13:00"')
+        p.add_argument("--timezone", help="IANA time zone of --hours (UTC)")
+        p.add_argument("--closed-message", help="what visitors see when the desk is closed")
+        p.add_argument("--max-queue", type=int, help="visitors who may wait at once")
+        p.add_argument("--assign", choices=["auto", "manual"], help="who assigns visitors")
+    for name, text in (("list", "list desks"), ("show", "show a desk"), ("delete", "delete")):
+        p = dsub.add_parser(name, help=text)
+        _settings_args(p)
+        if name != "list":
+            p.add_argument("desk")
+        if name in ("create", "show"):
+            p.add_argument("--base-url", help="the hub's public address for the link")
+    create.add_argument("--base-url", help="the hub's public address for the link")
+
+
+def desk_command(args: argparse.Namespace, settings: Settings) -> int:
+    from commhub.desks import db as desk_db
+    from commhub.desks import model
+
+    store = desk_db.DeskDB(desk_db.sync_url(settings.data_dir))
+    try:
+        store.ensure()
+        cmd = args.desk_command
+        if cmd == "list":
+            for d in store.list():
+                state = "always open" if not d.hours else f"{d.hours} ({d.timezone})"
+                print(f"{d.name}\t{d.title}\t{','.join(d.languages)}\t{d.assign}\t{state}")
+            return 0
+        if cmd == "delete":
+            if not store.delete(args.desk):
+                print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
+                return 1
+            print(f"deleted desk {args.desk}", file=sys.stderr)
+            return 0
+        if cmd == "show":
+            found = store.get(args.desk)
+            if found is None:
+                print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
+                return 1
+            import json
+
+            print(json.dumps(found.wire(), ensure_ascii=False, indent=2))
+            print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{found.name}")
+            return 0
+        spec: dict[str, Any] = {"name": args.desk}
+        for key in ("title", "languages", "topics", "hours", "timezone", "closed_message",
+                    "max_queue", "assign"):  # fmt: skip
+            value = getattr(args, key)
+            if value is not None:
+                spec[key] = value
+        if cmd == "create":
+            made = store.create(model.validate(spec, default_max_queue=settings.desk_max_queue))
+            print(f"desk {made.name} created; visitors' link:", file=sys.stderr)
+            print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{made.name}")
+            return 0
+        current = store.get(args.desk)
+        if current is None:
+            print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
+            return 1
+        spec.pop("name")
+        store.save(model.validate(spec, current=current))
+        print(f"desk {args.desk} updated (the hub reads it within seconds)", file=sys.stderr)
+        return 0
+    except model.DeskError as exc:
+        print(f"commhub desk: {exc.message}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+
+
+def desk_agent_token(args: argparse.Namespace, settings: Settings, secret: str) -> int:
+    from commhub.desks import db as desk_db
+    from commhub.server.desks_api import issue_agent
+
+    store = desk_db.DeskDB(desk_db.sync_url(settings.data_dir))
+    try:
+        store.ensure()
+        if store.get(args.desk) is None:
+            print(f"commhub token: no desk {args.desk!r} (commhub desk create)", file=sys.stderr)
+            return 2
+    finally:
+        store.close()
+    try:
+        print(
+            issue_agent(
+                secret,
+                desk=args.desk,
+                identity=args.identity,
+                name=args.name,
+                speak=args.speak,
+                read=args.read,
+                languages=args.languages,
+                ttl=args.ttl,
+                issuer=settings.issuer,
+            )
+        )
+    except ValueError as exc:
+        print(f"commhub token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -80,6 +80,13 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- desks --
+    desk_grace: float = 60.0  # seconds a dropped visitor keeps its place in a desk's queue
+    desk_agent_grace: float = 15.0  # seconds a dropped agent keeps its sessions
+    desk_visitor_ttl: float = 3600.0  # lifetime of the visitor token a desk's link mints
+    desk_session_ttl: float = 4 * 3600.0  # lifetime of a session's room tokens
+    desk_default_handle_time: float = 300.0  # the wait estimate before a desk has handled anyone
+    desk_max_queue: int = 100  # a new desk's max_queue
 
     @classmethod
     def load(
@@ -136,6 +143,11 @@ class Settings:
             need(getattr(self, name) > 0, name, "expected > 0")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
+        for name in ("desk_grace", "desk_agent_grace"):
+            need(0 <= getattr(self, name) <= 86400, name, "expected 0..86400 seconds")
+        for name in ("desk_visitor_ttl", "desk_session_ttl", "desk_default_handle_time"):
+            need(0 < getattr(self, name) <= 7 * 86400, name, "expected (0, 604800] seconds")
+        need(1 <= self.desk_max_queue <= 10000, "desk_max_queue", "expected 1..10000")
         need(
             all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),
             "ice_host_addresses",

@@ -458,3 +458,154 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- desks --------------------------------------------------------------------------------------
+
+
+def desk_waiting(
+    desk: Mapping[str, Any],
+    position: int,
+    estimated_wait: float | None,
+    agents_online: int,
+    notice: Mapping[str, str] | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "desk_waiting",
+        "desk": dict(desk),
+        "position": position,
+        "estimated_wait": None if estimated_wait is None else round(estimated_wait, 1),
+        "agents_online": agents_online,
+    }
+    if notice is not None:
+        msg["notice"] = dict(notice)
+    return _with_ref(msg, ref)
+
+
+def desk_unavailable(
+    desk: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    opens_at: float | None = None,
+    estimated_wait: float | None = None,
+    ref: str | None = None,
+) -> Message:
+    assert reason in ("closed", "full", "deleted")
+    msg: Message = {
+        "type": "desk_unavailable",
+        "desk": dict(desk),
+        "reason": reason,
+        "message": message,
+        "opens_at": opens_at,
+        "estimated_wait": None if estimated_wait is None else round(estimated_wait, 1),
+    }
+    return _with_ref(msg, ref)
+
+
+def desk_assigned(
+    *,
+    session: str,
+    desk: Mapping[str, Any],
+    room: str,
+    token: str,
+    agent_name: str | None = None,
+    visitor: Mapping[str, Any] | None = None,
+    transcript: Sequence[Mapping[str, Any]] | None = None,
+    transferred: Mapping[str, Any] | None = None,
+    ref: str | None = None,
+) -> Message:
+    """The visitor's copy names the agent (`with`); the agent's has `visitor` and, after a
+    transfer, what came before."""
+    msg: Message = {
+        "type": "desk_assigned",
+        "session": session,
+        "desk": dict(desk),
+        "room": room,
+        "token": token,
+    }
+    if agent_name is not None:
+        msg["with"] = {"name": agent_name}
+    if visitor is not None:
+        msg["visitor"] = dict(visitor)
+    if transcript is not None:
+        msg["transcript"] = [dict(line) for line in transcript]
+    if transferred is not None:
+        msg["transferred"] = dict(transferred)
+    return _with_ref(msg, ref)
+
+
+def desk_invited(
+    *,
+    session: str,
+    desk: Mapping[str, Any],
+    room: str,
+    token: str,
+    visitor: Mapping[str, Any],
+    by: Mapping[str, Any],
+) -> Message:
+    return {
+        "type": "desk_invited",
+        "session": session,
+        "desk": dict(desk),
+        "room": room,
+        "token": token,
+        "visitor": dict(visitor),
+        "by": dict(by),
+    }
+
+
+def desk_added(
+    session: str,
+    *,
+    agent: str | None = None,
+    link: str | None = None,
+    expires_at: float | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {"type": "desk_added", "session": session}
+    if agent is not None:
+        msg["agent"] = agent
+    if link is not None:
+        msg["link"] = link
+    if expires_at is not None:
+        msg["expires_at"] = round(expires_at, 3)
+    return _with_ref(msg, ref)
+
+
+def desk_ended(
+    session: str, message: str, outcome: str | None = None, ref: str | None = None
+) -> Message:
+    msg: Message = {"type": "desk_ended", "session": session, "message": message}
+    if outcome is not None:
+        msg["outcome"] = outcome
+    return _with_ref(msg, ref)
+
+
+def desk_state(
+    *,
+    desk: Mapping[str, Any],
+    queue: Sequence[Mapping[str, Any]],
+    agents: Sequence[Mapping[str, Any]],
+    sessions: Sequence[Mapping[str, Any]],
+    event: Mapping[str, Any] | None = None,
+    you: Mapping[str, Any] | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "desk_state",
+        "desk": dict(desk),
+        "queue": [dict(e) for e in queue],
+        "agents": [dict(a) for a in agents],
+        "sessions": [dict(s) for s in sessions],
+    }
+    if event is not None:
+        msg["event"] = dict(event)
+    if you is not None:
+        msg["you"] = dict(you)
+    return _with_ref(msg, ref)
+
+
+def desk_event(desk: str, event: Mapping[str, Any]) -> Message:
+    return {"type": "desk_event", "desk": desk, **event}

@@ -3,6 +3,7 @@
 from aiohttp import web
 
 from commhub.captions.live import LiveCaptions
+from commhub.desks.service import Desks
 from commhub.hub import Hub
 from commhub.media import Media
 from commhub.server.limits import Admission
@@ -11,3 +12,4 @@ HUB = web.AppKey("hub", Hub)
 MEDIA = web.AppKey("media", Media)
 CAPTIONS = web.AppKey("captions", LiveCaptions)
 ADMISSION = web.AppKey("admission", Admission)
+DESKS = web.AppKey("desks", Desks)

@@ -10,13 +10,15 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from commhub import protocol
-from commhub.auth import ANY_ROOM, AuthError, Claims, valid_room_name, verify
+from commhub.auth import ANY_ROOM, DESK_ROOM_PREFIX, AuthError, Claims, valid_room_name, verify
+from commhub.desks.service import Desks
+from commhub.desks.state import Link
 from commhub.hub import Hub
 from commhub.media import Media
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
-from commhub.server.keys import ADMISSION, HUB, MEDIA
+from commhub.server.keys import ADMISSION, DESKS, HUB, MEDIA
 from commhub.server.limits import RateLimiter
 
 log = logging.getLogger("commhub.signal")
@@ -84,7 +86,9 @@ async def signal(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
-        session = Session(hub, request.app[MEDIA], ws, transport, claims, room)
+        session = Session(
+            hub, request.app[MEDIA], ws, transport, claims, room, request.app.get(DESKS)
+        )
         hub.metrics.connections.inc()
         try:
             await session.run()
@@ -106,8 +110,11 @@ class Session:
         transport: asyncio.Transport,
         claims: Claims,
         room: str,
+        desks: Desks | None = None,
     ) -> None:
         self.hub = hub
+        self.desks = desks  # desk_* messages go there (a desk token's connection)
+        self.desk_link: Link | None = None
         self.media = media  # offers, answers, candidates and track notes go here
         self.ws = ws
         self.claims = claims
@@ -132,8 +139,9 @@ class Session:
         )
         try:
             while not self.conn.closing:
+                engaged = self.participant or (self.desk_link and self.desk_link.tried)
                 deadline = min(
-                    (d for d in (None if self.participant else join_by, expire_at) if d),
+                    (d for d in (None if engaged else join_by, expire_at) if d),
                     default=None,
                 )
                 try:
@@ -155,6 +163,8 @@ class Session:
                 self.leave_reason = "timeout"
             if self.participant is not None:
                 await self.hub.leave(self.room_name, self.participant, self.leave_reason)
+            if self.desk_link is not None and self.desks is not None:
+                await self.desks.disconnected(self.desk_link)
             if not self.ws.closed:
                 await self.conn.end("left", "bye")
             self.conn.stop()
@@ -215,7 +225,14 @@ class Session:
         if kind == "ping":
             self.send(protocol.pong(time.time(), ref))
             return
+        if kind.startswith("desk_"):
+            await self.desk(msg)
+            return
         if kind == "join":
+            if self.claims.desk is not None:
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "a desk token enters with desk_join, not join", ref
+                )
             await self.join(msg)
             return
         p, room = self.participant, self.room
@@ -236,6 +253,19 @@ class Session:
             await self.hub.update(self.room_name, p, ref)
         else:  # offer / answer / ice / track: media negotiation
             await self.media.handle(self.room_name, p, msg)
+
+    async def desk(self, msg: Message) -> None:
+        """A desk message: only on a desk token's connection (commhub.desks)."""
+        ref, claim = msg.get("id"), self.claims.desk
+        if self.desks is None:
+            raise ProtocolError(ErrorCode.NOT_SUPPORTED, "this hub runs no desks", ref)
+        if claim is None or self.claims.room != DESK_ROOM_PREFIX + claim.name:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "desk messages need a desk token", ref)
+        if self.desk_link is None:
+            self.desk_link = self.desks.link(self.conn, self.claims)
+        if msg["type"] == "desk_join":
+            self.desk_link.tried = True  # answered: no join timeout while it tries again
+        await self.desks.handle(self.desk_link, msg)
 
     async def join(self, msg: Message) -> None:
         if self.participant is not None:
