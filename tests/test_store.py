@@ -101,7 +101,11 @@ async def test_captions_and_chat_make_one_ordered_transcript(store: Store) -> No
     assert [line["kind"] for line in lines] == ["caption", "chat"]
     cap = lines[0]
     assert cap["identity"] == "bob" and cap["name"] == "Bob" and cap["participant"] == "PA_bob"
-    assert (cap["start"], cap["end"], cap["text"]) == (1_700_000_001.0, 1_700_000_002.5, "안녕하세요")
+    assert (cap["start"], cap["end"], cap["text"]) == (
+        1_700_000_001.0,
+        1_700_000_002.5,
+        "안녕하세요",
+    )
     assert cap["translations"] == {"en": "Hello"}
     assert lines[1]["text"] == "message 2 from alice" and lines[1]["start"] == 1_700_000_002
     assert await store.transcript("nowhere") == []
@@ -134,7 +138,11 @@ async def test_reports(store: Store) -> None:
     assert await store.resolve_report("RP_unknown", "x", "mod") is False
     done = await store.get_report(rid)
     assert done is not None
-    assert (done["status"], done["resolution"], done["resolved_by"]) == ("resolved", "warned", "mod")
+    assert (done["status"], done["resolution"], done["resolved_by"]) == (
+        "resolved",
+        "warned",
+        "mod",
+    )
     assert [r["id"] for r in await store.reports(status="open")] == [other]
     assert await store.get_report("RP_unknown") is None
 
@@ -160,9 +168,13 @@ async def test_events_purge_and_erasure(store: Store) -> None:
     store.add_event("lobby", "strike", {"identity": "alice"})
     for n in range(3):
         await store.add_chat("lobby", chat(n, "bob"))
-    store.add_chat_translation("lobby", "CH_bob_0", "ko", {"lang": "ko", "status": "ok", "text": "k"})
+    store.add_chat_translation(
+        "lobby", "CH_bob_0", "ko", {"lang": "ko", "status": "ok", "text": "k"}
+    )
     await store.add_chat("lobby", chat(10, "alice"))
-    await store.add_report({"room": "lobby", "reporter": "alice", "subject": "bob", "created_at": 5.0})
+    await store.add_report(
+        {"room": "lobby", "reporter": "alice", "subject": "bob", "created_at": 5.0}
+    )
     await store.add_ban("lobby", "bob", None, "mod", "")
     assert [e["kind"] for e in await store.events("lobby")] == ["filtered", "strike"]
 
