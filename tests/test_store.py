@@ -230,3 +230,15 @@ async def test_a_full_database_is_an_error_not_a_crash(tmp_path: Path) -> None:
         assert len(await s.recent_chat("lobby", 5)) == 5  # what was saved still reads
     finally:
         await s.close()
+
+
+async def test_one_refused_write_does_not_sink_its_batch(store: Store) -> None:
+    await store.add_chat("lobby", chat(0))
+    results = await asyncio.gather(
+        *(store.add_chat("lobby", chat(n)) for n in (1, 0, 2)), return_exceptions=True
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
+    assert store.status() == (True, "ok")  # the data's fault, not the database's
+    ids = [m["id"] for m in await store.recent_chat("lobby", 9)]
+    assert sorted(ids) == ["CH_alice_0", "CH_alice_1", "CH_alice_2"]

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from commhub.store import migrate
 from commhub.store import models as t
 from commhub.store.metrics import StoreMetrics
-from commhub.store.writer import StoreError, Writer, describe
+from commhub.store.writer import Row, StoreError, Writer, describe
 
 log = logging.getLogger("commhub.store")
 
@@ -149,20 +149,13 @@ class Store:
             "message": msg,
         }
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.chat).values(row))
-
-        await self.writer.write(op, "chat")
+        await self.writer.write(Row(t.chat, row), "chat")
 
     def add_chat_translation(
         self, room: str, chat_id: str, lang: str, info: dict[str, Any]
     ) -> None:
         row = {"chat_id": chat_id, "lang": lang, "info": info}
-
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.chat_translations).values(row))
-
-        self.writer.submit(op, "chat_translation")
+        self.writer.submit(Row(t.chat_translations, row), "chat_translation")
 
     async def recent_chat(self, room: str, limit: int) -> list[dict[str, Any]]:
         """The room's last `limit` chat messages, oldest first, as sent, each with
@@ -470,10 +463,7 @@ class Store:
             "data": data,
         }
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.events).values(row))
-
-        self.writer.submit(op, "event")
+        self.writer.submit(Row(t.events, row), "event")
 
     async def events(self, room: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Moderation events, oldest first."""
