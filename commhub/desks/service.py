@@ -71,7 +71,10 @@ class Desks:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception:  # the hub runs on; the desks' calls fail until the database works
+            log.exception("the desks' database at %s is unusable", self.store.engine.url)
         await self.support.refresh()
 
     async def close(self) -> None:
