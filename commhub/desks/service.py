@@ -67,6 +67,8 @@ class Desks:
         self.visitors: dict[str, tuple[DeskState, Visitor]] = {}  # identity -> where it is
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: list[tuple[str, Message, str]] = []  # assignments to publish
+        # rooms of ended sessions -> when: their tokens still run, the rooms stay shut
+        self._ended: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -89,6 +91,30 @@ class Desks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
+
+    async def shutdown(self) -> None:
+        """The hub is stopping: every desk connection is told and closed (no grace timers)."""
+        links = [v.link for st in self.states.values() for v in st.queue if v.link]
+        links += [
+            v.link
+            for st in self.states.values()
+            for s in st.sessions.values()
+            if (v := s.visitor).link
+        ]
+        links += [a.link for st in self.states.values() for a in st.agents.values() if a.link]
+        notice = protocol.server_shutdown(5)
+        for link in links:
+            link.gone = True
+            self.hub.send(link.conn, notice)
+        await asyncio.gather(
+            *(link.conn.end(CloseReason.SHUTDOWN, "server shutting down") for link in links),
+            return_exceptions=True,
+        )
+
+    def ended(self, room: str) -> bool:
+        """Whether `room` was a desk session that has ended (its tokens may still be valid)."""
+        at = self._ended.get(room)
+        return at is not None and time.monotonic() - at < self.settings.desk_session_ttl
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -611,6 +637,11 @@ class Desks:
             self._reply(agent.link, ended)
         elif agent.link is not None and outcome != "agent_lost":
             await self.hub.publish(channel(state.name, "agents"), ended, to=agent.link.key)
+        now = time.monotonic()
+        self._ended = {
+            r: t for r, t in self._ended.items() if now - t < self.settings.desk_session_ttl
+        }
+        self._ended[session.room] = now
         await self.hub.close_room(session.room)
         event = self._event("ended", session=session.id, agent=agent.identity, outcome=outcome)
         if note:
