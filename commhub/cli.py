@@ -470,7 +470,7 @@ async def _desk(args: argparse.Namespace, settings: Settings, store: Any) -> int
 
 def desk_agent_token(args: argparse.Namespace, settings: Settings, secret: str) -> int:
     from commhub.desks import db as desk_db
-    from commhub.server.desks_api import issue_agent
+    from commhub.desks.tokens import issue_agent
 
     async def exists() -> bool:
         store = desk_db.DeskStore(desk_db.database_url(settings.database_url, settings.data_dir))

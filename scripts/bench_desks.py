@@ -36,7 +36,7 @@ import aiohttp
 from benchlib import HubProcess, cpu_seconds, pct, start_hub, write_json
 
 from commhub import auth
-from commhub.server.desks_api import issue_agent
+from commhub.desks.tokens import issue_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 DESK = "bench-desk"

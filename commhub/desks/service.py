@@ -19,8 +19,8 @@ from typing import Any
 
 from commhub import auth, protocol
 from commhub.auth import DESK_ROOM_PREFIX, Claims
+from commhub.desks import tokens, view
 from commhub.desks import transcript as transcripts
-from commhub.desks import view
 from commhub.desks.db import DeskStore
 from commhub.desks.metrics import DeskMetrics
 from commhub.desks.model import DeskDef, DeskError
@@ -39,7 +39,6 @@ from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 log = logging.getLogger("commhub.desks")
 
 DEF_CACHE = 2.0  # seconds a definition read from the database is trusted (the CLI may change it)
-SESSION_GRANTS = ("publish", "subscribe", "chat")
 INTERPRETER_LINK_TTL = 3600.0
 
 NOTICES = {
@@ -233,22 +232,10 @@ class Desks:
     def visitor_token(
         self, state: DeskState, name: str, speak: str, read: str, topic: str | None
     ) -> tuple[str, str, float]:
-        identity = "visitor-" + secrets.token_urlsafe(12)
-        ttl = self.settings.desk_visitor_ttl
-        token = auth.issue(
-            self.hub.secret,
-            room=DESK_ROOM_PREFIX + state.name,
-            identity=identity,
-            name=name,
-            role="guest",
-            grants=(),  # the desk connection needs none; the session's room token has them
-            speak=speak,
-            read=read,
-            ttl=ttl,
-            issuer=self.settings.issuer,
-            desk=auth.DeskClaim(state.name, "visitor", topic),
-        )
-        return token, identity, time.time() + ttl
+        return tokens.issue_visitor(
+            self.hub.secret, desk=state.name, name=name, speak=speak, read=read, topic=topic,
+            ttl=self.settings.desk_visitor_ttl, issuer=self.settings.issuer,
+        )  # fmt: skip
 
     # -- signalling --------------------------------------------------------------------------
 
@@ -572,18 +559,10 @@ class Desks:
     def _room_token(
         self, room: str, identity: str, name: str, role: str, speak: str, read: str
     ) -> str:
-        return auth.issue(
-            self.hub.secret,
-            room=room,
-            identity=identity,
-            name=name,
-            role=role,
-            grants=SESSION_GRANTS,
-            speak=speak,
-            read=read,
-            ttl=self.settings.desk_session_ttl,
-            issuer=self.settings.issuer,
-        )
+        return tokens.issue_session(
+            self.hub.secret, room=room, identity=identity, name=name, role=role, speak=speak,
+            read=read, ttl=self.settings.desk_session_ttl, issuer=self.settings.issuer,
+        )  # fmt: skip
 
     def _assigned_visitor(self, state: DeskState, s: DeskSession, ref: str | None) -> Message:
         v = s.visitor

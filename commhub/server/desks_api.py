@@ -14,6 +14,7 @@ from commhub.desks import model
 from commhub.desks.db import DeskStore, database_url
 from commhub.desks.model import DeskError
 from commhub.desks.service import Desks
+from commhub.desks.tokens import AGENT_TOKEN_TTL, issue_agent
 from commhub.hub import Hub
 from commhub.server.admin import authorise, json_body
 from commhub.server.invites import INVITES, PUBLIC_BURST, PUBLIC_RATE
@@ -22,7 +23,6 @@ from commhub.server.limits import AddressBuckets
 from commhub.server.signal import json_error
 
 NAME_MAX = 80
-AGENT_TOKEN_TTL = 12 * 3600.0
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LIMITER = web.AppKey("desk_limiter", AddressBuckets)
 
@@ -201,47 +201,6 @@ async def agent_token(request: web.Request) -> web.Response:
     except (TypeError, ValueError) as exc:
         return json_error(400, "invalid_request", str(exc)[:200])
     return web.json_response({"token": token}, status=201)
-
-
-def issue_agent(
-    secret: str,
-    *,
-    desk: str,
-    identity: Any,
-    name: Any = None,
-    speak: Any = "en",
-    read: Any = None,
-    languages: Any = None,
-    ttl: float = AGENT_TOKEN_TTL,
-    issuer: str = "commhub",
-) -> str:
-    """An agent token for a desk (the CLI's `token --desk D --agent` too); ValueError for
-    bad values."""
-    if not isinstance(identity, str):
-        raise ValueError("identity (string) is required")
-    if isinstance(languages, str):
-        languages = [x.strip() for x in languages.split(",") if x.strip()]
-    if languages is not None and not isinstance(languages, list):
-        raise ValueError("languages must be a list of language tags")
-    for value, what in ((name, "name"), (speak, "speak"), (read, "read")):
-        if value is not None and not isinstance(value, str):
-            raise ValueError(f"{what} must be a string")
-    claim = auth.desk_claim(
-        {"name": desk, "as": "agent", "languages": languages or [speak, *([read] if read else [])]}
-    )
-    return auth.issue(
-        secret,
-        room=auth.DESK_ROOM_PREFIX + desk,
-        identity=identity,
-        name=name,
-        role="agent",
-        grants=(),
-        speak=speak,
-        read=read,
-        ttl=ttl,
-        issuer=issuer,
-        desk=auth.DeskClaim(claim.name, "agent", None, tuple(dict.fromkeys(claim.languages))),
-    )
 
 
 def setup(app: web.Application, data_dir: Path) -> None:

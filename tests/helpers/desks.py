@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 
-from commhub.server.desks_api import issue_agent
+from commhub.desks.tokens import issue_agent
 from tests.conftest import SECRET, Running
 from tests.helpers.http import admin_headers, call
 from tests.wsclient import SignalClient
