@@ -55,6 +55,8 @@ class Store:
     ) -> None:
         self.url = url
         self.metrics = StoreMetrics(registry)
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = self._engine(url, busy_timeout)
         self.where = make_url(url).render_as_string(hide_password=True)
         self._status = (False, "starting")
@@ -109,7 +111,7 @@ class Store:
 
     async def _migrate(self) -> None:
         if not self._migrated:
-            await asyncio.to_thread(migrate.upgrade, self.url)
+            await asyncio.to_thread(migrate.upgrade, self.url, connect_args=self._connect_args)
             self._migrated = True
 
     async def _recover(self) -> None:
