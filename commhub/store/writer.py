@@ -119,7 +119,8 @@ class Writer:
         """Queue op without waiting for its commit; False when it was dropped."""
         if self._closing or self._task is None or len(self._queue) >= 2 * self.limit:
             self._metrics.dropped.labels(what).inc()
-            log.warning("store queue full (%d): dropped a %s write", len(self._queue), what)
+            why = "closed" if self._closing or self._task is None else "queue full"
+            log.warning("store %s: dropped a %s write", why, what)
             return False
         self._put(_Item(op, what, None))
         return True
