@@ -345,7 +345,7 @@ class Hub:
         )
         if self.store is not None:
             try:
-                await self.store.add_chat(room.name, msg)
+                await self.store.add_chat(room.name, msg, recorded=room.recording)
             except StoreError as exc:
                 raise ProtocolError(
                     ErrorCode.STORE_UNAVAILABLE, f"the chat was not sent: {exc}", ref

@@ -121,7 +121,8 @@ async def test_captions_and_chat_make_one_ordered_transcript(store: Store) -> No
             "es": {"lang": "es", "status": "failed", "detail": "no engine"},
         },
     )
-    await store.add_chat("lobby", chat(2))  # ts 1_700_000_002
+    await store.add_chat("lobby", chat(2), recorded=True)  # ts 1_700_000_002
+    await store.add_chat("lobby", chat(3))  # kept as history, not recorded
     lines = await store.transcript("lobby")
     assert [line["kind"] for line in lines] == ["caption", "chat"]
     cap = lines[0]
@@ -134,6 +135,7 @@ async def test_captions_and_chat_make_one_ordered_transcript(store: Store) -> No
     assert cap["translations"] == {"en": "Hello"}
     assert lines[1]["text"] == "message 2 from alice" and lines[1]["start"] == 1_700_000_002
     assert await store.transcript("nowhere") == []
+    assert len(await store.recent_chat("lobby", 9)) == 2
 
 
 async def test_recording_policy(store: Store) -> None:
