@@ -330,3 +330,25 @@ async def test_the_migrations_build_what_the_models_describe(store: Store) -> No
     async with store.engine.connect() as conn:
         diffs = [d for d in await conn.run_sync(compare) if ours(d)]
     assert diffs == []
+
+
+async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
+    url = default_url(tmp_path)
+    s = Store(url)
+    await s.start()
+    pending = [asyncio.create_task(s.add_chat("lobby", chat(n))) for n in range(50)]
+    await asyncio.sleep(0)  # they are queued
+    for n in range(50):
+        s.add_event("lobby", "note", {"n": n})
+    await s.close()
+    await asyncio.gather(*pending)  # every awaited write got its answer: saved
+    assert s.status() == (False, "closed")
+    with pytest.raises(StoreError, match="closed"):
+        await s.add_chat("lobby", chat(99))
+    again = Store(url)
+    await again.start()
+    try:
+        assert len(await again.recent_chat("lobby", 100)) == 50
+        assert len(await again.events("lobby")) == 50
+    finally:
+        await again.close()

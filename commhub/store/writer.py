@@ -169,7 +169,15 @@ class Writer:
             self._metrics.queue.set(len(self._queue))
             if len(self._queue) < self.limit:
                 self._space.set()
-            await self._commit(items)
+            try:
+                await self._commit(items)
+            except asyncio.CancelledError:  # close() gave up on this batch: say so to its writers
+                for item in items:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_exception(
+                            StoreError("the store closed before this was saved")
+                        )
+                raise
 
     async def _probe(self) -> None:
         try:
