@@ -5,6 +5,7 @@ the transcript only when the room records, a locked database in /readyz."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from commhub import auth, protocol
 from commhub.rooms import Room
-from tests.conftest import SECRET, Running, StartHub
+from tests.conftest import SECRET, Running, StartHub, run_cli
 from tests.helpers.http import admin_headers, call
 from tests.helpers.translate import needs_apertium
 from tests.helpers.wait import barrier
@@ -147,6 +148,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     assert room is not None and hub.hub.store is not None
     await publish_caption(hub, room, final(speaker.pid, "Good morning.", 1.0))
     await reader.expect("caption", text="Good morning.")
+    await speaker.send({"type": "chat", "text": "not recorded", "id": "c1"})
+    await speaker.expect("chat", ref="c1")
 
     await call(
         http, "PUT", f"{hub.url}/v1/rooms/desk/policy", json={"recording": True},
@@ -154,6 +157,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     )  # fmt: skip
     await publish_caption(hub, room, final(speaker.pid, "Thank you", 3.0))
     got = await reader.expect("caption", text="Thank you")
+    await speaker.send({"type": "chat", "text": "recorded", "id": "c2"})
+    await speaker.expect("chat", ref="c2")
     assert got["translation"]["text"] == "Gracias"
     partial = {**final(speaker.pid, "Thank", 5.0), "final": False}
     await publish_caption(hub, room, partial)
@@ -178,6 +183,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     assert (line["text"], line["identity"], line["name"]) == ("Thank you", "speaker", "Speaker")
     assert line["translations"] == {"es": "Gracias"}
     assert (line["start"], line["end"]) == (1_795_000_003.0, 1_795_000_004.5)
+    chat = [x["text"] for x in await hub.hub.store.transcript("desk") if x["kind"] == "chat"]
+    assert chat == ["recorded"]  # the chat before is history, not transcript
 
 
 async def test_a_locked_database_refuses_chat_and_shows_in_readyz(
@@ -224,3 +231,12 @@ def test_record_claim_round_trips(record: bool) -> None:
     token = auth.issue(SECRET, room="r", identity="i", record=record)
     assert auth.verify(SECRET, token).record is record
     assert auth.verify(SECRET, auth.issue(SECRET, room="r", identity="i")).record is None
+
+
+def test_cli_token_sets_the_record_claim() -> None:
+    env = {**os.environ, "COMMHUB_SECRET": SECRET}
+    for flag, want in (("--record", True), ("--no-record", False), (None, None)):
+        args = ["token", "--room", "r", "--identity", "i"] + ([flag] if flag else [])
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        assert auth.verify(SECRET, done.stdout.strip()).record is want

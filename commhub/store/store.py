@@ -55,6 +55,8 @@ class Store:
     ) -> None:
         self.url = url
         self.metrics = StoreMetrics(registry)
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = self._engine(url, busy_timeout)
         self.where = make_url(url).render_as_string(hide_password=True)
         self._status = (False, "starting")
@@ -109,7 +111,7 @@ class Store:
 
     async def _migrate(self) -> None:
         if not self._migrated:
-            await asyncio.to_thread(migrate.upgrade, self.url)
+            await asyncio.to_thread(migrate.upgrade, self.url, connect_args=self._connect_args)
             self._migrated = True
 
     async def _recover(self) -> None:
@@ -134,8 +136,10 @@ class Store:
 
     # -- chat ------------------------------------------------------------------------------
 
-    async def add_chat(self, room: str, msg: dict[str, Any]) -> None:
-        """Returns once msg is committed (raises StoreError when it could not be)."""
+    async def add_chat(self, room: str, msg: dict[str, Any], *, recorded: bool = False) -> None:
+        """Returns once msg is committed (raises StoreError when it could not be). Every chat
+        is kept (a room's history outlives a restart); `recorded`: sent while the room
+        recorded, so it is part of the transcript."""
         sender = msg["from"]
         row = {
             "chat_id": msg["id"],
@@ -147,6 +151,7 @@ class Store:
             "text": msg["text"],
             "ts": msg["ts"],
             "message": msg,
+            "recorded": recorded,
         }
 
         await self.writer.write(Row(t.chat, row), "chat")
@@ -219,8 +224,9 @@ class Store:
         self.writer.submit(op, "caption")
 
     async def transcript(self, room: str) -> list[dict[str, Any]]:
-        """The room's stored caption finals and chat, ordered by start (epoch seconds):
-        {kind, participant, identity, name, lang, start, end, ts, text, translations}."""
+        """What the room recorded (caption finals, and chat sent while it recorded), ordered
+        by start (epoch seconds): {kind, participant, identity, name, lang, start, end, ts,
+        text, translations: {lang: text}}."""
         lines: list[dict[str, Any]] = []
         async with self.engine.connect() as conn:
             caps = (
@@ -239,7 +245,9 @@ class Store:
                         ctr[tr.caption_seq][tr.lang] = tr.text
             chats = (
                 await conn.execute(
-                    select(t.chat).where(t.chat.c.room == room).order_by(t.chat.c.seq)
+                    select(t.chat)
+                    .where(t.chat.c.room == room, t.chat.c.recorded.is_(True))
+                    .order_by(t.chat.c.seq)
                 )
             ).all()
             htr: dict[str, dict[str, str]] = {c.chat_id: {} for c in chats}
