@@ -56,8 +56,15 @@ class Retention:
                 await self._task
             self._task = None
 
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     async def purge(self, now: float | None = None) -> dict[str, int]:
-        """Purge once: what was stored before `now - days` goes, counted by kind."""
+        """Purge once: what was stored before `now - days` goes, counted by kind (nothing
+        when days is 0: kept forever)."""
+        if self.days <= 0:
+            return {}
         cutoff = (time.time() if now is None else now) - self.days * DAY
         store = self.store()
         counts = dict(await store.purge(cutoff)) if store is not None else {}
