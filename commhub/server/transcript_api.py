@@ -7,7 +7,6 @@ the `transcript` grant for that room; `DELETE /v1/identities/{identity}` for a h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -29,21 +28,25 @@ _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no", "")
 
 
 def setup(app: web.Application) -> None:
-    """The routes, and the periodic retention purge while the app runs."""
+    """The routes, and the periodic retention purge while the hub runs."""
     app.router.add_routes(routes)
-    app.cleanup_ctx.append(_retention)
-
-
-async def _retention(app: web.Application) -> AsyncIterator[None]:
     hub = app[HUB]
-    settings = hub.settings
-    retention = Retention(
-        lambda: hub.store, settings.data_dir, settings.retention_days, settings.retention_interval
+    s = hub.settings
+    app[RETENTION] = Retention(
+        lambda: hub.store, s.data_dir, s.retention_days, s.retention_interval
     )
-    app[RETENTION] = retention
-    retention.start()
-    yield
-    await retention.close()
+
+    # on_startup runs after every cleanup_ctx started (the store is open by then), and this
+    # on_shutdown before the hub's (which closes the store)
+    async def start(app: web.Application) -> None:
+        app[RETENTION].start()
+
+    async def stop(app: web.Application) -> None:
+        await app[RETENTION].close()
+
+    app.on_startup.append(start)
+    app.on_shutdown.append(stop)
+    app.on_cleanup.append(stop)
 
 
 def reader(request: web.Request, room: str) -> tuple[Hub, Claims]:
@@ -95,7 +98,7 @@ def options(request: web.Request) -> tuple[export.Format, str | None, bool]:
     bilingual = flag in _TRUE
     if bilingual and lang is None:
         raise bad("invalid_request", "bilingual needs lang: the language to show beside each line")
-    return fmt, lang, bilingual  # type: ignore[return-value]  # fmt checked against FORMATS
+    return fmt, lang, bilingual
 
 
 def bad(code: str, message: str) -> web.HTTPException:

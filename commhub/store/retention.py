@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
+
+from commhub.store.writer import StoreError
 
 log = logging.getLogger("commhub.retention")
 DAY = 86400.0
@@ -78,6 +81,8 @@ class Retention:
                 counts = await self.purge()
                 if any(counts.values()):
                     log.info("retention purge (older than %g days): %s", self.days, counts)
+            except StoreError as exc:  # the store says what is wrong (and /readyz)
+                log.warning("retention purge failed, next in %g s: %s", self.interval, exc)
             except Exception:  # the next round tries again; a failure must not end the task
                 log.exception("retention purge failed")
             await asyncio.sleep(self.interval)
@@ -113,6 +118,23 @@ async def erase(store: Purging, data_dir: Path, identity: str) -> dict[str, int]
     return counts
 
 
+def identity_key(identity: str) -> str:
+    """The folder an identity's evidence frames are kept in (<evidence>/<room>/<key>/): the
+    layout of commhub.moderation.evidence_frames, which must stay in step with it."""
+    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
 def erase_files(root: Path, identity: str) -> int:
-    """The evidence files of one identity (layout: see commhub.moderation.imagery)."""
-    return 0
+    """Remove one identity's evidence files in every room; returns how many."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    key = identity_key(identity)
+    for room in root.iterdir():
+        folder = room / key
+        if room.is_symlink() or folder.is_symlink() or not folder.is_dir():
+            continue
+        removed += purge_files(folder, float("inf"))
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+    return removed
