@@ -7,8 +7,10 @@ the `transcript` grant for that room; `DELETE /v1/identities/{identity}` for a h
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from aiohttp import web
+from sqlalchemy.exc import SQLAlchemyError
 
 from commhub import auth
 from commhub.auth import AuthError, Claims
@@ -19,6 +21,9 @@ from commhub.server.keys import HUB
 from commhub.server.signal import bearer
 from commhub.store import export
 from commhub.store.retention import Retention, erase
+from commhub.store.writer import StoreError
+
+log = logging.getLogger("commhub.transcripts")
 
 routes = web.RouteTableDef()
 RETENTION = web.AppKey("retention", Retention)
@@ -101,6 +106,14 @@ def options(request: web.Request) -> tuple[export.Format, str | None, bool]:
     return fmt, lang, bilingual
 
 
+def unavailable(exc: Exception) -> web.HTTPException:
+    """The database failed (logged; /readyz says what is wrong until it recovers)."""
+    log.warning("store call failed: %s", exc)
+    return refusal(
+        web.HTTPServiceUnavailable, "store_unavailable", "the store cannot answer now; retry"
+    )
+
+
 def bad(code: str, message: str) -> web.HTTPException:
     return refusal(web.HTTPBadRequest, code, message)
 
@@ -115,7 +128,10 @@ async def transcript(request: web.Request) -> web.Response:
     store = hub.store
     if store is None:
         raise refusal(web.HTTPServiceUnavailable, "store_unavailable", "this hub stores nothing")
-    rows = await store.transcript(room)
+    try:
+        rows = await store.transcript(room)
+    except (StoreError, SQLAlchemyError) as exc:
+        raise unavailable(exc) from None
     if not rows and hub.rooms.get(room) is None:
         raise refusal(web.HTTPNotFound, "room_not_found", f"nothing is stored for room {room!r}")
     # rendering a long transcript is CPU work: off the loop
@@ -142,5 +158,8 @@ async def erase_identity(request: web.Request) -> web.Response:
         raise bad("invalid_request", "identity must be 1..128 characters of valid Unicode")
     if hub.store is None:
         raise refusal(web.HTTPServiceUnavailable, "store_unavailable", "this hub stores nothing")
-    counts = await erase(hub.store, hub.settings.data_dir, identity)
+    try:
+        counts = await erase(hub.store, hub.settings.data_dir, identity)
+    except (StoreError, SQLAlchemyError) as exc:
+        raise unavailable(exc) from None
     return web.json_response({"identity": identity, "erased": counts})
