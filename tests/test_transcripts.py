@@ -479,3 +479,33 @@ async def test_a_hub_without_a_store_says_so(
     status, body = await call(http, "DELETE", f"{hub.url}/v1/identities/alice",
                               headers=admin_headers())  # fmt: skip
     assert (status, body["error"]) == (503, "store_unavailable")
+
+
+async def test_the_cli_downloads_or_says_why_not(
+    hub: Running, http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    await say(await hub.joined("desk", "alice"), "hello there")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMMHUB_")}
+
+    async def cli(*args: str, **extra: str) -> Any:
+        return await asyncio.to_thread(run_cli, *args, env={**env, **extra})
+
+    # no token given: one is signed with the hub's secret (here from the environment)
+    out = tmp_path / "desk.json"
+    done = await cli("transcript", "desk", "--url", hub.url, "--format", "json", "-o", str(out),
+                     COMMHUB_SECRET=SECRET)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [line["text"] for line in json.loads(out.read_text("utf-8"))["lines"]] == ["hello there"]
+
+    plain = auth.issue(SECRET, room="desk", identity="alice")
+    done = await cli("transcript", "desk", "--url", hub.url, "--token", plain)
+    assert done.returncode == 1 and "HTTP 403: forbidden: " in done.stderr
+    reader = auth.issue(SECRET, room="desk", identity="auditor", grants=["transcript"])
+    done = await cli("transcript", "desk", "--url", hub.url, "--lang", "e n", COMMHUB_TOKEN=reader)
+    assert done.returncode == 1 and "HTTP 400: invalid_language: " in done.stderr
+    done = await cli("transcript", "bad room", "--url", hub.url, "--token", plain)
+    assert done.returncode == 2 and "invalid room name" in done.stderr
+    done = await cli("transcript", "desk", "--url", hub.url, "--data-dir", str(tmp_path / "none"))
+    assert done.returncode == 2 and "no token" in done.stderr
+    done = await cli("transcript", "desk", "--url", "http://127.0.0.1:9", "--token", plain)
+    assert done.returncode == 1 and "cannot reach the hub at http://127.0.0.1:9" in done.stderr
