@@ -446,6 +446,10 @@ async def test_erasing_an_identity_removes_its_data_only(
     assert [line["identity"] for line in await lines(http, hub, "desk")] == ["bob"]
     assert await lines(http, hub, "other") == []  # every room's
     assert [r["reporter"] for r in await store.reports()] == ["carol"]
+    assert body["erased"]["live_chat"] == 2  # desk's and other's history in memory
+    newcomer = await hub.joined("desk", "erin")
+    assert newcomer.joined is not None
+    assert [m["text"] for m in newcomer.joined["chat"]] == ["bob one"]
 
     # again: nothing left; through the CLI
     done = await asyncio.to_thread(

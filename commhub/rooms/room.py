@@ -56,6 +56,14 @@ class Room:
             for m in self.history
         ]
 
+    def forget(self, identity: str) -> int:
+        """Drop an identity's chat from the history newcomers get (erasure); how many."""
+        gone = [m for m in self.history if m["from"].get("identity") == identity]
+        for m in gone:
+            self.history.remove(m)
+            self.translations.pop(m["id"], None)
+        return len(gone)
+
     def by_identity(self, identity: str) -> Participant | None:
         return next((p for p in self.participants.values() if p.identity == identity), None)
 

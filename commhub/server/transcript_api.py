@@ -162,4 +162,6 @@ async def erase_identity(request: web.Request) -> web.Response:
         counts = await erase(hub.store, hub.settings.data_dir, identity)
     except (StoreError, SQLAlchemyError) as exc:
         raise unavailable(exc) from None
+    # a live room's history (what newcomers get in `joined.chat`) forgets it too
+    counts["live_chat"] = sum(room.forget(identity) for room in hub.rooms)
     return web.json_response({"identity": identity, "erased": counts})
