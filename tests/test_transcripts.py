@@ -384,8 +384,11 @@ async def test_retention_purges_lines_and_evidence_older_than_it(
 
     # a purge as if a day had passed since `middle`: what came before it goes
     counts = await hub.server.app[RETENTION].purge(now=middle + 86400)
-    assert counts["chat"] == 2 and counts["evidence_files"] == 1
+    assert counts["chat"] == 2 and counts["evidence_files"] == 1 and counts["live_chat"] == 2
     assert [line["text"] for line in await lines(http, hub, "desk")] == ["fresh news"]
+    newcomer = await hub.joined("desk", "bob")
+    assert newcomer.joined is not None
+    assert [m["text"] for m in newcomer.joined["chat"]] == ["fresh news"]
     assert not old.exists() and young.exists()
 
 

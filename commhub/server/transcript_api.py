@@ -38,7 +38,7 @@ def setup(app: web.Application) -> None:
     hub = app[HUB]
     s = hub.settings
     app[RETENTION] = Retention(
-        lambda: hub.store, s.data_dir, s.retention_days, s.retention_interval
+        lambda: hub.store, s.data_dir, s.retention_days, s.retention_interval, hub.rooms
     )
 
     # on_startup runs after every cleanup_ctx started (the store is open by then), and this
@@ -163,5 +163,5 @@ async def erase_identity(request: web.Request) -> web.Response:
     except (StoreError, SQLAlchemyError) as exc:
         raise unavailable(exc) from None
     # a live room's history (what newcomers get in `joined.chat`) forgets it too
-    counts["live_chat"] = sum(room.forget(identity) for room in hub.rooms)
+    counts["live_chat"] = sum(room.forget(identity=identity) for room in hub.rooms)
     return web.json_response({"identity": identity, "erased": counts})

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -31,6 +31,12 @@ def evidence_root(data_dir: Path) -> Path:
     return data_dir / "evidence"
 
 
+class Forgetting(Protocol):
+    """A live room: its chat history (what newcomers get) forgets old lines too."""
+
+    def forget(self, identity: str | None = None, before: float | None = None) -> int: ...
+
+
 class Retention:
     """Every `interval` seconds, purge what is older than `days` (0: keep forever)."""
 
@@ -40,8 +46,10 @@ class Retention:
         data_dir: Path,
         days: float,
         interval: float,
+        rooms: Iterable[Forgetting] = (),
     ) -> None:
         self.store = store
+        self.rooms = rooms
         self.root = evidence_root(data_dir)
         self.days = days
         self.interval = interval
@@ -72,6 +80,7 @@ class Retention:
         store = self.store()
         counts = dict(await store.purge(cutoff)) if store is not None else {}
         counts["evidence_files"] = await asyncio.to_thread(purge_files, self.root, cutoff)
+        counts["live_chat"] = sum(room.forget(before=cutoff) for room in self.rooms)
         self.last = counts
         return counts
 
