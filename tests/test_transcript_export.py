@@ -173,3 +173,13 @@ def test_any_text_keeps_one_cue_per_line(said: list[tuple[str, str]]) -> None:
     cues = vtt_cues(export.render(rows, "vtt"))
     assert [html.unescape(c.text) for c in cues] == [c.shown for c in made]
     assert [html.unescape(c.voice) for c in cues] == [c.name for c in made]
+
+
+def test_regional_tags_read_their_base_language() -> None:
+    """Readers are grouped, and translations kept, by base language: en-GB reads "en"."""
+    cues = vtt_cues(export.render(ROWS, "vtt", lang="en-GB"))
+    assert [html.unescape(c.text) for c in cues] == [
+        "Hello, this is Seoul City Hall",
+        ROWS[0]["text"],  # English, though not British: not marked
+        "[ko] 감사합니다",
+    ]

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from commhub.rooms import base_language
+
 Format = Literal["vtt", "srt", "json", "txt"]
 FORMATS: tuple[Format, ...] = ("vtt", "srt", "json", "txt")
 CONTENT_TYPES: dict[Format, str] = {
@@ -57,6 +59,7 @@ def cues(rows: Iterable[Mapping[str, Any]], lang: str | None = None) -> list[Cue
     spans = [(_start(r), r) for r in rows]
     spans.sort(key=lambda s: s[0])
     origin = spans[0][0] if spans else 0.0
+    want = base_language(lang) if lang else None  # translations are kept per base language
     made: list[Cue] = []
     for at, row in spans:
         start = at - origin
@@ -64,7 +67,8 @@ def cues(rows: Iterable[Mapping[str, Any]], lang: str | None = None) -> list[Cue
         own = str(row.get("lang") or "")
         text = _clean(str(row.get("text") or ""))
         translations = row.get("translations") or {}
-        translated = translations.get(lang) if lang and lang != own else None
+        foreign = want is not None and want != base_language(own)
+        translated = translations.get(want) if foreign else None
         translation = _clean(translated) if isinstance(translated, str) and translated else None
         made.append(
             Cue(
@@ -80,7 +84,7 @@ def cues(rows: Iterable[Mapping[str, Any]], lang: str | None = None) -> list[Cue
                 shown_lang=lang if translation is not None and lang else own,
                 shown=translation if translation is not None else text,
                 translation=translation,
-                untranslated=bool(lang) and lang != own and translation is None,
+                untranslated=foreign and translation is None,
             )
         )
     return made
