@@ -516,3 +516,18 @@ async def test_the_cli_downloads_or_says_why_not(
     assert done.returncode == 2 and "no token" in done.stderr
     done = await cli("transcript", "desk", "--url", "http://127.0.0.1:9", "--token", plain)
     assert done.returncode == 1 and "cannot reach the hub at http://127.0.0.1:9" in done.stderr
+
+
+async def test_any_identity_can_be_erased_by_name(
+    hub: Running, http: aiohttp.ClientSession
+) -> None:
+    odd = "org/민지 %2F?#"  # slashes, spaces, escapes and Hangul are all a token's to carry
+    await say(await hub.joined("desk", odd), "mine")
+    await say(await hub.joined("desk", "org"), "not mine")
+    done = await asyncio.to_thread(
+        run_cli, "erase", odd, "--url", hub.url, "--token",
+        auth.issue(SECRET, room="*", identity="ops", grants=["admin"]),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "chat\t1" in done.stdout.splitlines()
+    assert [line["text"] for line in await lines(http, hub, "desk")] == ["not mine"]
