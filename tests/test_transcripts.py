@@ -311,6 +311,20 @@ async def test_the_transcript_grant_reads_its_own_room_only(
     status, body, _ = await fetch(http, hub, "a", bearer(done.stdout.strip()), format="txt")
     assert status == 200 and body.endswith("] alice: hello a\n")
 
+    # and a join link may carry it (never more than the invite's grants)
+    status, made = await call(
+        http, "POST", f"{hub.url}/v1/admin/invites", headers=admin_headers(),
+        json={"room": "a", "grants": ["chat", "transcript"]},
+    )  # fmt: skip
+    assert status == 201, made
+    status, got = await call(
+        http, "POST", f"{hub.url}/v1/invites/{made['code']}/redeem", json={"name": "Visitor"}
+    )
+    assert status == 200, got
+    assert auth.verify(SECRET, got["token"]).grants == frozenset({"chat", "transcript"})
+    status, _, _ = await fetch(http, hub, "a", bearer(got["token"]), format="vtt")
+    assert status == 200
+
 
 async def test_unknown_room_and_bad_queries_get_precise_errors(
     hub: Running, http: aiohttp.ClientSession
