@@ -16,7 +16,7 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
-from commhub.server import admin, health, invites, languages, pages, store_api
+from commhub.server import admin, health, invites, languages, pages, store_api, transcript_api
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
@@ -74,6 +74,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     invites.setup(app, settings.data_dir)
     languages.setup(app)
     store_api.setup(app)
+    transcript_api.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)

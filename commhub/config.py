@@ -87,6 +87,9 @@ class Settings:
     store_batch: int = 256  # writes committed together at most (group commit)
     store_busy_timeout: float = 5.0  # seconds a write waits for a locked database
     recording: bool = False  # rooms record their caption transcript (rooms may override)
+    # -- transcripts and retention --
+    retention_days: float = 0.0  # stored chat, captions, reports, evidence kept; 0 = forever
+    retention_interval: float = 3600.0  # seconds between purges of what is older
 
     @classmethod
     def load(
@@ -143,6 +146,12 @@ class Settings:
             need(getattr(self, name) > 0, name, "expected > 0")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
+        need(
+            0 <= self.retention_days < 1e6,
+            "retention_days",
+            "expected >= 0 days (0 = keep forever)",
+        )
+        need(0 < self.retention_interval < 1e9, "retention_interval", "expected > 0 seconds")
         need(
             all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),
             "ice_host_addresses",
