@@ -80,6 +80,11 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- reports and moderator actions --
+    report_evidence_lines: int = 20  # chat lines and final captions kept per participant
+    report_evidence_participants: int = 4096  # participants whose lines are kept (oldest go)
+    report_limit: int = 5  # reports one identity may file in a room per report_window
+    report_window: float = 600.0  # seconds
 
     @classmethod
     def load(
@@ -134,6 +139,9 @@ class Settings:
             need(getattr(self, name) >= 1, name, "expected >= 1")
         for name in ("join_rate", "byte_rate", "caption_max_backlog", "admin_token_max_ttl"):
             need(getattr(self, name) > 0, name, "expected > 0")
+        for name in ("report_evidence_lines", "report_evidence_participants", "report_limit"):
+            need(getattr(self, name) >= 1, name, "expected >= 1")
+        need(self.report_window > 0, "report_window", "expected > 0 seconds")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         need(

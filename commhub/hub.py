@@ -17,6 +17,7 @@ from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
 from commhub.metrics import HubMetrics
+from commhub.moderation.evidence import Evidence
 from commhub.protocol import (
     CloseReason,
     LeaveReason,
@@ -150,6 +151,10 @@ class Hub:
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.lanes = Lanes()
+        # what reports carry: each participant's last chat lines and captions, as delivered
+        self.evidence = Evidence(
+            settings.report_evidence_lines, settings.report_evidence_participants
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -202,6 +207,7 @@ class Hub:
         exclude: str | None = None,
     ) -> None:
         self.outgoing.check(msg)  # the bus encodes it once for every recipient
+        self.evidence.seen(room, msg)
         count = await self.bus.publish(room, msg, to=to, exclude=exclude)
         if count:
             self.metrics.messages_out.labels(msg["type"]).inc(count)

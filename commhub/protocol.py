@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    BANNED = "banned"
 
 
 class ProtocolError(Exception):
@@ -182,6 +183,7 @@ class CloseReason(StrEnum):
     EXPIRED = "expired"
     JOIN_TIMEOUT = "join_timeout"
     INTERNAL_ERROR = "internal_error"
+    BANNED = "banned"
 
     @property
     def code(self) -> int:
@@ -204,6 +206,7 @@ _CLOSE_CODES = {
     CloseReason.ROOM_CLOSED: 4005,
     CloseReason.EXPIRED: 4006,
     CloseReason.JOIN_TIMEOUT: 4008,
+    CloseReason.BANNED: 4009,
 }
 _BYE = frozenset(
     {
@@ -454,3 +457,52 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- reports and moderator actions --
+
+
+def banned(message: str, until: float | None) -> Message:
+    """The fatal `error` a banned identity's `join` gets (`until`: when the ban ends)."""
+    msg = error(ErrorCode.BANNED, message, fatal=True)
+    msg["until"] = None if until is None else round(until, 3)
+    return msg
+
+
+def reported(report_id: str, ref: str | None = None) -> Message:
+    return _with_ref({"type": "reported", "report_id": report_id}, ref)
+
+
+def report_filed(report: Mapping[str, Any]) -> Message:
+    """To the room's moderators: the report without its evidence (the admin API has it)."""
+    keys = ("id", "room", "reporter", "participant", "reason", "note", "message_id", "segment")
+    summary: Message = {k: report[k] for k in keys if report.get(k) is not None}
+    summary["ts"] = round(report["ts"], 3)
+    evidence = report.get("evidence") or {}
+    summary["evidence"] = len(evidence.get("lines", [])) + len(evidence.get("frames", []))
+    return {"type": "report_filed", "report": summary}
+
+
+def moderation_action(
+    action: str,
+    participant: Mapping[str, Any],
+    by: Mapping[str, Any] | None,
+    *,
+    kind: str | None = None,
+    until: float | None = None,
+    reason: str | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "moderation_action",
+        "action": action,
+        "participant": dict(participant),
+        "by": dict(by) if by is not None else None,
+    }
+    if kind is not None:
+        msg["kind"] = kind
+    if action == "ban":
+        msg["until"] = None if until is None else round(until, 3)
+    if reason:
+        msg["reason"] = reason
+    return _with_ref(msg, ref)
