@@ -16,7 +16,7 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
-from commhub.server import admin, health, invites, languages, pages
+from commhub.server import admin, health, invites, languages, pages, reports_api
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
@@ -63,6 +63,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
     invites.setup(app, settings.data_dir)
+    reports_api.setup(app, hub, media)
     languages.setup(app)
     root = web_root()
     if (root / "index.html").exists():

@@ -475,9 +475,10 @@ def reported(report_id: str, ref: str | None = None) -> Message:
 
 def report_filed(report: Mapping[str, Any]) -> Message:
     """To the room's moderators: the report without its evidence (the admin API has it)."""
-    keys = ("id", "room", "reporter", "participant", "reason", "note", "message_id", "segment")
+    keys = ("id", "room", "reporter", "reason", "note", "message_id", "segment")
     summary: Message = {k: report[k] for k in keys if report.get(k) is not None}
-    summary["ts"] = round(report["ts"], 3)
+    summary["participant"] = report["subject"]
+    summary["ts"] = round(report["created_at"], 3)
     evidence = report.get("evidence") or {}
     summary["evidence"] = len(evidence.get("lines", [])) + len(evidence.get("frames", []))
     return {"type": "report_filed", "report": summary}

@@ -16,7 +16,16 @@ from commhub.rooms import Participant, Room
 if TYPE_CHECKING:
     from commhub.hub import Hub
 
-REASONS = ("harassment", "hate", "sexual", "violence", "spam", "self_harm", "impersonation", "other")
+REASONS = (
+    "harassment",
+    "hate",
+    "sexual",
+    "violence",
+    "spam",
+    "self_harm",
+    "impersonation",
+    "other",
+)
 ACTIONS = ("mute", "unmute", "remove", "ban", "unban", "lift_strike")
 KINDS = ("audio", "video")
 MODERATOR = "moderator"  # the reason a moderator's mute suppresses a track under
@@ -28,6 +37,16 @@ class ReportStore(Protocol):
     """What actions need of the store (commhub.store.Store)."""
 
     async def add_report(self, report: dict[str, Any]) -> str: ...
+
+    async def reports(
+        self, *, room: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    async def get_report(self, report_id: str) -> dict[str, Any] | None: ...
+
+    async def resolve_report(self, report_id: str, resolution: str, by: str) -> bool: ...
+
+    async def bans(self, room: str | None = None) -> list[dict[str, Any]]: ...
 
     async def add_ban(
         self, room: str, identity: str, until: float | None, by: str, reason: str
@@ -47,7 +66,7 @@ class MediaControl(Protocol):
 
     async def set_mode(self, room_name: str, mode: str) -> None: ...
 
-    def suppress(
+    async def suppress(
         self,
         room_name: str,
         participant_id: str,
@@ -55,17 +74,17 @@ class MediaControl(Protocol):
         track_id: str | None = None,
         kind: str | None = None,
         reason: str,
-    ) -> int: ...
+    ) -> list[dict[str, Any]]: ...
 
-    def release(
+    async def release(
         self,
         room_name: str,
         participant_id: str,
         *,
         track_id: str | None = None,
         kind: str | None = None,
-        reason: str,
-    ) -> int: ...
+        reason: str | None = None,
+    ) -> list[dict[str, Any]]: ...
 
 
 StrikeLift = Callable[[str, str], Any]  # strikes.lift(room, identity): a strike-mute ends
@@ -77,14 +96,14 @@ class Actions:
         self,
         hub: Hub,
         media: MediaControl | None,
-        store: ReportStore | None,
+        store: ReportStore | None = None,
         *,
         lift_strike: StrikeLift | None = None,
         evidence_frames: FramesOf | None = None,
     ) -> None:
         self.hub = hub
         self.media = media
-        self.store = store
+        self._store = store
         self.lift_strike = lift_strike
         self.evidence_frames = evidence_frames
         self._reports: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
@@ -102,18 +121,20 @@ class Actions:
                 ErrorCode.UNKNOWN_PARTICIPANT, f"no participant {msg['participant']!r} here", ref
             )
         if target is p:
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, "report: you cannot report yourself", ref)
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, "report: you cannot report yourself", ref
+            )
         self._count_report(room.name, p.identity, ref)
         report: dict[str, Any] = {
             "id": "RP_" + secrets.token_urlsafe(9),
             "room": room.name,
             "reporter": p.ref(),
-            "participant": target.ref(),
+            "subject": target.ref(),
             "reason": msg["reason"],
             "note": msg.get("note", "").strip() or None,
             "message_id": msg.get("message_id"),
             "segment": msg.get("segment"),
-            "ts": time.time(),
+            "created_at": time.time(),
             "status": "open",
             "evidence": {
                 "lines": self.hub.evidence.of(room.name, target.id),
@@ -161,7 +182,9 @@ class Actions:
         if not p.can("moderate"):
             raise ProtocolError(ErrorCode.FORBIDDEN, "moderate needs the moderate grant", ref)
         if "kind" in msg and action not in ("mute", "unmute"):
-            raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{action}: kind is for mute and unmute", ref)
+            raise ProtocolError(
+                ErrorCode.INVALID_MESSAGE, f"{action}: kind is for mute and unmute", ref
+            )
         if "duration" in msg and action != "ban":
             raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"{action}: duration is for ban", ref)
         target = room.participants.get(key)
@@ -211,14 +234,14 @@ class Actions:
             # Media on a direct connection never passes the hub: relay it, then hold it.
             await media.set_mode(room, "sfu")
         for kind in kinds:
-            media.suppress(room, target.id, kind=kind, reason=MODERATOR)
+            await media.suppress(room, target.id, kind=kind, reason=MODERATOR)
         mutes = self._mutes.setdefault(room, OrderedDict())
         mutes.setdefault(target.identity, set()).update(kinds)
         mutes.move_to_end(target.identity)
         while len(mutes) > _MUTES_PER_ROOM:
             mutes.popitem(last=False)
-        kind = kinds[0] if len(kinds) == 1 else None
-        await self._announce(room, "mute", target.ref(), by, kind=kind, reason=reason, ref=ref)
+        one = kinds[0] if len(kinds) == 1 else None
+        await self._announce(room, "mute", target.ref(), by, kind=one, reason=reason, ref=ref)
 
     async def unmute(
         self,
@@ -229,7 +252,7 @@ class Actions:
         reason: str | None,
         ref: str | None = None,
     ) -> None:
-        muted = self._mutes.get(room, {}).get(target.identity, set())
+        muted: set[str] = self._mutes.get(room, OrderedDict()).get(target.identity, set())
         if not muted & set(kinds):
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, f"{target.id} is not muted ({'/'.join(kinds)})", ref
@@ -239,9 +262,9 @@ class Actions:
             self._mutes[room].pop(target.identity, None)
         if self.media is not None:
             for kind in kinds:
-                self.media.release(room, target.id, kind=kind, reason=MODERATOR)
-        kind = kinds[0] if len(kinds) == 1 else None
-        await self._announce(room, "unmute", target.ref(), by, kind=kind, reason=reason, ref=ref)
+                await self.media.release(room, target.id, kind=kind, reason=MODERATOR)
+        one = kinds[0] if len(kinds) == 1 else None
+        await self._announce(room, "unmute", target.ref(), by, kind=one, reason=reason, ref=ref)
 
     async def remove(
         self,
@@ -329,14 +352,20 @@ class Actions:
     async def active_ban(self, room: str, identity: str) -> dict[str, Any] | None:
         return None if self.store is None else await self.store.active_ban(room, identity)
 
-    def joined(self, room: str, p: Participant) -> None:
+    async def joined(self, room: str, p: Participant) -> None:
         """A muted identity that joins again (any token) stays muted."""
-        kinds = self._mutes.get(room, {}).get(p.identity)
+        kinds = self._mutes.get(room, OrderedDict()).get(p.identity)
         if kinds and self.media is not None:
             for kind in sorted(kinds):
-                self.media.suppress(room, p.id, kind=kind, reason=MODERATOR)
+                await self.media.suppress(room, p.id, kind=kind, reason=MODERATOR)
 
     # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def store(self) -> ReportStore | None:
+        """The one given, or the hub's (commhub.store, when the hub has one)."""
+        found: ReportStore | None = self._store or getattr(self.hub, "store", None)
+        return found
 
     def _need_store(self, ref: str | None) -> ReportStore:
         if self.store is None:

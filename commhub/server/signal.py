@@ -254,8 +254,10 @@ class Session:
         ban = await self.actions.active_ban(self.room_name, c.identity) if self.actions else None
         if ban is not None:  # whatever token it holds: the ban is on the identity
             until = ban.get("until")
-            when = "for good" if until is None else "until " + time.strftime(
-                "%Y-%m-%d %H:%M:%S UTC", time.gmtime(until)
+            when = (
+                "for good"
+                if until is None
+                else "until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
             )
             self.hub.metrics.errors.labels(ErrorCode.BANNED.value).inc()
             self.send(protocol.banned(f"you are banned from this room {when}", until))
@@ -286,7 +288,7 @@ class Session:
             return
         self.participant = p
         if self.actions is not None:
-            self.actions.joined(self.room_name, p)
+            await self.actions.joined(self.room_name, p)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)
