@@ -16,6 +16,7 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
+from commhub.moderation import imagery
 from commhub.server import admin, health, invites, languages, pages, reports_api
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
@@ -57,13 +58,14 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         app[CAPTIONS] = LiveCaptions(
             settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
         )
+    frames = imagery.setup(app, settings, media, hub.rooms, hub, hub.registry)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
     invites.setup(app, settings.data_dir)
-    reports_api.setup(app, hub, media)
+    reports_api.setup(app, hub, media, frames.evidence_frames if frames else None)
     languages.setup(app)
     root = web_root()
     if (root / "index.html").exists():

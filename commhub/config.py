@@ -21,6 +21,13 @@ def _ice_servers_default() -> list[dict[str, Any]]:
     return []
 
 
+def _explicit_labels() -> list[str]:
+    # imported here: the moderation package may import config
+    from commhub.moderation.labels import EXPLICIT_LABELS
+
+    return list(EXPLICIT_LABELS)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -80,6 +87,13 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- imagery: sample published video, block tracks the detector flags --
+    imagery: bool = False  # sample and classify every video track relayed by the hub
+    imagery_interval: float = 3.0  # seconds between samples of one track (a key frame each)
+    imagery_labels: list[str] = field(default_factory=_explicit_labels)
+    imagery_threshold: float = 0.5  # a blocked label's detector score that blocks the track
+    imagery_cpu_budget: float = 0.25  # cores the sampling may use, node-wide
+    imagery_queue: int = 2  # samples waiting for or on the worker; more are dropped
     # -- reports and moderator actions --
     report_evidence_lines: int = 20  # chat lines and final captions kept per participant
     report_evidence_participants: int = 4096  # participants whose lines are kept (oldest go)
@@ -173,6 +187,41 @@ class Settings:
             all(isinstance(s, dict) and isinstance(s.get("urls"), list) for s in self.ice_servers),
             "ice_servers",
             'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
+        )
+
+        self._validate_imagery(need)
+
+    def _validate_imagery(self, need: Any) -> None:
+        from commhub.moderation.labels import NUDENET_LABELS
+
+        need(
+            isinstance(self.imagery_interval, (int, float))
+            and 0.5 <= self.imagery_interval <= 3600,
+            "imagery_interval",
+            "expected 0.5..3600 seconds",
+        )
+        labels = self.imagery_labels
+        unknown = [x for x in labels if x not in NUDENET_LABELS] if isinstance(labels, list) else []
+        need(
+            isinstance(labels, list) and bool(labels) and not unknown,
+            "imagery_labels",
+            f"expected a non-empty JSON list of detector labels (unknown: {unknown}); "
+            f"known: {', '.join(NUDENET_LABELS)}",
+        )
+        need(
+            isinstance(self.imagery_threshold, (int, float)) and 0 < self.imagery_threshold <= 1,
+            "imagery_threshold",
+            "expected a score in (0, 1]",
+        )
+        need(
+            isinstance(self.imagery_cpu_budget, (int, float)) and 0 < self.imagery_cpu_budget <= 64,
+            "imagery_cpu_budget",
+            "expected > 0 cores (a fraction of one core is fine, e.g. 0.25)",
+        )
+        need(
+            isinstance(self.imagery_queue, int) and 1 <= self.imagery_queue <= 64,
+            "imagery_queue",
+            "expected 1..64 samples",
         )
 
     def replace(self, **changes: Any) -> Settings:

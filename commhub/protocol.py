@@ -459,6 +459,30 @@ class Outgoing:
         return encode(msg)
 
 
+# -- imagery --
+
+
+def track_blocked(
+    *,
+    participant: str,
+    track: Mapping[str, Any],
+    reason: str,
+    label: str,
+    score: float,
+    ts: float,
+) -> Message:
+    """To a track's publisher and the room's moderators: the hub stopped relaying it."""
+    return {
+        "type": "track_blocked",
+        "participant": participant,
+        "track": dict(track),
+        "reason": reason,
+        "label": label,
+        "score": round(score, 3),
+        "ts": round(ts, 3),
+    }
+
+
 # -- reports and moderator actions --
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from commhub.auth import valid_room_name
 from commhub.hub import Hub
-from commhub.moderation.actions import Actions, MediaControl, ReportStore
+from commhub.moderation.actions import Actions, FramesOf, MediaControl, ReportStore
 from commhub.server.admin import admin_claims, authorise, covers, json_body, refusal
 from commhub.server.keys import ACTIONS
 from commhub.server.signal import json_error
@@ -20,8 +20,12 @@ MAX_BAN = 365 * 86400.0  # the longest ban with an end (longer: no duration, no 
 _TEXT_MAX = 1000
 
 
-def setup(app: web.Application, hub: Hub, media: MediaControl | None) -> None:
-    app[ACTIONS] = Actions(hub, media)
+def setup(
+    app: web.Application, hub: Hub, media: MediaControl | None, frames: FramesOf | None = None
+) -> None:
+    """Actions (signalling's `report`/`moderate`, bans at join) and these routes.
+    `frames`: the imagery moderator's evidence_frames(room, identity), when it runs."""
+    app[ACTIONS] = Actions(hub, media, evidence_frames=frames)
     app.router.add_routes(routes)
 
 

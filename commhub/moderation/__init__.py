@@ -1,0 +1,1 @@
+"""Moderation: text filters, imagery, reports and moderator actions."""
