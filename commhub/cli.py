@@ -21,6 +21,7 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.config import Settings, SettingsError
 from commhub.download import InstallError
+from commhub.moderation import cli as moderation_cli
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
@@ -137,6 +138,9 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--from", dest="source", required=True)
     tl.add_argument("--to", dest="target", required=True)
     tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
+
+    # -- reports and moderator actions --
+    moderation_cli.add_parsers(sub, _settings_args, duration)
     return top
 
 
@@ -168,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "invite":
             return invite(args, _load(args))
         settings = _load(args)
+        if args.command in moderation_cli.COMMANDS:
+            return moderation_cli.run(args, settings, base_url(settings))
         if args.command == "models":
             if args.models_command == "list":
                 return models_list(settings)
