@@ -40,6 +40,7 @@ class Claims:
     read: str = "en"
     expires: float = 0.0
     media_mode: str | None = None  # sfu | p2p | auto: the room's media mode, set on join
+    record: bool | None = None  # the room's recording policy, set on join (None: unchanged)
 
     def can(self, grant: str) -> bool:
         return grant in self.grants or "admin" in self.grants
@@ -75,6 +76,7 @@ def issue(
     issuer: str = "commhub",
     not_before: float | None = None,
     media_mode: str | None = None,
+    record: bool | None = None,
 ) -> str:
     """Mint a signed token; raises ValueError for values the hub would refuse anyway."""
     if room != ANY_ROOM and not valid_room_name(room):
@@ -110,6 +112,10 @@ def issue(
     }
     if media_mode is not None:
         payload["media"] = media_mode
+    if record is not None:
+        if not isinstance(record, bool):
+            raise ValueError("record must be true or false")
+        payload["record"] = record
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
@@ -173,6 +179,9 @@ def _claims(payload: dict[str, Any]) -> Claims:
     media_mode = payload.get("media")
     if media_mode not in MEDIA_MODES:
         raise bad("media mode")
+    record = payload.get("record")
+    if record is not None and not isinstance(record, bool):
+        raise bad("record")
     identity, name = payload["sub"], payload.get("name") or payload["sub"]
     if not _text(identity, 128):
         raise bad("sub")
@@ -188,4 +197,5 @@ def _claims(payload: dict[str, Any]) -> Claims:
         read=read,
         expires=float(payload["exp"]),
         media_mode=media_mode,
+        record=record,
     )

@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    STORE_UNAVAILABLE = "store_unavailable"
     BANNED = "banned"
 
 
@@ -294,6 +295,7 @@ def joined(
     chat: Sequence[Message],
     ice_servers: Sequence[Mapping[str, Any]],
     ref: str | None = None,
+    recording: bool = False,
 ) -> Message:
     return _with_ref(
         {
@@ -304,6 +306,7 @@ def joined(
             "participants": [dict(p) for p in participants],
             "chat": list(chat),
             "ice_servers": [dict(s) for s in ice_servers],
+            "recording": recording,
         },
         ref,
     )
@@ -457,6 +460,14 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- store --
+
+
+def recording(on: bool) -> Message:
+    """The room's transcript recording was switched on or off (joined.recording: the start)."""
+    return {"type": "recording", "recording": on}
 
 
 # -- imagery --

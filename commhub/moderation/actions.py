@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections import OrderedDict, deque
@@ -12,9 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from commhub import protocol
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room
+from commhub.store import StoreError
 
 if TYPE_CHECKING:
     from commhub.hub import Hub
+
+log = logging.getLogger("commhub.moderation.actions")
 
 REASONS = (
     "harassment",
@@ -141,7 +145,12 @@ class Actions:
                 "frames": await self._frames(room.name, target.identity),
             },
         }
-        report["id"] = await store.add_report(report)
+        try:
+            report["id"] = await store.add_report(report)
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.STORE_UNAVAILABLE, f"the report was not stored: {exc}", ref
+            ) from None
         self.hub.send(p.conn, protocol.reported(report["id"], ref))
         moderators = [
             q.id for q in room.participants.values() if q.can("moderate") and q is not target
@@ -291,7 +300,12 @@ class Actions:
         store = self._need_store(ref)
         until = time.time() + duration if duration is not None else None
         who = by.identity if by else "admin"
-        ban_id = await store.add_ban(room, identity, until, who, reason or "")
+        try:
+            ban_id = await store.add_ban(room, identity, until, who, reason or "")
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.STORE_UNAVAILABLE, f"the ban was not stored: {exc}", ref
+            ) from None
         live = self.hub.rooms.get(room)
         target = live.by_identity(identity) if live else None
         subject = target.ref() if target else {"identity": identity}
@@ -310,8 +324,14 @@ class Actions:
         ref: str | None = None,
     ) -> None:
         store = self._need_store(ref)
-        ban = await store.active_ban(room, identity)
-        if ban is None or not await store.lift_ban(ban["id"]):
+        try:
+            ban = await store.active_ban(room, identity)
+            lifted = ban is not None and await store.lift_ban(ban["id"])
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.STORE_UNAVAILABLE, f"the ban was not lifted: {exc}", ref
+            ) from None
+        if not lifted:
             raise ProtocolError(ErrorCode.WRONG_STATE, f"{identity!r} is not banned here", ref)
         await self.announce_unban(room, identity, by, reason, ref)
 
@@ -350,7 +370,15 @@ class Actions:
     # -- join -----------------------------------------------------------------------------
 
     async def active_ban(self, room: str, identity: str) -> dict[str, Any] | None:
-        return None if self.store is None else await self.store.active_ban(room, identity)
+        """The ban in force on identity in room. A store that cannot answer lets the join
+        through (logged): a database fault must not lock everyone out."""
+        if self.store is None:
+            return None
+        try:
+            return await self.store.active_ban(room, identity)
+        except Exception as exc:
+            log.error("room %s: ban of %r not checked: %s", room, identity, exc)
+            return None
 
     async def joined(self, room: str, p: Participant) -> None:
         """A muted identity that joins again (any token) stays muted."""
@@ -364,8 +392,7 @@ class Actions:
     @property
     def store(self) -> ReportStore | None:
         """The one given, or the hub's (commhub.store, when the hub has one)."""
-        found: ReportStore | None = self._store or getattr(self.hub, "store", None)
-        return found
+        return self._store or self.hub.store
 
     def _need_store(self, ref: str | None) -> ReportStore:
         if self.store is None:

@@ -3,6 +3,8 @@ on that room only)."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -10,9 +12,11 @@ from aiohttp import web
 from commhub.auth import valid_room_name
 from commhub.hub import Hub
 from commhub.moderation.actions import Actions, FramesOf, MediaControl, ReportStore
+from commhub.protocol import ErrorCode, ProtocolError
 from commhub.server.admin import admin_claims, authorise, covers, json_body, refusal
 from commhub.server.keys import ACTIONS
 from commhub.server.signal import json_error
+from commhub.store import StoreError
 
 routes = web.RouteTableDef()
 STATUSES = ("open", "resolved")
@@ -27,6 +31,25 @@ def setup(
     `frames`: the imagery moderator's evidence_frames(room, identity), when it runs."""
     app[ACTIONS] = Actions(hub, media, evidence_frames=frames)
     app.router.add_routes(routes)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _faults(handler: Handler) -> Handler:
+    """A database fault is 503 store_unavailable, as the signalling edge says it."""
+
+    @functools.wraps(handler)
+    async def run(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except StoreError as exc:
+            return json_error(503, ErrorCode.STORE_UNAVAILABLE.value, str(exc)[:300])
+        except ProtocolError as exc:
+            return json_error(503 if exc.code == ErrorCode.STORE_UNAVAILABLE else 400,
+                              exc.code.value, exc.message)  # fmt: skip
+
+    return run
 
 
 def _store(request: web.Request) -> tuple[Actions, ReportStore]:
@@ -62,7 +85,8 @@ def _text(value: Any, name: str, required: bool = False) -> str | None:
 
 
 @routes.get("/v1/reports")
-async def list_reports(request: web.Request) -> web.Response:
+@_faults
+async def list_reports(request: web.Request) -> web.StreamResponse:
     room = _room_query(request)
     authorise(request, room)
     status = request.query.get("status")
@@ -74,7 +98,8 @@ async def list_reports(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/reports/{id}")
-async def show_report(request: web.Request) -> web.Response:
+@_faults
+async def show_report(request: web.Request) -> web.StreamResponse:
     _, claims = admin_claims(request)
     _, store = _store(request)
     report = await store.get_report(request.match_info["id"])
@@ -85,7 +110,8 @@ async def show_report(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/reports/{id}/resolve")
-async def resolve_report(request: web.Request) -> web.Response:
+@_faults
+async def resolve_report(request: web.Request) -> web.StreamResponse:
     _, claims = admin_claims(request)
     _, store = _store(request)
     report_id = request.match_info["id"]
@@ -102,7 +128,8 @@ async def resolve_report(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/bans")
-async def list_bans(request: web.Request) -> web.Response:
+@_faults
+async def list_bans(request: web.Request) -> web.StreamResponse:
     room = _room_query(request)
     authorise(request, room)
     _, store = _store(request)
@@ -110,7 +137,8 @@ async def list_bans(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/rooms/{room}/bans")
-async def add_ban(request: web.Request) -> web.Response:
+@_faults
+async def add_ban(request: web.Request) -> web.StreamResponse:
     room = request.match_info["room"]
     if not valid_room_name(room):
         return json_error(400, "room_invalid", "not a valid room name")
@@ -138,7 +166,8 @@ async def add_ban(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/bans/{id}")
-async def lift_ban(request: web.Request) -> web.Response:
+@_faults
+async def lift_ban(request: web.Request) -> web.StreamResponse:
     _, claims = admin_claims(request)
     actions, store = _store(request)
     ban_id = request.match_info["id"]
