@@ -80,6 +80,12 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- moderation: text --
+    moderation: bool = True  # screen chat, captions and translations with the text filters
+    moderation_action: str = "mask"  # what a hit does: mask, drop or warn
+    moderation_strikes: int = 3  # moderated messages that mute the sender; 0: never
+    moderation_score: float = 0.9  # alt-profanity-check (en) threshold; 0: the model is off
+    moderation_wordlist: str = ""  # the operator's list file for every room (empty: none)
 
     @classmethod
     def load(
@@ -165,6 +171,19 @@ class Settings:
             all(isinstance(s, dict) and isinstance(s.get("urls"), list) for s in self.ice_servers),
             "ice_servers",
             'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
+        )
+
+        need(
+            self.moderation_action in {"mask", "drop", "warn"},
+            "moderation_action",
+            "expected mask, drop or warn",
+        )
+        need(self.moderation_strikes >= 0, "moderation_strikes", "expected >= 0 (0: never)")
+        need(0 <= self.moderation_score <= 1, "moderation_score", "expected 0..1 (0: off)")
+        need(
+            not self.moderation_wordlist or Path(self.moderation_wordlist).is_file(),
+            "moderation_wordlist",
+            "expected a readable list file (one term per line) or empty",
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -17,6 +17,7 @@ from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
 from commhub.metrics import HubMetrics
+from commhub.moderation.text import TextModeration
 from commhub.protocol import (
     CloseReason,
     LeaveReason,
@@ -146,6 +147,7 @@ class Hub:
         self.outgoing = Outgoing(self.schemas, settings.check_outgoing)
         self.media: MediaPort = NoMedia()  # the app gives it the media layer
         self.translator: Translating | None = None  # set by the app when translation runs
+        self.moderation: TextModeration | None = None  # set by the app when text filters run
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -271,9 +273,17 @@ class Hub:
         else:
             await self.publish(room_name, msg)
 
-    async def chat(self, room: Room, p: Participant, text: str, ref: str | None = None) -> Message:
+    async def chat(
+        self, room: Room, p: Participant, text: str, ref: str | None = None
+    ) -> Message | None:
         """Deliver a chat at once to readers of its language (the sender's own copy echoes
-        `ref`); its translations follow on the sender's lane, without holding its socket."""
+        `ref`); its translations follow on the sender's lane, without holding its socket.
+        The text filters see it first (None: they dropped it)."""
+        if self.moderation is not None:
+            screened = await self.moderation.chat(room.name, p, text, ref)
+            if screened is None:
+                return None
+            text = screened
         msg = protocol.chat(
             chat_id="CH_" + secrets.token_urlsafe(9),
             sender=p.ref(),
@@ -353,6 +363,11 @@ class Hub:
         kept = room.translations.get(msg.get("id", ""))  # a chat message newcomers will see
         for lang, ids in groups.items():
             info = translation_info(lang, results.get(lang), of)
+            if self.moderation is not None:  # screened again in the reader's language
+                screened = await self.moderation.translation(room.name, msg, lang, info)
+                if screened is None:
+                    continue
+                info = screened
             if kept is not None:
                 kept[lang] = info
             await self._publish_copies(room.name, {**msg, "translation": info}, ids, sender_id, ref)

@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    STRIKE_MUTED = "strike_muted"
 
 
 class ProtocolError(Exception):
@@ -454,3 +455,37 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- moderation: text filters --
+
+
+def moderated(
+    *,
+    action: str,
+    kind: str,
+    lang: str,
+    rules: Sequence[str],
+    strikes: int,
+    strike_limit: int,
+    muted: bool,
+    ref: str | None = None,
+    segment: str | None = None,
+    about: str | None = None,
+) -> Message:
+    """To a sender whose chat, caption or its translation a filter caught."""
+    msg: Message = {
+        "type": "moderated",
+        "action": action,
+        "kind": kind,
+        "lang": lang,
+        "rules": list(rules),
+        "strikes": strikes,
+        "strike_limit": strike_limit,
+        "muted": muted,
+    }
+    if segment is not None:
+        msg["segment"] = segment
+    if about is not None:
+        msg["about"] = about
+    return _with_ref(msg, ref)

@@ -1,0 +1,5 @@
+"""Moderation: text filters (commhub.moderation.filters), the text policy applied to chat
+and captions (commhub.moderation.text), strikes (commhub.moderation.strikes).
+
+Kept import-light: engines load only when the app builds the filters (off the event loop).
+"""
