@@ -17,7 +17,17 @@ from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
 from commhub.moderation import imagery
-from commhub.server import admin, health, invites, languages, pages, reports_api, store_api
+from commhub.moderation.text import text_moderation
+from commhub.server import (
+    admin,
+    health,
+    invites,
+    languages,
+    moderation_api,
+    pages,
+    reports_api,
+    store_api,
+)
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
@@ -77,6 +87,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     reports_api.setup(app, hub, media, frames.evidence_frames if frames else None)
     languages.setup(app)
     store_api.setup(app)
+    moderation_api.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)
@@ -86,9 +97,12 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.translation:
             hub.translator = await asyncio.to_thread(translation_service, settings, hub.registry)
+        if settings.moderation:  # engines load in a worker thread, once per process
+            hub.moderation = await text_moderation(settings, hub)
         await hub.start()
         captions = app.get(CAPTIONS)
         if captions is not None:
+            captions.moderation = hub.moderation
             captions.start()
         yield
         if captions is not None:

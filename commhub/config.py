@@ -94,6 +94,12 @@ class Settings:
     store_batch: int = 256  # writes committed together at most (group commit)
     store_busy_timeout: float = 5.0  # seconds a write waits for a locked database
     recording: bool = False  # rooms record their caption transcript (rooms may override)
+    # -- moderation: text --
+    moderation: bool = True  # screen chat, captions and translations with the text filters
+    moderation_action: str = "mask"  # what a hit does: mask, drop or warn
+    moderation_strikes: int = 3  # moderated messages that mute the sender; 0: never
+    moderation_score: float = 0.9  # alt-profanity-check (en) threshold; 0: the model is off
+    moderation_wordlist: str = ""  # the operator's list file for every room (empty: none)
     # -- imagery: sample published video, block tracks the detector flags --
     imagery: bool = False  # sample and classify every video track relayed by the hub
     imagery_interval: float = 3.0  # seconds between samples of one track (a key frame each)
@@ -196,6 +202,18 @@ class Settings:
             'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
         )
 
+        need(
+            self.moderation_action in {"mask", "drop", "warn"},
+            "moderation_action",
+            "expected mask, drop or warn",
+        )
+        need(self.moderation_strikes >= 0, "moderation_strikes", "expected >= 0 (0: never)")
+        need(0 <= self.moderation_score <= 1, "moderation_score", "expected 0..1 (0: off)")
+        need(
+            not self.moderation_wordlist or Path(self.moderation_wordlist).is_file(),
+            "moderation_wordlist",
+            "expected a readable list file (one term per line) or empty",
+        )
         need(self.store_queue >= 1, "store_queue", "expected >= 1")
         need(1 <= self.store_batch <= 10000, "store_batch", "expected 1..10000")
         need(self.store_busy_timeout >= 0, "store_busy_timeout", "expected >= 0 seconds")

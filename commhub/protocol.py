@@ -49,6 +49,7 @@ class ErrorCode(StrEnum):
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
     STORE_UNAVAILABLE = "store_unavailable"
+    STRIKE_MUTED = "strike_muted"
     BANNED = "banned"
 
 
@@ -541,4 +542,38 @@ def moderation_action(
         msg["until"] = None if until is None else round(until, 3)
     if reason:
         msg["reason"] = reason
+    return _with_ref(msg, ref)
+
+
+# -- moderation: text filters --
+
+
+def moderated(
+    *,
+    action: str,
+    kind: str,
+    lang: str,
+    rules: Sequence[str],
+    strikes: int,
+    strike_limit: int,
+    muted: bool,
+    ref: str | None = None,
+    segment: str | None = None,
+    about: str | None = None,
+) -> Message:
+    """To a sender whose chat, caption or its translation a filter caught."""
+    msg: Message = {
+        "type": "moderated",
+        "action": action,
+        "kind": kind,
+        "lang": lang,
+        "rules": list(rules),
+        "strikes": strikes,
+        "strike_limit": strike_limit,
+        "muted": muted,
+    }
+    if segment is not None:
+        msg["segment"] = segment
+    if about is not None:
+        msg["about"] = about
     return _with_ref(msg, ref)

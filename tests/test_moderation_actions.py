@@ -18,8 +18,13 @@ from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import clean_env
 from tests.wsclient import SignalClient
 
-LIGHT = {"captions": False, "translation": False}
+LIGHT = {"captions": False, "translation": False, "moderation": False}
 MOD = ["publish", "subscribe", "chat", "moderate"]
+
+
+@pytest.fixture
+async def hub(start_hub: StartHub) -> Running:
+    return await start_hub(**LIGHT)
 
 
 async def error_to(c: SignalClient, msg: dict[str, Any]) -> dict[str, Any]:

@@ -357,9 +357,12 @@ class Actions:
         reason: str | None,
         ref: str | None = None,
     ) -> None:
-        if self.lift_strike is None:
+        lift = self.lift_strike
+        if lift is None and self.hub.moderation is not None:
+            lift = self.hub.moderation.strikes.lift
+        if lift is None:
             raise ProtocolError(ErrorCode.NOT_SUPPORTED, "this hub runs no text filters", ref)
-        lifted = self.lift_strike(room, identity)
+        lifted = lift(room, identity)
         if isinstance(lifted, Awaitable):
             lifted = await lifted
         if lifted is False:
