@@ -72,6 +72,10 @@ class KorcenFilter:
         i = text.find(pattern)
         if i >= 0:
             return i, i + len(pattern)
+        # korcen drops spaces, digits and punctuation before matching: allow them between
+        loose = re.search(r"[\W\d_]*".join(map(re.escape, pattern)), text, re.IGNORECASE)
+        if loose and loose.end() > loose.start():
+            return loose.start(), loose.end()
         try:
             m = re.search(self._k.build_flexible_regex(pattern), text, re.IGNORECASE)
         except re.error:

@@ -35,18 +35,25 @@ class _Token:
     end: int
 
 
+_EDGE = "!¡|+"  # leet inside a word (b!tch), punctuation at its edges (damn!)
+
+
 def _tokens(f: Folded) -> list[_Token]:
     out: list[_Token] = []
     start = -1
-    for i, c in enumerate(f.text):
+    for i, c in enumerate([*f.text, " "]):
         if word_char(c) and not is_cjk(c):
             if start < 0:
                 start = i
         elif start >= 0:
-            out.append(_Token(f.text[start:i], start, i))
+            s, e = start, i
+            while s < e and f.text[s] in _EDGE:
+                s += 1
+            while e > s and f.text[e - 1] in _EDGE:
+                e -= 1
+            if e > s:
+                out.append(_Token(f.text[s:e], s, e))
             start = -1
-    if start >= 0:
-        out.append(_Token(f.text[start:], start, len(f.text)))
     return out
 
 
