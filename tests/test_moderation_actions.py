@@ -318,3 +318,25 @@ async def test_the_cli_lists_adds_and_lifts_bans_and_resolves_reports(
     out = await cli("reports", "show", "RP_nope")
     assert out.returncode == 1 and "report_not_found" in out.stderr
     await hub.joined("town", "bob")
+
+
+async def test_a_moderator_lifts_a_strike_mute(start_hub: StartHub) -> None:
+    hub = await start_hub(captions=False, translation=False, moderation_strikes=2)
+    mod = await hub.joined("town", "mod", grants=MOD)
+    bob = await hub.joined("town", "bob")
+    err = await error_to(mod, {"type": "moderate", "action": "lift_strike", "participant": bob.pid})
+    assert err["code"] == "wrong_state" and "not strike-muted" in err["message"]
+    for text in ("shit", "shit again"):
+        await bob.send({"type": "chat", "text": text})
+    assert (await bob.expect("moderated", strikes=2, timeout=20))["muted"] is True
+    err = await error_to(bob, {"type": "chat", "text": "hello"})
+    assert err["code"] == "strike_muted"
+
+    ack = await mod.request(
+        {"type": "moderate", "action": "lift_strike", "participant": bob.pid, "reason": "ok now"}
+    )
+    assert ack["action"] == "lift_strike" and ack["participant"]["identity"] == "bob"
+    told = await bob.expect("moderation_action", action="lift_strike", timeout=15)
+    assert told["by"]["identity"] == "mod" and told["reason"] == "ok now"
+    said = await bob.request({"type": "chat", "text": "hello"})
+    assert said["type"] == "chat" and said["text"] == "hello"
