@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from commhub.sdk.signal import SignalError
+from commhub.server.keys import MEDIA
 from tests.conftest import SECRET, Running, StartHub, run_cli
 from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import clean_env
@@ -59,8 +60,18 @@ async def test_a_report_reaches_moderators_and_survives_a_restart_with_its_evide
     await asyncio.sleep(0.3)
     assert not bob.received("report_filed"), "the reported participant is not told"
 
+    status, ban = await call(
+        http, "POST", f"{hub.url}/v1/rooms/town/bans", json={"identity": "carol", "duration": 600},
+        headers=admin_headers(),
+    )  # fmt: skip
+    assert status == 201, ban
+
     await hub.server.close()  # the hub goes away; a new one opens the same data dir
     again = await start_hub(**LIGHT)
+    carol = await again.client("town", "carol")
+    await carol.send({"type": "join"})
+    err = await carol.expect("error", timeout=15)
+    assert err["code"] == "banned" and err["until"] == pytest.approx(ban["until"], abs=0.01)
     url = f"{again.url}/v1/reports/{reply['report_id']}"
     status, report = await call(http, "GET", url, headers=admin_headers())
     assert status == 200, report
@@ -340,3 +351,20 @@ async def test_a_moderator_lifts_a_strike_mute(start_hub: StartHub) -> None:
     assert told["by"]["identity"] == "mod" and told["reason"] == "ok now"
     said = await bob.request({"type": "chat", "text": "hello"})
     assert said["type"] == "chat" and said["text"] == "hello"
+
+
+async def test_a_muted_identity_stays_muted_when_it_joins_again(hub: Running) -> None:
+    media = hub.server.app[MEDIA]
+    mod = await hub.joined("town", "mod", grants=MOD)
+    bob = await hub.joined("town", "bob")
+    await mod.request(
+        {"type": "moderate", "action": "mute", "participant": bob.pid, "kind": "video"}
+    )
+    assert [r["kind"] for r in media.suppressions("town", bob.pid)] == ["video"]
+    await bob.close()
+    again = await hub.joined("town", "bob")
+    assert [r["kind"] for r in media.suppressions("town", again.pid)] == ["video"]
+    await mod.request({"type": "moderate", "action": "unmute", "participant": again.pid})
+    assert media.suppressions("town", again.pid) == []
+    rejoined = await hub.joined("town", "bob")
+    assert media.suppressions("town", rejoined.pid) == []

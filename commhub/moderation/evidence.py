@@ -42,6 +42,8 @@ class Evidence:
             self._rings.move_to_end((room, who))
         line = ring.get((kind, key))
         if line is None:
+            if len(ring) >= self.lines and ts < next(iter(ring.values()))["ts"]:
+                return  # a late copy of a line the ring has already let go
             line = {"kind": kind, "id": key, "ts": ts, "lang": msg["lang"], "text": msg["text"]}
             line["translations"] = {}
             ring[(kind, key)] = line
