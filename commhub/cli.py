@@ -84,6 +84,12 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
     )
+    token.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set whether the room records its transcript, on join",
+    )
 
     inv = sub.add_parser(
         "invite",
@@ -270,6 +276,7 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
                 ttl=args.ttl,
                 issuer=settings.issuer,
                 media_mode=args.media_mode,
+                record=args.record,
             )
         )
     except ValueError as exc:

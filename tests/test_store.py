@@ -230,3 +230,52 @@ async def test_a_full_database_is_an_error_not_a_crash(tmp_path: Path) -> None:
         assert len(await s.recent_chat("lobby", 5)) == 5  # what was saved still reads
     finally:
         await s.close()
+
+
+async def test_one_refused_write_does_not_sink_its_batch(store: Store) -> None:
+    await store.add_chat("lobby", chat(0))
+    results = await asyncio.gather(
+        *(store.add_chat("lobby", chat(n)) for n in (1, 0, 2)), return_exceptions=True
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
+    assert store.status() == (True, "ok")  # the data's fault, not the database's
+    ids = [m["id"] for m in await store.recent_chat("lobby", 9)]
+    assert sorted(ids) == ["CH_alice_0", "CH_alice_1", "CH_alice_2"]
+
+
+async def test_a_database_locked_at_start_is_reported_then_used(tmp_path: Path) -> None:
+    url = default_url(tmp_path)
+    first = Store(url)
+    await first.start()
+    await first.close()
+    holder = sqlite3.connect(tmp_path / "commhub.db", isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")  # a rollback journal: readers are locked out too
+    holder.execute("BEGIN EXCLUSIVE")
+    s = Store(url, busy_timeout=0.2, retry=0.2)
+    try:
+        await s.start()  # no exception: the hub starts, and says what is wrong
+        ok, detail = s.status()
+        assert not ok and "locked" in detail
+        holder.execute("ROLLBACK")
+        for _ in range(200):
+            if s.status()[0]:
+                break
+            await asyncio.sleep(0.05)
+        assert s.status() == (True, "ok")
+        await s.add_chat("lobby", chat(1))
+        assert [m["id"] for m in await s.recent_chat("lobby", 5)] == ["CH_alice_1"]
+    finally:
+        holder.close()
+        await s.close()
+
+
+def test_database_url_setting() -> None:
+    from commhub.config import Settings, SettingsError
+
+    assert Settings.load(env={}).database_url == ""
+    url = "sqlite+aiosqlite:////srv/hub/commhub.db"
+    assert Settings.load(env={"COMMHUB_DATABASE_URL": url}).database_url == url
+    with pytest.raises(SettingsError, match="database_url"):
+        Settings.load(env={"COMMHUB_DATABASE_URL": "commhub.db"})
+    assert default_url(Path("/srv/x")) == "sqlite+aiosqlite:////srv/x/commhub.db"

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from commhub.store import migrate
 from commhub.store import models as t
 from commhub.store.metrics import StoreMetrics
-from commhub.store.writer import StoreError, Writer, describe
+from commhub.store.writer import Row, StoreError, Writer, describe
 
 log = logging.getLogger("commhub.store")
 
@@ -55,6 +55,8 @@ class Store:
     ) -> None:
         self.url = url
         self.metrics = StoreMetrics(registry)
+        sqlite = make_url(url).get_backend_name() == "sqlite"
+        self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = self._engine(url, busy_timeout)
         self.where = make_url(url).render_as_string(hide_password=True)
         self._status = (False, "starting")
@@ -109,7 +111,7 @@ class Store:
 
     async def _migrate(self) -> None:
         if not self._migrated:
-            await asyncio.to_thread(migrate.upgrade, self.url)
+            await asyncio.to_thread(migrate.upgrade, self.url, connect_args=self._connect_args)
             self._migrated = True
 
     async def _recover(self) -> None:
@@ -149,20 +151,13 @@ class Store:
             "message": msg,
         }
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.chat).values(row))
-
-        await self.writer.write(op, "chat")
+        await self.writer.write(Row(t.chat, row), "chat")
 
     def add_chat_translation(
         self, room: str, chat_id: str, lang: str, info: dict[str, Any]
     ) -> None:
         row = {"chat_id": chat_id, "lang": lang, "info": info}
-
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.chat_translations).values(row))
-
-        self.writer.submit(op, "chat_translation")
+        self.writer.submit(Row(t.chat_translations, row), "chat_translation")
 
     async def recent_chat(self, room: str, limit: int) -> list[dict[str, Any]]:
         """The room's last `limit` chat messages, oldest first, as sent, each with
@@ -470,10 +465,7 @@ class Store:
             "data": data,
         }
 
-        async def op(conn: AsyncConnection) -> None:
-            await conn.execute(insert(t.events).values(row))
-
-        self.writer.submit(op, "event")
+        self.writer.submit(Row(t.events, row), "event")
 
     async def events(self, room: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Moderation events, oldest first."""

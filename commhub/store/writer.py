@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Table, insert
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -26,7 +27,17 @@ from commhub.store.metrics import StoreMetrics
 
 log = logging.getLogger("commhub.store")
 
-Op = Callable[[AsyncConnection], Awaitable[Any]]
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A plain insert: consecutive rows of one table go to the database as one statement
+    (executemany), not one round trip each."""
+
+    table: Table
+    values: dict[str, Any]
+
+
+Op = Callable[[AsyncConnection], Awaitable[Any]] | Row
 
 
 class StoreError(Exception):
@@ -192,8 +203,28 @@ class Writer:
                 item.done.set_result(result)
 
     async def _transaction(self, items: list[_Item]) -> list[Any]:
+        results: list[Any] = []
         async with self.engine.begin() as conn:
-            return [await item.op(conn) for item in items]
+            i = 0
+            while i < len(items):
+                op = items[i].op
+                if isinstance(op, Row):
+                    j = i + 1
+                    while j < len(items):
+                        nxt = items[j].op
+                        if not (isinstance(nxt, Row) and nxt.table is op.table):
+                            break
+                        j += 1
+                    rows = [
+                        r.values for r in (items[k].op for k in range(i, j)) if isinstance(r, Row)
+                    ]
+                    await conn.execute(insert(op.table), rows)
+                    results += [None] * (j - i)
+                    i = j
+                else:
+                    results.append(await op(conn))
+                    i += 1
+        return results
 
     def _fault(self, exc: BaseException, what: str) -> None:
         self._metrics.errors.inc()

@@ -27,7 +27,7 @@ def _migrate(connection: Connection) -> None:
 
 
 async def _run() -> None:
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, connect_args=config.attributes.get("connect_args", {}))
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_migrate)
