@@ -33,17 +33,13 @@ EN_GRAMMAR = ["go", "forward", "ten", "meters", "you", "bastard"]
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("modcap")
+    insult = silence(0.5) + espeak(KO_SAID) + silence(1.5)
+    clean = espeak("안녕하세요. 서울, 시청 입니다") + silence(1.5)
+    english = silence(0.5) + espeak("go forward, you bastard", "en-us", 140) + silence(1.5)
     return {
-        "ko": write_wav(d / "ko.wav", silence(0.5) + espeak(KO_SAID) + silence(1.5)),
-        "ko-twice": write_wav(
-            d / "ko2.wav",
-            silence(0.5) + espeak(KO_SAID) + silence(1.5)
-            + espeak("안녕하세요. 서울, 시청 입니다") + silence(1.5),
-        ),  # fmt: skip
-        "en": write_wav(
-            d / "en.wav", silence(0.5) + espeak("go forward, you bastard", "en-us", 140)
-            + silence(1.5),
-        ),  # fmt: skip
+        "ko": write_wav(d / "ko.wav", insult),
+        "ko-twice": write_wav(d / "ko2.wav", insult + clean),
+        "en": write_wav(d / "en.wav", english),
     }
 
 
