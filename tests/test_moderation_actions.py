@@ -17,6 +17,7 @@ from commhub.server.keys import MEDIA
 from tests.conftest import SECRET, Running, StartHub, run_cli
 from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import clean_env
+from tests.helpers.metrics import metric
 from tests.wsclient import SignalClient
 
 LIGHT = {"captions": False, "translation": False, "moderation": False}
@@ -57,6 +58,7 @@ async def test_a_report_reaches_moderators_and_survives_a_restart_with_its_evide
     assert filed["participant"]["identity"] == "bob" and filed["reporter"]["identity"] == "alice"
     assert filed["reason"] == "harassment" and filed["note"] == "insults everyone"
     assert filed["evidence"] == 3
+    assert await metric(hub.url, "commhub_reports_total", reason="harassment") == 1
     await asyncio.sleep(0.3)
     assert not bob.received("report_filed"), "the reported participant is not told"
 
@@ -210,6 +212,7 @@ async def test_a_moderator_removes_a_participant(hub: Running) -> None:
     assert "ref" not in seen and seen["action"] == "remove"
     left = await alice.expect("participant_left", timeout=15)
     assert left["participant"]["id"] == bob.pid and left["reason"] == "removed"
+    assert await metric(hub.url, "commhub_moderator_actions_total", action="remove") == 1
     # removal is not a ban: bob may come back
     again = await hub.joined("town", "bob")
     assert again.pid != bob.pid

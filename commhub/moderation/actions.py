@@ -10,6 +10,8 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from prometheus_client import Counter
+
 from commhub import protocol
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room
@@ -110,6 +112,14 @@ class Actions:
         self._store = store
         self.lift_strike = lift_strike
         self.evidence_frames = evidence_frames
+        self.reports_filed = Counter(
+            "commhub_reports", "Reports filed by participants, by reason", ["reason"],
+            registry=hub.registry,
+        )  # fmt: skip
+        self.actions_taken = Counter(
+            "commhub_moderator_actions", "Moderator and administrator actions, by action",
+            ["action"], registry=hub.registry,
+        )  # fmt: skip
         self._reports: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         # room -> identity -> muted kinds: a muted participant that joins again stays muted
         self._mutes: dict[str, OrderedDict[str, set[str]]] = {}
@@ -151,6 +161,7 @@ class Actions:
             raise ProtocolError(
                 ErrorCode.STORE_UNAVAILABLE, f"the report was not stored: {exc}", ref
             ) from None
+        self.reports_filed.labels(report["reason"]).inc()
         self.hub.send(p.conn, protocol.reported(report["id"], ref))
         moderators = [
             q.id for q in room.participants.values() if q.can("moderate") and q is not target
@@ -416,6 +427,7 @@ class Actions:
     ) -> None:
         """`moderation_action` to the room (the target included); the moderator's own copy
         echoes `ref`."""
+        self.actions_taken.labels(action).inc()
         mod = by.ref() if by else None
         msg = protocol.moderation_action(
             action, subject, mod, kind=kind, until=until, reason=reason
