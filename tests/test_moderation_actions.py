@@ -10,8 +10,10 @@ import time
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 
+from commhub.moderation.imagery import IMAGERY
 from commhub.sdk.signal import SignalError
 from commhub.server.keys import MEDIA
 from tests.conftest import SECRET, Running, StartHub, run_cli
@@ -371,3 +373,28 @@ async def test_a_muted_identity_stays_muted_when_it_joins_again(hub: Running) ->
     assert media.suppressions("town", again.pid) == []
     rejoined = await hub.joined("town", "bob")
     assert media.suppressions("town", rejoined.pid) == []
+
+
+async def test_a_report_carries_the_imagery_filters_evidence_frames(
+    start_hub: StartHub, http: aiohttp.ClientSession
+) -> None:
+    hub = await start_hub(imagery=True, **LIGHT)
+    alice = await hub.joined("town", "alice")
+    bob = await hub.joined("town", "bob")
+    imagery = hub.server.app[IMAGERY]
+    # a frame the filter flagged on bob's camera, saved (blurred) as imagery saves it
+    picture = np.full((120, 160, 3), 200, dtype=np.uint8)
+    entry = await asyncio.to_thread(
+        imagery.evidence.save, picture, room="town", identity="bob", participant=bob.pid,
+        track="cam", label="FEMALE_BREAST_EXPOSED", score=0.91, ts=time.time(),
+    )  # fmt: skip
+    imagery.evidence.add(entry)
+    reply = await alice.request({"type": "report", "participant": bob.pid, "reason": "sexual"})
+    url = f"{hub.url}/v1/reports/{reply['report_id']}"
+    status, report = await call(http, "GET", url, headers=admin_headers())
+    assert status == 200
+    frames = report["evidence"]["frames"]
+    assert [(f["identity"], f["label"], f["track"]) for f in frames] == [
+        ("bob", "FEMALE_BREAST_EXPOSED", "cam")
+    ]
+    assert frames[0]["path"] == entry["path"]
