@@ -5,6 +5,7 @@ the transcript only when the room records, a locked database in /readyz."""
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from commhub import auth, protocol
 from commhub.rooms import Room
-from tests.conftest import SECRET, Running, StartHub
+from tests.conftest import SECRET, Running, StartHub, run_cli
 from tests.helpers.http import admin_headers, call
 from tests.helpers.translate import needs_apertium
 from tests.helpers.wait import barrier
@@ -224,3 +225,12 @@ def test_record_claim_round_trips(record: bool) -> None:
     token = auth.issue(SECRET, room="r", identity="i", record=record)
     assert auth.verify(SECRET, token).record is record
     assert auth.verify(SECRET, auth.issue(SECRET, room="r", identity="i")).record is None
+
+
+def test_cli_token_sets_the_record_claim() -> None:
+    env = {**os.environ, "COMMHUB_SECRET": SECRET}
+    for flag, want in (("--record", True), ("--no-record", False), (None, None)):
+        args = ["token", "--room", "r", "--identity", "i"] + ([flag] if flag else [])
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, done.stderr
+        assert auth.verify(SECRET, done.stdout.strip()).record is want
