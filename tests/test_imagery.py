@@ -210,33 +210,48 @@ async def test_suppress_and_release_a_track(start_hub: StartHub) -> None:
         bob = await cs.join("bob")
         await bob.negotiate()
         alice = await cs.join("alice")
-        await alice.publish(PatternTrack())
-        await wait_for(lambda: any(r.meta["kind"] == "video" for r in bob.remote.values()))
-        remote = next(r for r in bob.remote.values() if r.meta["kind"] == "video")
-        await frames(remote.track, 3)
-
         with pytest.raises(ValueError, match="kind"):
             await media.suppress("lobby", alice.pid, kind="screen", reason="moderator")
+        with pytest.raises(ValueError, match="reason"):
+            await media.suppress("lobby", alice.pid, reason="")
+        # A rule made before the track exists holds it from its first frame.
+        assert await media.suppress("lobby", alice.pid, kind="video", reason="moderator") == []
+        published = bob.expect("track", state="published")
+        await alice.publish(PatternTrack())
+        assert (await published)["track"]["muted"] is True
+        await wait_for(lambda: any(r.meta["kind"] == "video" for r in bob.remote.values()))
+        remote = next(r for r in bob.remote.values() if r.meta["kind"] == "video")
+        pub = video_of(hub, alice)
+        await wait_for(lambda: pub.frames > 20)
+        assert slot_of(hub, bob).track.forwarded == 0
+
+        unmuted = bob.expect("track", state="updated")
+        resumed = await media.release("lobby", alice.pid, kind="video", reason="moderator")
+        assert [t["muted"] for t in resumed] == [False]
+        assert (await unmuted)["track"]["muted"] is False
+        # frames flow, from a key frame: the subscriber decodes the pattern
+        got = await frames(remote.track, 10)
+        assert carries_pattern(got[-1])
+
+        # Rules with different reasons stack; the track flows when the last one goes.
         muted = bob.expect("track", state="updated")
-        stopped = await media.suppress("lobby", alice.pid, kind="video", reason="moderator")
+        stopped = await media.suppress("lobby", alice.pid, track_id=pub.track_id, reason="imagery")
         assert [t["muted"] for t in stopped] == [True]
         assert (await muted)["track"]["muted"] is True
-        # a second rule with another reason stacks, and does not announce again
-        assert await media.suppress("lobby", alice.pid, reason="imagery") == []
+        assert await media.suppress("lobby", alice.pid, reason="moderator") == []
         slot = slot_of(hub, bob)
         before = slot.track.forwarded
         await asyncio.sleep(1.5)
         assert slot.track.forwarded == before
-
-        assert await media.release("lobby", alice.pid, kind="video", reason="moderator") == []
+        assert await media.release("lobby", alice.pid, reason="moderator") == []
+        await asyncio.sleep(0.5)
+        assert slot.track.forwarded == before
         unmuted = bob.expect("track", state="updated")
-        resumed = await media.release("lobby", alice.pid)  # any reason
+        resumed = await media.release("lobby", alice.pid, track_id=pub.track_id)  # any reason
         assert [t["muted"] for t in resumed] == [False]
         assert (await unmuted)["track"]["muted"] is False
-        # frames flow again, from a key frame: the subscriber decodes the pattern
-        got = await frames(remote.track, 40)
+        await frames(remote.track, 30)
         assert slot.track.forwarded > before
-        assert carries_pattern(got[-1])
         assert media.suppressions("lobby", alice.pid) == []
     finally:
         await cs.close()
