@@ -44,6 +44,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "commhub/catalog.json",
         "commhub/web/index.html",
         "commhub/web/commhub.js",
+        "commhub/moderation/filters/lists/es.txt",
+        "commhub/moderation/filters/lists/ko.txt",
     ):
         assert needed in names, f"{needed} is missing from the wheel"
     site = out / "site"
