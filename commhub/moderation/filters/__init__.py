@@ -1,5 +1,5 @@
 """Text filters behind one protocol (`Filter`): korcen (ko), better-profanity's list and
-alt-profanity-check's model (en), curated lists shipped in data/ (es, ko additions),
+alt-profanity-check's model (en), curated lists shipped in lists/ (es, ko additions),
 operators' lists per hub and per room. Engines load in `load_screen` (call it off the loop)."""
 
 from .base import Filter, Hit

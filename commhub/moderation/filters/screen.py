@@ -1,5 +1,5 @@
 """The hub's filters together: engines per language, curated data files shipped in the
-package (data/<lang>.txt), the operator's hub list (a file), and per-room lists.
+package (lists/<lang>.txt), the operator's hub list (a file), and per-room lists.
 
 `Screen.find` gives the hits in one text in one language, less those inside a word an
 allow list names (what an engine over-matches, said honestly in the data files).
@@ -20,7 +20,7 @@ from .wordlist import ListFile, WordList, load_list, parse_list
 def data_lists() -> dict[str, ListFile]:
     """The curated lists shipped with commhub, by language."""
     out = {}
-    root = resources.files("commhub.moderation.filters") / "data"
+    root = resources.files("commhub.moderation.filters") / "lists"
     for entry in root.iterdir():
         if entry.name.endswith(".txt"):
             out[entry.name.removesuffix(".txt")] = parse_list(entry.read_text("utf-8"))
