@@ -20,6 +20,7 @@ from tests.conftest import SECRET, Running, StartHub, run_cli
 from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import clean_env
 from tests.helpers.metrics import metric
+from tests.helpers.wait import wait_for
 from tests.wsclient import SignalClient
 
 LIGHT = {"captions": False, "translation": False, "moderation": False}
@@ -398,3 +399,28 @@ async def test_a_report_carries_the_imagery_filters_evidence_frames(
         ("bob", "FEMALE_BREAST_EXPOSED", "cam")
     ]
     assert frames[0]["path"] == entry["path"]
+
+
+async def test_a_room_with_a_muted_participant_stays_relayed(start_hub: StartHub) -> None:
+    hub = await start_hub(**LIGHT)  # room_mode auto: two p2p-capable clients go p2p
+    media = hub.server.app[MEDIA]
+    p2p = {"capabilities": {"p2p": True}}
+    mod = await hub.client("town", "mod", grants=MOD)
+    await mod.join(**p2p)
+    bob = await hub.client("town", "bob")
+    await bob.join(**p2p)
+    assert (await bob.expect("media_mode", timeout=15))["mode"] == "p2p"
+    await mod.request({"type": "moderate", "action": "mute", "participant": bob.pid})
+    assert (await bob.expect("media_mode", timeout=15))["mode"] == "sfu"
+    assert media.mode("town") == "sfu"
+    # everyone leaves; the muted identity comes back first, then a p2p-capable peer
+    await bob.close()
+    await mod.close()
+    await wait_for(lambda: not getattr(hub.hub.rooms.get("town"), "participants", None))
+    bob = await hub.client("town", "bob")
+    await bob.join(**p2p)
+    carol = await hub.client("town", "carol")
+    await carol.join(**p2p)
+    await asyncio.sleep(0.5)
+    assert media.mode("town") == "sfu"
+    assert all(m["mode"] == "sfu" for m in carol.received("media_mode"))

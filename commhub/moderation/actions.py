@@ -250,9 +250,7 @@ class Actions:
         media = self.media
         if media is None:
             raise ProtocolError(ErrorCode.NOT_SUPPORTED, "this hub relays no media", ref)
-        if media.mode(room) == "p2p":
-            # Media on a direct connection never passes the hub: relay it, then hold it.
-            await media.set_mode(room, "sfu")
+        await self._relayed(media, room)
         for kind in kinds:
             await media.suppress(room, target.id, kind=kind, reason=MODERATOR)
         mutes = self._mutes.setdefault(room, OrderedDict())
@@ -398,6 +396,7 @@ class Actions:
         """A muted identity that joins again (any token) stays muted."""
         kinds = self._mutes.get(room, OrderedDict()).get(p.identity)
         if kinds and self.media is not None:
+            await self._relayed(self.media, room)
             for kind in sorted(kinds):
                 await self.media.suppress(room, p.id, kind=kind, reason=MODERATOR)
 
@@ -407,6 +406,13 @@ class Actions:
     def store(self) -> ReportStore | None:
         """The one given, or the hub's (commhub.store, when the hub has one)."""
         return self._store or self.hub.store
+
+    @staticmethod
+    async def _relayed(media: MediaControl, room: str) -> None:
+        """Media on a direct (p2p) connection never passes the hub: keep the room in sfu,
+        where a mute holds, now (a p2p room moves) and when it gets down to two (it would
+        go p2p). It stays so while the room lasts, or until an administrator says."""
+        await media.set_mode(room, "sfu")
 
     def _need_store(self, ref: str | None) -> ReportStore:
         if self.store is None:
