@@ -36,6 +36,7 @@ ACTIONS = ("mute", "unmute", "remove", "ban", "unban", "lift_strike")
 KINDS = ("audio", "video")
 MODERATOR = "moderator"  # the reason a moderator's mute suppresses a track under
 _MUTES_PER_ROOM = 256  # identities a room remembers as muted (oldest forgotten first)
+_MUTED_ROOMS = 10000  # rooms that remember muted identities (least recently used forgotten)
 _LIMITED_IDENTITIES = 10000  # reporters whose recent reports are counted (oldest forgotten)
 
 
@@ -122,7 +123,7 @@ class Actions:
         )  # fmt: skip
         self._reports: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
         # room -> identity -> muted kinds: a muted participant that joins again stays muted
-        self._mutes: dict[str, OrderedDict[str, set[str]]] = {}
+        self._mutes: OrderedDict[str, OrderedDict[str, set[str]]] = OrderedDict()
 
     # -- report ---------------------------------------------------------------------------
 
@@ -254,6 +255,9 @@ class Actions:
         for kind in kinds:
             await media.suppress(room, target.id, kind=kind, reason=MODERATOR)
         mutes = self._mutes.setdefault(room, OrderedDict())
+        self._mutes.move_to_end(room)
+        while len(self._mutes) > _MUTED_ROOMS:
+            self._mutes.popitem(last=False)
         mutes.setdefault(target.identity, set()).update(kinds)
         mutes.move_to_end(target.identity)
         while len(mutes) > _MUTES_PER_ROOM:
