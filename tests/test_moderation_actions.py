@@ -188,6 +188,12 @@ async def test_hostile_reports_and_actions_get_precise_errors(hub: Running) -> N
 async def test_moderate_needs_the_grant(hub: Running) -> None:
     alice = await hub.joined("town", "alice")
     bob = await hub.joined("town", "bob")
+    boss = await hub.joined("town", "boss", grants=["admin"])
+    mod = await hub.joined("town", "mod", grants=MOD)
+    for action in ("mute", "remove", "ban"):  # a moderator cannot act on an administrator
+        msg = {"type": "moderate", "action": action, "participant": boss.pid}
+        err = await error_to(mod, msg)
+        assert err["code"] == "forbidden" and "administrator" in err["message"]
     for action in ("mute", "remove", "ban", "unban", "lift_strike"):
         msg = {"type": "moderate", "action": action, "participant": bob.pid}
         err = await error_to(alice, msg)
@@ -282,6 +288,13 @@ async def test_bans_through_the_admin_api_and_unban(
             http, "POST", f"{hub.url}/v1/rooms/town/bans", json=bad, headers=admin_headers()
         )
         assert status == 400 and word in body["message"], (bad, body)
+    # a moderator bans an identity that is not here (for good), and it cannot come in
+    ack = await mod.request({"type": "moderate", "action": "ban", "participant": "dave"})
+    assert ack["participant"] == {"identity": "dave"} and ack["until"] is None
+    dave = await hub.client("town", "dave")
+    await dave.send({"type": "join"})
+    err = await dave.expect("error", timeout=15)
+    assert err["code"] == "banned" and err["until"] is None and "for good" in err["message"]
     # a moderator lifts it by identity; the room is told
     ack = await mod.request({"type": "moderate", "action": "unban", "participant": "bob"})
     assert ack["action"] == "unban" and ack["participant"] == {"identity": "bob"}
