@@ -109,6 +109,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
             await captions.close()
         if isinstance(hub.translator, TranslationService):
             await hub.translator.aclose()
+        await hub.close_store()
 
     async def on_shutdown(app: web.Application) -> None:
         await hub.shutdown()

@@ -190,7 +190,11 @@ class Hub:
         await self.lanes.close()
         await self.media.close()
         await self.bus.close()
-        if self.store is not None:  # after the lanes: their translations are queued writes
+
+    async def close_store(self) -> None:
+        """Commit what is queued and close the store: last, after shutdown and after the
+        captions' last finals (the lanes' translations and the finals are queued writes)."""
+        if self.store is not None:
             await self.store.close(self.settings.shutdown_timeout)
 
     async def _reap_loop(self) -> None:
@@ -357,7 +361,7 @@ class Hub:
         )
         if self.store is not None:
             try:
-                await self.store.add_chat(room.name, msg)
+                await self.store.add_chat(room.name, msg, recorded=room.recording)
             except StoreError as exc:
                 raise ProtocolError(
                     ErrorCode.STORE_UNAVAILABLE, f"the chat was not sent: {exc}", ref

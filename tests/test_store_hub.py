@@ -148,6 +148,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     assert room is not None and hub.hub.store is not None
     await publish_caption(hub, room, final(speaker.pid, "Good morning.", 1.0))
     await reader.expect("caption", text="Good morning.")
+    await speaker.send({"type": "chat", "text": "not recorded", "id": "c1"})
+    await speaker.expect("chat", ref="c1")
 
     await call(
         http, "PUT", f"{hub.url}/v1/rooms/desk/policy", json={"recording": True},
@@ -155,6 +157,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     )  # fmt: skip
     await publish_caption(hub, room, final(speaker.pid, "Thank you", 3.0))
     got = await reader.expect("caption", text="Thank you")
+    await speaker.send({"type": "chat", "text": "recorded", "id": "c2"})
+    await speaker.expect("chat", ref="c2")
     assert got["translation"]["text"] == "Gracias"
     partial = {**final(speaker.pid, "Thank", 5.0), "final": False}
     await publish_caption(hub, room, partial)
@@ -179,6 +183,8 @@ async def test_caption_finals_recorded_only_when_the_room_records(
     assert (line["text"], line["identity"], line["name"]) == ("Thank you", "speaker", "Speaker")
     assert line["translations"] == {"es": "Gracias"}
     assert (line["start"], line["end"]) == (1_795_000_003.0, 1_795_000_004.5)
+    chat = [x["text"] for x in await hub.hub.store.transcript("desk") if x["kind"] == "chat"]
+    assert chat == ["recorded"]  # the chat before is history, not transcript
 
 
 async def test_a_locked_database_refuses_chat_and_shows_in_readyz(

@@ -69,6 +69,7 @@ chat = Table(
     Column("text", Text, nullable=False),
     Column("ts", Float, nullable=False, index=True),
     Column("message", JSON, nullable=False),
+    Column("recorded", Boolean, nullable=False),  # sent while the room recorded: transcript
     Index(None, "room", "seq"),
 )
 

@@ -136,8 +136,10 @@ class Store:
 
     # -- chat ------------------------------------------------------------------------------
 
-    async def add_chat(self, room: str, msg: dict[str, Any]) -> None:
-        """Returns once msg is committed (raises StoreError when it could not be)."""
+    async def add_chat(self, room: str, msg: dict[str, Any], *, recorded: bool = False) -> None:
+        """Returns once msg is committed (raises StoreError when it could not be). Every chat
+        is kept (a room's history outlives a restart); `recorded`: sent while the room
+        recorded, so it is part of the transcript."""
         sender = msg["from"]
         row = {
             "chat_id": msg["id"],
@@ -149,6 +151,7 @@ class Store:
             "text": msg["text"],
             "ts": msg["ts"],
             "message": msg,
+            "recorded": recorded,
         }
 
         await self.writer.write(Row(t.chat, row), "chat")
@@ -221,8 +224,9 @@ class Store:
         self.writer.submit(op, "caption")
 
     async def transcript(self, room: str) -> list[dict[str, Any]]:
-        """The room's stored caption finals and chat, ordered by start (epoch seconds):
-        {kind, participant, identity, name, lang, start, end, ts, text, translations}."""
+        """What the room recorded (caption finals, and chat sent while it recorded), ordered
+        by start (epoch seconds): {kind, participant, identity, name, lang, start, end, ts,
+        text, translations: {lang: text}}."""
         lines: list[dict[str, Any]] = []
         async with self.engine.connect() as conn:
             caps = (
@@ -241,7 +245,9 @@ class Store:
                         ctr[tr.caption_seq][tr.lang] = tr.text
             chats = (
                 await conn.execute(
-                    select(t.chat).where(t.chat.c.room == room).order_by(t.chat.c.seq)
+                    select(t.chat)
+                    .where(t.chat.c.room == room, t.chat.c.recorded.is_(True))
+                    .order_by(t.chat.c.seq)
                 )
             ).all()
             htr: dict[str, dict[str, str]] = {c.chat_id: {} for c in chats}

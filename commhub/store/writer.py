@@ -119,7 +119,8 @@ class Writer:
         """Queue op without waiting for its commit; False when it was dropped."""
         if self._closing or self._task is None or len(self._queue) >= 2 * self.limit:
             self._metrics.dropped.labels(what).inc()
-            log.warning("store queue full (%d): dropped a %s write", len(self._queue), what)
+            why = "closed" if self._closing or self._task is None else "queue full"
+            log.warning("store %s: dropped a %s write", why, what)
             return False
         self._put(_Item(op, what, None))
         return True
@@ -168,7 +169,15 @@ class Writer:
             self._metrics.queue.set(len(self._queue))
             if len(self._queue) < self.limit:
                 self._space.set()
-            await self._commit(items)
+            try:
+                await self._commit(items)
+            except asyncio.CancelledError:  # close() gave up on this batch: say so to its writers
+                for item in items:
+                    if item.done is not None and not item.done.done():
+                        item.done.set_exception(
+                            StoreError("the store closed before this was saved")
+                        )
+                raise
 
     async def _probe(self) -> None:
         try:

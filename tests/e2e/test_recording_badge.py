@@ -39,7 +39,8 @@ async def test_the_page_shows_whether_the_room_records(
     badge = ko.locator("#recording")
     await badge.wait_for(state="visible", timeout=20_000)
     assert await badge.inner_text() == "이 방은 기록됩니다"
-    assert await badge.get_attribute("aria-label") == "이 방은 말한 내용(자막과 번역)을 기록합니다."
+    hint = "이 방은 말한 내용과 채팅, 그 번역을 기록합니다."
+    assert await badge.get_attribute("aria-label") == hint
 
     en = await browser.page(url(hub, "tom"))
     await wait_state(en, "connected")

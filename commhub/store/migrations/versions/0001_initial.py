@@ -79,6 +79,7 @@ def upgrade() -> None:
         sa.Column("text", sa.Text(), nullable=False),
         sa.Column("ts", sa.Float(), nullable=False),
         sa.Column("message", sa.JSON(), nullable=False),
+        sa.Column("recorded", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_chat")),
         sa.UniqueConstraint("chat_id", name=op.f("uq_chat_chat_id")),
     )
