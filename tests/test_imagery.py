@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -21,7 +22,7 @@ from commhub.media.forward import Publication
 from commhub.moderation.imagery import IMAGERY, ImageryModerator
 from commhub.moderation.labels import EXPLICIT_LABELS, NUDENET_LABELS
 from commhub.sdk import RoomClient
-from tests.conftest import Running, StartHub
+from tests.conftest import Running, StartHub, run_cli
 from tests.helpers.media import Clients, PatternTrack, PictureTrack, carries_pattern, media_settings
 from tests.helpers.metrics import metric
 from tests.helpers.wait import wait_for
@@ -104,6 +105,18 @@ def test_bad_settings_are_named(name: str, value: str, says: str) -> None:
     with pytest.raises(SettingsError) as err:
         Settings.load(env={f"COMMHUB_{name.upper()}": value})
     assert name in str(err.value) and says in str(err.value)
+
+
+def test_serve_refuses_an_unknown_label(tmp_path: Path) -> None:
+    proc = run_cli(
+        "serve",
+        "--data-dir",
+        str(tmp_path),
+        env={"COMMHUB_IMAGERY_LABELS": '["NAKED"]', "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 2
+    assert "COMMHUB_IMAGERY_LABELS" in proc.stderr and "NAKED" in proc.stderr
+    assert "FACE_FEMALE" in proc.stderr  # the known labels are listed
 
 
 async def test_flagged_track_stops_and_is_reported(

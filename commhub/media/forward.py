@@ -187,7 +187,10 @@ class Publication:
         self.frames += 1
         self.last_frame = time.monotonic()
         for observe in self.observers:
-            observe(self, data)
+            try:
+                observe(self, data)
+            except Exception:  # an observer's fault must never stop the relay
+                log.exception("frame observer of %s failed", self.key)
         if self.suppressed:
             return False
         if self.muted:
