@@ -212,3 +212,20 @@ def test_moderated_example_matches_its_schema() -> None:
 
     example = Path(__file__).parent.parent / "signalling" / "examples" / "server-moderated.json"
     schemas().check_server(json.loads(example.read_text("utf-8")))
+
+
+@needs_apertium
+async def test_drop_of_a_translation_spares_the_other_readers(start_hub: StartHub) -> None:
+    hub = await start_hub(moderation_action="drop")
+    sender = await hub.joined(identity="sender", speak="en", read="en")
+    english = await hub.joined(identity="en-reader", speak="en", read="en")
+    spanish = await hub.joined(identity="es-reader", speak="es", read="es")
+    await sender.send({"type": "chat", "text": "You are silly."})
+    assert (await english.expect("chat"))["text"] == "You are silly."
+    note = await sender.expect("moderated")
+    assert (note["kind"], note["action"], note["lang"]) == ("translation", "drop", "es")
+    await sender.send({"type": "chat", "text": "Thank you"})
+    got = await spanish.expect("chat")
+    assert got["text"] == "Thank you"  # the first never reached Spanish readers
+    await barrier(spanish)
+    assert [m["text"] for m in spanish.received("chat")] == ["Thank you"]
