@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -229,3 +231,24 @@ async def test_drop_of_a_translation_spares_the_other_readers(start_hub: StartHu
     assert got["text"] == "Thank you"  # the first never reached Spanish readers
     await barrier(spanish)
     assert [m["text"] for m in spanish.received("chat")] == ["Thank you"]
+
+
+async def test_moderation_events_reach_the_store(start_hub: StartHub) -> None:
+    hub = await start_hub()
+    store = getattr(hub.hub, "store", None)
+    if store is None:
+        pytest.skip("this build has no store (the hub logs the events only)")
+    sender = await hub.joined(identity="sender", speak="en", read="en")
+    await sender.send({"type": "chat", "text": "you bastard"})
+    await sender.expect("moderated")
+    events: list[dict[str, Any]] = []
+    for _ in range(200):  # the store writes in batches, a moment later
+        events = [e for e in await store.events("lobby") if e["kind"] == "moderation"]
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    assert len(events) == 1, events
+    data = events[0]["data"]
+    assert events[0]["identity"] == "sender"
+    assert (data["action"], data["kind"], data["lang"]) == ("mask", "chat", "en")
+    assert data["rules"] == ["better-profanity"] and data["text"] == "you bastard"
