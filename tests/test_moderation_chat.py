@@ -251,4 +251,4 @@ async def test_moderation_events_reach_the_store(start_hub: StartHub) -> None:
     data = events[0]["data"]
     assert events[0]["identity"] == "sender"
     assert (data["action"], data["kind"], data["lang"]) == ("mask", "chat", "en")
-    assert data["rules"] == ["better-profanity"] and data["text"] == "you bastard"
+    assert "better-profanity" in data["rules"] and data["text"] == "you bastard"
