@@ -252,3 +252,16 @@ async def test_moderation_events_reach_the_store(start_hub: StartHub) -> None:
     assert events[0]["identity"] == "sender"
     assert (data["action"], data["kind"], data["lang"]) == ("mask", "chat", "en")
     assert "better-profanity" in data["rules"] and data["text"] == "you bastard"
+
+
+async def test_a_long_chat_is_screened_off_the_loop(start_hub: StartHub) -> None:
+    from commhub.moderation.text import INLINE_CHARS
+
+    hub = await start_hub()
+    a = await hub.joined(identity="a", speak="es", read="es")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    text = "hola " * (INLINE_CHARS // 4) + "eres un idiota"
+    assert len(text) > INLINE_CHARS
+    await a.send({"type": "chat", "text": text})
+    got = await b.expect("chat")
+    assert got["text"].endswith("eres un ******") and got["text"].startswith("hola hola")
