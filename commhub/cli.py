@@ -137,6 +137,16 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--from", dest="source", required=True)
     tl.add_argument("--to", dest="target", required=True)
     tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
+
+    # -- moderation: text --
+    mod = sub.add_parser("moderation", help="try the text filters")
+    modsub = mod.add_subparsers(dest="moderation_command", required=True)
+    check = modsub.add_parser(
+        "check", help="print a line as readers get it (exit 3 when something was caught)"
+    )
+    check.add_argument("--lang", required=True, help="the language the line is in (ko, en...)")
+    check.add_argument("--wordlist", help="a hub list file (default: COMMHUB_MODERATION_WORDLIST)")
+    check.add_argument("text", nargs="?", help="the line (default: stdin)")
     return top
 
 
@@ -176,6 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe(args, settings)
         if args.command == "translate":
             return translate(args, settings)
+        if args.command == "moderation":
+            from commhub.moderation.cli import check_cli
+
+            text = args.text if args.text is not None else sys.stdin.read()
+            return check_cli(text.strip(), args.lang, settings, args.wordlist)
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2

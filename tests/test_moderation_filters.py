@@ -170,3 +170,20 @@ def test_hostile_text_is_screened_within_bounds(screen: Screen, lang: str) -> No
 
 def test_styled_letters_are_caught(screen: Screen) -> None:
     assert masked(screen, "𝐟𝐮𝐜𝐤 off", "en") == "**** off"
+
+
+def test_cli_check(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    caught = run_cli("moderation", "check", "--lang", "en", "you stupid bastard")
+    assert (caught.returncode, caught.stdout) == (3, "you ****** *******\n")
+    assert "better-profanity" in caught.stderr
+    clean = run_cli("moderation", "check", "--lang", "ko", stdin="이번 사업의 시발점은\n")
+    assert (clean.returncode, clean.stdout) == (0, "이번 사업의 시발점은\n")
+    words = tmp_path / "w.txt"
+    words.write_text("broccoli\n", "utf-8")
+    mine = run_cli("moderation", "check", "--lang", "fr", "--wordlist", str(words), "du broccoli")
+    assert (mine.returncode, mine.stdout) == (3, "du ********\n")
+    gone = str(tmp_path / "no")
+    missing = run_cli("moderation", "check", "--lang", "fr", "--wordlist", gone, "x")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
