@@ -139,7 +139,7 @@ async def test_english_insult_masked_for_english_and_spanish_readers(
     finals = [c.expect("caption", timeout=90, final=True) for c in (english, spanish)]
     await room.say(speaker, wavs["en"])
     en, es = [await f for f in finals]
-    assert en["text"] == "go forward you *******"
+    assert "*******" in en["text"].split() and "bastard" not in en["text"], en["text"]
     assert es["text"] == en["text"]
     assert es["translation"]["status"] == "ok" and es["translation"]["engine"] == "apertium"
     assert "bastard" not in es["translation"]["text"].lower()
