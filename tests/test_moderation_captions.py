@@ -25,7 +25,6 @@ pytestmark = pytest.mark.e2e
 
 INSULT = "병신"
 KO_SAID = "안녕하세요. 병신. 서울, 시청 입니다"
-KO_MASKED = "안녕하세요 ** 서울 시청 입니다"
 KO_GRAMMAR = [*KO_WORDS, INSULT, "[unk]"]
 EN_GRAMMAR = ["go", "forward", "ten", "meters", "you", "bastard"]
 
@@ -106,8 +105,10 @@ async def test_korean_insult_never_reaches_a_listener(call: Any, wavs: dict[str,
     await room.say(speaker, wavs["ko"])
     got = {lang: await f for lang, f in finals.items()}
     await barrier(speaker, *listeners.values())
-    said = got["ko"]["text"].split()  # the recognizer may hear the first word otherwise
-    assert said[1:] == KO_MASKED.split()[1:], said
+    said = got["ko"]["text"].split()
+    # the insult was heard, and masked (the other words may come out otherwise on a
+    # loaded machine: the recognizer is not what is tested here)
+    assert "**" in said and INSULT not in said, said
     for lang, c in listeners.items():
         assert got[lang]["text"] == got["ko"]["text"], (lang, got[lang])
         assert captions(c), lang
@@ -138,7 +139,7 @@ async def test_english_insult_masked_for_english_and_spanish_readers(
     finals = [c.expect("caption", timeout=90, final=True) for c in (english, spanish)]
     await room.say(speaker, wavs["en"])
     en, es = [await f for f in finals]
-    assert en["text"] == "go forward you *******"
+    assert "*******" in en["text"].split() and "bastard" not in en["text"], en["text"]
     assert es["text"] == en["text"]
     assert es["translation"]["status"] == "ok" and es["translation"]["engine"] == "apertium"
     assert "bastard" not in es["translation"]["text"].lower()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -212,3 +214,54 @@ def test_moderated_example_matches_its_schema() -> None:
 
     example = Path(__file__).parent.parent / "signalling" / "examples" / "server-moderated.json"
     schemas().check_server(json.loads(example.read_text("utf-8")))
+
+
+@needs_apertium
+async def test_drop_of_a_translation_spares_the_other_readers(start_hub: StartHub) -> None:
+    hub = await start_hub(moderation_action="drop")
+    sender = await hub.joined(identity="sender", speak="en", read="en")
+    english = await hub.joined(identity="en-reader", speak="en", read="en")
+    spanish = await hub.joined(identity="es-reader", speak="es", read="es")
+    await sender.send({"type": "chat", "text": "You are silly."})
+    assert (await english.expect("chat"))["text"] == "You are silly."
+    note = await sender.expect("moderated")
+    assert (note["kind"], note["action"], note["lang"]) == ("translation", "drop", "es")
+    await sender.send({"type": "chat", "text": "Thank you"})
+    got = await spanish.expect("chat")
+    assert got["text"] == "Thank you"  # the first never reached Spanish readers
+    await barrier(spanish)
+    assert [m["text"] for m in spanish.received("chat")] == ["Thank you"]
+
+
+async def test_moderation_events_reach_the_store(start_hub: StartHub) -> None:
+    hub = await start_hub()
+    store = getattr(hub.hub, "store", None)
+    if store is None:
+        pytest.skip("this build has no store (the hub logs the events only)")
+    sender = await hub.joined(identity="sender", speak="en", read="en")
+    await sender.send({"type": "chat", "text": "you bastard"})
+    await sender.expect("moderated")
+    events: list[dict[str, Any]] = []
+    for _ in range(200):  # the store writes in batches, a moment later
+        events = [e for e in await store.events("lobby") if e["kind"] == "moderation"]
+        if events:
+            break
+        await asyncio.sleep(0.05)
+    assert len(events) == 1, events
+    data = events[0]["data"]
+    assert events[0]["identity"] == "sender"
+    assert (data["action"], data["kind"], data["lang"]) == ("mask", "chat", "en")
+    assert "better-profanity" in data["rules"] and data["text"] == "you bastard"
+
+
+async def test_a_long_chat_is_screened_off_the_loop(start_hub: StartHub) -> None:
+    from commhub.moderation.text import INLINE_CHARS
+
+    hub = await start_hub()
+    a = await hub.joined(identity="a", speak="es", read="es")
+    b = await hub.joined(identity="b", speak="es", read="es")
+    text = "hola " * (INLINE_CHARS // 4) + "eres un idiota"
+    assert len(text) > INLINE_CHARS
+    await a.send({"type": "chat", "text": text})
+    got = await b.expect("chat")
+    assert got["text"].endswith("eres un ******") and got["text"].startswith("hola hola")

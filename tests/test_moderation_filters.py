@@ -152,3 +152,38 @@ def test_folding_maps_back_to_what_was_sent() -> None:
     f = fold("ＡｂＣ ㅅㅣㅂㅏㄹ")
     assert f.text == "abc 시발"
     assert f.origin(4, 6) == (4, 9)
+
+
+@pytest.mark.parametrize("lang", ["ko", "en", "es", "fr"])
+def test_hostile_text_is_screened_within_bounds(screen: Screen, lang: str) -> None:
+    odd = [
+        "\u202eesrever\u202c", "e\u0301\u0301\u0301", "﷽" * 50, "ﬀ" * 100, "𝐟𝐮𝐜𝐤", "🖕🏻" * 20,
+        "\ufeff\u200b\u2060", "ㅅ" * 500, "a" * 4000, "$" * 300, "*" * 300, "1" * 300,
+        "x\u0000y", "\t\n\r", "ǅ", "İstanbul", "ß" * 10, "シバ 犬",
+    ]  # fmt: skip
+    for text in odd:
+        hits = screen.find(text, lang)
+        for h in hits:
+            assert 0 <= h.start < h.end <= len(text), (text[:20], h)
+        assert len(mask(text, hits)) == len(text)
+
+
+def test_styled_letters_are_caught(screen: Screen) -> None:
+    assert masked(screen, "𝐟𝐮𝐜𝐤 off", "en") == "**** off"
+
+
+def test_cli_check(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    caught = run_cli("moderation", "check", "--lang", "en", "you stupid bastard")
+    assert (caught.returncode, caught.stdout) == (3, "you ****** *******\n")
+    assert "better-profanity" in caught.stderr
+    clean = run_cli("moderation", "check", "--lang", "ko", stdin="이번 사업의 시발점은\n")
+    assert (clean.returncode, clean.stdout) == (0, "이번 사업의 시발점은\n")
+    words = tmp_path / "w.txt"
+    words.write_text("broccoli\n", "utf-8")
+    mine = run_cli("moderation", "check", "--lang", "fr", "--wordlist", str(words), "du broccoli")
+    assert (mine.returncode, mine.stdout) == (3, "du ********\n")
+    gone = str(tmp_path / "no")
+    missing = run_cli("moderation", "check", "--lang", "fr", "--wordlist", gone, "x")
+    assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -112,6 +112,7 @@ class TextModeration:
         self.metrics = ModerationMetrics(registry)
         self.room_lists: dict[str, RoomList] = {}  # admin API: PUT /v1/rooms/{room}/wordlist
         self._struck: OrderedDict[str, None] = OrderedDict()  # caption segments struck
+        self._labelled = {lang for lang in screen.languages() if lang != "*"}
 
     # -- screening ------------------------------------------------------------------------
 
@@ -230,8 +231,10 @@ class TextModeration:
     ) -> None:
         rules = rules_of(hits)
         lang = base_language(lang)
+        # a client picks its language: only those with engines of their own get a label
+        label = lang if lang in self._labelled else "other"
         for engine in dict.fromkeys(r.split(":", 1)[0].split(">", 1)[0] for r in rules):
-            self.metrics.actions.labels(self.action.value, kind, lang, engine).inc()
+            self.metrics.actions.labels(self.action.value, kind, label, engine).inc()
         strikes, muted = (
             self.strikes.add(room, p.identity)
             if strike
