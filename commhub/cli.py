@@ -26,6 +26,7 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.config import Settings, SettingsError
 from commhub.download import InstallError
+from commhub.moderation import reports_cli
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
@@ -178,6 +179,19 @@ def parser() -> argparse.ArgumentParser:
     tl.add_argument("--from", dest="source", required=True)
     tl.add_argument("--to", dest="target", required=True)
     tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
+
+    # -- moderation: text --
+    mod = sub.add_parser("moderation", help="try the text filters")
+    modsub = mod.add_subparsers(dest="moderation_command", required=True)
+    check = modsub.add_parser(
+        "check", help="print a line as readers get it (exit 3 when something was caught)"
+    )
+    check.add_argument("--lang", required=True, help="the language the line is in (ko, en...)")
+    check.add_argument("--wordlist", help="a hub list file (default: COMMHUB_MODERATION_WORDLIST)")
+    check.add_argument("text", nargs="?", help="the line (default: stdin)")
+
+    # -- reports and moderator actions --
+    reports_cli.add_parsers(sub, _settings_args, duration)
     return top
 
 
@@ -213,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "erase":
             return erase(args, _load(args))
         settings = _load(args)
+        if args.command in reports_cli.COMMANDS:
+            return reports_cli.run(args, settings, base_url(settings))
         if args.command == "models":
             if args.models_command == "list":
                 return models_list(settings)
@@ -221,6 +237,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe(args, settings)
         if args.command == "translate":
             return translate(args, settings)
+        if args.command == "moderation":
+            from commhub.moderation.cli import check_cli
+
+            text = args.text if args.text is not None else sys.stdin.read()
+            return check_cli(text.strip(), args.lang, settings, args.wordlist)
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2
