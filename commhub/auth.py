@@ -11,7 +11,7 @@ import jwt
 
 from commhub.protocol import unsafe
 
-GRANTS = ("publish", "subscribe", "chat", "moderate", "admin")
+GRANTS = ("publish", "subscribe", "chat", "moderate", "admin", "transcript")
 DEFAULT_GRANTS = ("publish", "subscribe", "chat")
 ROLES = ("guest", "customer", "resident", "business", "agent", "moderator", "admin", "bot")
 ANY_ROOM = "*"  # admin tokens may name every room

@@ -1,4 +1,5 @@
-"""The `commhub` command: serve, token, models, transcribe, translate."""
+"""The `commhub` command: serve, token, invite, models, transcribe, translate, transcript,
+erase."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import shlex
 import signal
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,9 +26,11 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.config import Settings, SettingsError
 from commhub.download import InstallError
+from commhub.moderation import reports_cli
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
+from commhub.store import export
 from commhub.translate import (
     TranslationError,
     TranslationService,
@@ -46,6 +52,12 @@ def duration(text: str) -> float:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="where secrets and databases live (COMMHUB_DATA_DIR)")
     p.add_argument("--models-dir", help="installed models (COMMHUB_MODELS_DIR)")
+
+
+def _api_args(p: argparse.ArgumentParser) -> None:
+    _settings_args(p)
+    p.add_argument("--url", help="the hub (default: http://COMMHUB_HOST:COMMHUB_PORT)")
+    p.add_argument("--token", help="an access token (default: COMMHUB_TOKEN, else minted)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -144,11 +156,47 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--phrases", help="restrict recognition to these words (comma separated)")
     tr.add_argument("--no-progress", action="store_true")
 
+    # -- transcripts and erasure (the hub's HTTP API) --
+    ts = sub.add_parser(
+        "transcript",
+        help="download a room's stored transcript from the running hub",
+        description="Calls GET /v1/rooms/ROOM/transcript. The token is --token, else "
+        "COMMHUB_TOKEN, else a one-minute admin token for ROOM signed with this data dir's "
+        "secret (the hub's own, when run beside it).",
+    )
+    _api_args(ts)
+    ts.add_argument("room")
+    ts.add_argument("--format", default="vtt", choices=list(export.FORMATS))
+    ts.add_argument("--lang", help="show each line in this language where it was translated")
+    ts.add_argument("--bilingual", action="store_true", help="the original and --lang together")
+    ts.add_argument("-o", "--output", help="write here instead of stdout")
+    er = sub.add_parser(
+        "erase",
+        help="erase everything the hub stored about one identity (chat, captions, reports, "
+        "evidence)",
+        description="Calls DELETE /v1/identities/IDENTITY and prints what was removed.",
+    )
+    _api_args(er)
+    er.add_argument("identity")
+
     tl = sub.add_parser("translate", help="translate text (argument or stdin)")
     _settings_args(tl)
     tl.add_argument("--from", dest="source", required=True)
     tl.add_argument("--to", dest="target", required=True)
     tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
+
+    # -- moderation: text --
+    mod = sub.add_parser("moderation", help="try the text filters")
+    modsub = mod.add_subparsers(dest="moderation_command", required=True)
+    check = modsub.add_parser(
+        "check", help="print a line as readers get it (exit 3 when something was caught)"
+    )
+    check.add_argument("--lang", required=True, help="the language the line is in (ko, en...)")
+    check.add_argument("--wordlist", help="a hub list file (default: COMMHUB_MODERATION_WORDLIST)")
+    check.add_argument("text", nargs="?", help="the line (default: stdin)")
+
+    # -- reports and moderator actions --
+    reports_cli.add_parsers(sub, _settings_args, duration)
     return top
 
 
@@ -179,9 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token(args, _load(args))
         if args.command == "invite":
             return invite(args, _load(args))
+        if args.command == "transcript":
+            return transcript(args, _load(args))
+        if args.command == "erase":
+            return erase(args, _load(args))
         if args.command == "desk":
             return desk_command(args, _load(args))
         settings = _load(args)
+        if args.command in reports_cli.COMMANDS:
+            return reports_cli.run(args, settings, base_url(settings))
         if args.command == "models":
             if args.models_command == "list":
                 return models_list(settings)
@@ -190,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe(args, settings)
         if args.command == "translate":
             return translate(args, settings)
+        if args.command == "moderation":
+            from commhub.moderation.cli import check_cli
+
+            text = args.text if args.text is not None else sys.stdin.read()
+            return check_cli(text.strip(), args.lang, settings, args.wordlist)
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2
@@ -326,6 +385,102 @@ def invite(args: argparse.Namespace, settings: Settings) -> int:
     print(f"invite to room {made.room}: {uses}, valid until {until}", file=sys.stderr)
     print(f"{(args.base_url or base_url(settings)).rstrip('/')}/join/{made.code}")
     return 0
+
+
+class NoToken(Exception):
+    """Nothing to authorise an API call with."""
+
+
+def api_call(
+    args: argparse.Namespace, settings: Settings, method: str, path: str, room: str
+) -> tuple[int, bytes, str]:
+    """(status, body, content type) of one call to the running hub's HTTP API; the token
+    is --token, COMMHUB_TOKEN, or a one-minute admin token for `room` from the secret."""
+    bearer = args.token or os.environ.get("COMMHUB_TOKEN")
+    if not bearer:
+        if not settings.secret and not (settings.data_dir / "secret").exists():
+            raise NoToken(
+                f"no token: pass --token or COMMHUB_TOKEN, or --data-dir of the hub "
+                f"(no secret in {settings.data_dir})"
+            )
+        secret, _ = settings.resolve_secret()
+        bearer = auth.issue(
+            secret, room=room, identity="cli", grants=["admin"], ttl=60, issuer=settings.issuer
+        )
+    url = (args.url or base_url(settings)).rstrip("/") + path
+    request = urllib.request.Request(
+        url, method=method, headers={"Authorization": f"Bearer {bearer}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            return resp.status, resp.read(), resp.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get_content_type()
+
+
+def api_refusal(command: str, status: int, body: bytes) -> int:
+    """Print the hub's refusal ({"error", "message"}) as one line; exit status 1."""
+    try:
+        doc = json.loads(body)
+        why = f"{doc['error']}: {doc['message']}"
+    except (ValueError, KeyError, TypeError):
+        why = body.decode("utf-8", "replace")[:200] or "no reason given"
+    print(f"commhub {command}: HTTP {status}: {why}", file=sys.stderr)
+    return 1
+
+
+def transcript(args: argparse.Namespace, settings: Settings) -> int:
+    if not auth.valid_room_name(args.room):
+        print(f"commhub transcript: invalid room name {args.room!r}", file=sys.stderr)
+        return 2
+    query = {"format": args.format}
+    if args.lang:
+        query["lang"] = args.lang
+    if args.bilingual:
+        query["bilingual"] = "1"
+    path = f"/v1/rooms/{args.room}/transcript?{urllib.parse.urlencode(query)}"
+    try:
+        status, body, _ = api_call(args, settings, "GET", path, args.room)
+    except NoToken as exc:
+        print(f"commhub transcript: {exc}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, OSError) as exc:
+        return _unreachable("transcript", args, settings, exc)
+    if status != 200:
+        return api_refusal("transcript", status, body)
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(body)
+    else:
+        sys.stdout.write(body.decode("utf-8"))
+        sys.stdout.flush()
+    return 0
+
+
+def erase(args: argparse.Namespace, settings: Settings) -> int:
+    path = f"/v1/identities/{urllib.parse.quote(args.identity, safe='')}"
+    try:
+        status, body, _ = api_call(args, settings, "DELETE", path, auth.ANY_ROOM)
+    except NoToken as exc:
+        print(f"commhub erase: {exc}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, OSError) as exc:
+        return _unreachable("erase", args, settings, exc)
+    if status != 200:
+        return api_refusal("erase", status, body)
+    counts = json.loads(body)["erased"]
+    total = sum(counts.values())
+    print(f"erased {total} item(s) stored about {args.identity!r}", file=sys.stderr)
+    for kind, n in sorted(counts.items()):
+        print(f"{kind}\t{n}")
+    return 0
+
+
+def _unreachable(command: str, args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
+    where = args.url or base_url(settings)
+    reason = getattr(exc, "reason", exc)
+    print(f"commhub {command}: cannot reach the hub at {where}: {reason}", file=sys.stderr)
+    return 1
 
 
 async def serve(

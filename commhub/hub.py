@@ -17,6 +17,8 @@ from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
 from commhub.metrics import HubMetrics
+from commhub.moderation.evidence import Evidence
+from commhub.moderation.text import TextModeration
 from commhub.protocol import (
     CloseReason,
     ErrorCode,
@@ -150,10 +152,15 @@ class Hub:
         self.media: MediaPort = NoMedia()  # the app gives it the media layer
         self.translator: Translating | None = None  # set by the app when translation runs
         self.store: Store | None = None  # set by the app when the store runs
+        self.moderation: TextModeration | None = None  # set by the app when text filters run
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.lanes = Lanes()
+        # what reports carry: each participant's last chat lines and captions, as delivered
+        self.evidence = Evidence(
+            settings.report_evidence_lines, settings.report_evidence_participants
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -214,6 +221,7 @@ class Hub:
         exclude: str | None = None,
     ) -> None:
         self.outgoing.check(msg)  # the bus encodes it once for every recipient
+        self.evidence.seen(room, msg)
         count = await self.bus.publish(room, msg, to=to, exclude=exclude)
         if count:
             self.metrics.messages_out.labels(msg["type"]).inc(count)
@@ -331,11 +339,19 @@ class Hub:
         else:
             await self.publish(room_name, msg)
 
-    async def chat(self, room: Room, p: Participant, text: str, ref: str | None = None) -> Message:
+    async def chat(
+        self, room: Room, p: Participant, text: str, ref: str | None = None
+    ) -> Message | None:
         """Deliver a chat at once to readers of its language (the sender's own copy echoes
         `ref`); its translations follow on the sender's lane, without holding its socket.
         With a store, nobody gets it (the sender's echo is its acknowledgement) before it is
-        committed: what was acknowledged survives a crash."""
+        committed: what was acknowledged survives a crash. The text filters see it first
+        (None: they dropped it)."""
+        if self.moderation is not None:
+            screened = await self.moderation.chat(room.name, p, text, ref)
+            if screened is None:
+                return None
+            text = screened
         msg = protocol.chat(
             chat_id="CH_" + secrets.token_urlsafe(9),
             sender=p.ref(),
@@ -426,6 +442,11 @@ class Hub:
         self._record_caption(room, msg, infos)
         for lang, ids in groups.items():
             info = infos[lang]
+            if self.moderation is not None:  # screened again in the reader's language
+                screened = await self.moderation.translation(room.name, msg, lang, info)
+                if screened is None:
+                    continue
+                info = screened
             if kept is not None:
                 kept[lang] = info
             if self.store is not None and msg["type"] == "chat":

@@ -49,6 +49,8 @@ class ErrorCode(StrEnum):
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
     STORE_UNAVAILABLE = "store_unavailable"
+    STRIKE_MUTED = "strike_muted"
+    BANNED = "banned"
     UNKNOWN_DESK = "unknown_desk"
     UNKNOWN_TICKET = "unknown_ticket"
     UNKNOWN_SESSION = "unknown_session"
@@ -187,6 +189,7 @@ class CloseReason(StrEnum):
     EXPIRED = "expired"
     JOIN_TIMEOUT = "join_timeout"
     INTERNAL_ERROR = "internal_error"
+    BANNED = "banned"
 
     @property
     def code(self) -> int:
@@ -209,6 +212,7 @@ _CLOSE_CODES = {
     CloseReason.ROOM_CLOSED: 4005,
     CloseReason.EXPIRED: 4006,
     CloseReason.JOIN_TIMEOUT: 4008,
+    CloseReason.BANNED: 4009,
 }
 _BYE = frozenset(
     {
@@ -469,6 +473,114 @@ class Outgoing:
 def recording(on: bool) -> Message:
     """The room's transcript recording was switched on or off (joined.recording: the start)."""
     return {"type": "recording", "recording": on}
+
+
+# -- imagery --
+
+
+def track_blocked(
+    *,
+    participant: str,
+    track: Mapping[str, Any],
+    reason: str,
+    label: str,
+    score: float,
+    ts: float,
+) -> Message:
+    """To a track's publisher and the room's moderators: the hub stopped relaying it."""
+    return {
+        "type": "track_blocked",
+        "participant": participant,
+        "track": dict(track),
+        "reason": reason,
+        "label": label,
+        "score": round(score, 3),
+        "ts": round(ts, 3),
+    }
+
+
+# -- reports and moderator actions --
+
+
+def banned(message: str, until: float | None) -> Message:
+    """The fatal `error` a banned identity's `join` gets (`until`: when the ban ends)."""
+    msg = error(ErrorCode.BANNED, message, fatal=True)
+    msg["until"] = None if until is None else round(until, 3)
+    return msg
+
+
+def reported(report_id: str, ref: str | None = None) -> Message:
+    return _with_ref({"type": "reported", "report_id": report_id}, ref)
+
+
+def report_filed(report: Mapping[str, Any]) -> Message:
+    """To the room's moderators: the report without its evidence (the admin API has it)."""
+    keys = ("id", "room", "reporter", "reason", "note", "message_id", "segment")
+    summary: Message = {k: report[k] for k in keys if report.get(k) is not None}
+    summary["participant"] = report["subject"]
+    summary["ts"] = round(report["created_at"], 3)
+    evidence = report.get("evidence") or {}
+    summary["evidence"] = len(evidence.get("lines", [])) + len(evidence.get("frames", []))
+    return {"type": "report_filed", "report": summary}
+
+
+def moderation_action(
+    action: str,
+    participant: Mapping[str, Any],
+    by: Mapping[str, Any] | None,
+    *,
+    kind: str | None = None,
+    until: float | None = None,
+    reason: str | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "moderation_action",
+        "action": action,
+        "participant": dict(participant),
+        "by": dict(by) if by is not None else None,
+    }
+    if kind is not None:
+        msg["kind"] = kind
+    if action == "ban":
+        msg["until"] = None if until is None else round(until, 3)
+    if reason:
+        msg["reason"] = reason
+    return _with_ref(msg, ref)
+
+
+# -- moderation: text filters --
+
+
+def moderated(
+    *,
+    action: str,
+    kind: str,
+    lang: str,
+    rules: Sequence[str],
+    strikes: int,
+    strike_limit: int,
+    muted: bool,
+    ref: str | None = None,
+    segment: str | None = None,
+    about: str | None = None,
+) -> Message:
+    """To a sender whose chat, caption or its translation a filter caught."""
+    msg: Message = {
+        "type": "moderated",
+        "action": action,
+        "kind": kind,
+        "lang": lang,
+        "rules": list(rules),
+        "strikes": strikes,
+        "strike_limit": strike_limit,
+        "muted": muted,
+    }
+    if segment is not None:
+        msg["segment"] = segment
+    if about is not None:
+        msg["about"] = about
+    return _with_ref(msg, ref)
 
 
 # -- desks --------------------------------------------------------------------------------------

@@ -48,6 +48,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "commhub/store/migrations/env.py",
         "commhub/store/migrations/script.py.mako",
         "commhub/store/migrations/versions/0001_initial.py",
+        "commhub/moderation/filters/lists/es.txt",
+        "commhub/moderation/filters/lists/ko.txt",
     ):
         assert needed in names, f"{needed} is missing from the wheel"
     site = out / "site"

@@ -56,6 +56,20 @@ class Room:
             for m in self.history
         ]
 
+    def forget(self, identity: str | None = None, before: float | None = None) -> int:
+        """Drop chat from the history newcomers get: an identity's (erasure), or what was
+        sent before a time (retention); how many."""
+        gone = [
+            m
+            for m in self.history
+            if (identity is not None and m["from"].get("identity") == identity)
+            or (before is not None and m["ts"] < before)
+        ]
+        for m in gone:
+            self.history.remove(m)
+            self.translations.pop(m["id"], None)
+        return len(gone)
+
     def by_identity(self, identity: str) -> Participant | None:
         return next((p for p in self.participants.values() if p.identity == identity), None)
 

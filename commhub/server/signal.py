@@ -15,10 +15,11 @@ from commhub.desks.service import Desks
 from commhub.desks.state import Link
 from commhub.hub import Hub
 from commhub.media import Media
+from commhub.moderation.actions import Actions
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
-from commhub.server.keys import ADMISSION, DESKS, HUB, MEDIA
+from commhub.server.keys import ACTIONS, ADMISSION, DESKS, HUB, MEDIA
 from commhub.server.limits import RateLimiter
 
 log = logging.getLogger("commhub.signal")
@@ -87,7 +88,14 @@ async def signal(request: web.Request) -> web.StreamResponse:
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
         session = Session(
-            hub, request.app[MEDIA], ws, transport, claims, room, request.app.get(DESKS)
+            hub,
+            request.app[MEDIA],
+            ws,
+            transport,
+            claims,
+            room,
+            request.app.get(ACTIONS),
+            request.app.get(DESKS),
         )
         hub.metrics.connections.inc()
         try:
@@ -110,9 +118,11 @@ class Session:
         transport: asyncio.Transport,
         claims: Claims,
         room: str,
+        actions: Actions | None = None,
         desks: Desks | None = None,
     ) -> None:
         self.hub = hub
+        self.actions = actions  # reports, moderator actions, bans
         self.desks = desks  # desk_* messages go there (a desk token's connection)
         self.desk_link: Link | None = None
         self.media = media  # offers, answers, candidates and track notes go here
@@ -247,6 +257,11 @@ class Session:
             if not p.can("chat"):
                 raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no chat grant", ref)
             await self.hub.chat(room, p, msg["text"].strip(), ref)
+        elif kind in ("report", "moderate"):
+            if self.actions is None:
+                raise ProtocolError(ErrorCode.NOT_SUPPORTED, f"this hub does not take {kind}", ref)
+            handle = self.actions.report if kind == "report" else self.actions.moderate
+            await handle(room, p, msg)
         elif kind == "set_language":
             p.speak = msg.get("speak", p.speak)
             p.read = msg.get("read", p.read)
@@ -273,6 +288,18 @@ class Session:
         if self.desks is not None and self.desks.ended(self.room_name):
             raise ProtocolError(ErrorCode.FORBIDDEN, "this desk session has ended", msg.get("id"))
         c = self.claims
+        ban = await self.actions.active_ban(self.room_name, c.identity) if self.actions else None
+        if ban is not None:  # whatever token it holds: the ban is on the identity
+            until = ban.get("until")
+            when = (
+                "for good"
+                if until is None
+                else "until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+            )
+            self.hub.metrics.errors.labels(ErrorCode.BANNED.value).inc()
+            self.send(protocol.banned(f"you are banned from this room {when}", until))
+            await self.conn.end(CloseReason.BANNED, "banned from this room")
+            return
         # A name the token's issuer chose is verified and stands; `join` may name only a
         # participant whose token left the name out (it then equals the identity).
         name = msg.get("name", c.name) if c.name == c.identity else c.name
@@ -298,6 +325,8 @@ class Session:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
             return
         self.participant = p
+        if self.actions is not None:
+            await self.actions.joined(self.room_name, p)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)
