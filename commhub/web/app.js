@@ -19,6 +19,12 @@ const PROCESSING = flag("processing", true);
 const AUDIO = { echoCancellation: PROCESSING, noiseSuppression: PROCESSING, autoGainControl: PROCESSING };
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
 const SESSION_KEY = "commhub.session";
+// Inside another page (a desk's visitor page or agent console): no top bar of our own, the
+// state and the end of the call go to that page, and nothing is kept for a reload.
+const EMBED = flag("embed", false) && window.parent !== window;
+function toParent(kind, detail = {}) {
+  if (EMBED) window.parent.postMessage({ source: "commhub-call", kind, ...detail }, location.origin);
+}
 
 const app = {
   hub: null, token: null, invite: null, claims: {}, room: "",
@@ -98,6 +104,13 @@ function decodeClaims(token) {
 
 async function boot() {
   applyStrings();
+  document.body.classList.toggle("embed", EMBED);
+  // a token in the fragment never reaches the server (nor its logs)
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    history.replaceState(null, "", location.pathname + location.search);
+    return useToken(fromHash);
+  }
   const m = location.pathname.match(/^\/join\/([^/?#]+)/);
   app.invite = m ? decodeURIComponent(m[1]) : params.get("invite");
   const fromUrl = params.get("token");
@@ -361,7 +374,7 @@ $("prejoin-form").addEventListener("submit", async (e) => {
 // -- the call -------------------------------------------------------------------------------
 
 async function enterCall({ name, speak, read }) {
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
+  if (!EMBED) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
   const hub = new CommHub({ token: app.token, room: params.get("room") || undefined, name, speak, read, debug: flag("debug", false) });
   app.hub = window.commhub = hub;
   hub.addEventListener("state", (e) => onState(e.detail));
@@ -411,6 +424,7 @@ function onJoined(msg) {
 function onState(s) {
   document.body.dataset.state = s.state;
   document.body.dataset.media = s.media;
+  toParent("state", { state: s.state, media: s.media, direct: s.direct, reason: s.reason || null });
   $("conn").dataset.state = s.state;
   let text = t("state." + s.state);
   if (s.state === "reconnecting" && s.retryIn) text = t("state.reconnecting_in", { s: Math.max(1, Math.round(s.retryIn / 1000)) });
@@ -429,6 +443,7 @@ function ended(reason) {
   const hub = app.hub;
   if (hub && app.endedHub === hub) return; // the closed state and join() both say so
   app.endedHub = hub;
+  toParent("ended", { reason: reason || null });
   if (hub && hub.state !== "closed") hub.leave();
   stopLocal();
   clearRoomView();
@@ -481,7 +496,8 @@ function clearRoomView() {
   document.body.dataset.state = "closed";
 }
 
-$("btn-leave").addEventListener("click", () => ended({ code: "left" }));
+// embedded, the page around the call decides what leaving means (a desk session ends)
+$("btn-leave").addEventListener("click", () => (EMBED ? toParent("leave") : ended({ code: "left" })));
 
 // -- tiles: one per person; audio plays unseen, shown as mute / speaking ----------------------
 
