@@ -16,11 +16,12 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
-from commhub.server import admin, desks_api, health, invites, languages, pages
+from commhub.server import admin, desks_api, health, invites, languages, pages, store_api
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
+from commhub.store import Store, default_url
 from commhub.translate import TranslationService, build_engines
 
 log = logging.getLogger("commhub.app")
@@ -44,6 +45,14 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     hub = Hub(settings, secret)
     media = Media(settings, hub.rooms, outbox=hub)
     hub.media = media
+    if settings.store:  # started (migrated, off the loop) and closed by the hub
+        hub.store = Store(
+            settings.database_url or default_url(settings.data_dir),
+            queue=settings.store_queue,
+            batch=settings.store_batch,
+            busy_timeout=settings.store_busy_timeout,
+            registry=hub.registry,
+        )
     app[HUB] = hub
     app[MEDIA] = media
     app[ADMISSION] = Admission(
@@ -65,6 +74,7 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     invites.setup(app, settings.data_dir)
     desks_api.setup(app, settings.data_dir)
     languages.setup(app)
+    store_api.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)

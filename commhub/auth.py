@@ -40,6 +40,7 @@ class Claims:
     read: str = "en"
     expires: float = 0.0
     media_mode: str | None = None  # sfu | p2p | auto: the room's media mode, set on join
+    record: bool | None = None  # the room's recording policy, set on join (None: unchanged)
     desk: DeskClaim | None = None  # a desk token (visitor or agent): see commhub/desks
 
     def can(self, grant: str) -> bool:
@@ -131,6 +132,7 @@ def issue(
     issuer: str = "commhub",
     not_before: float | None = None,
     media_mode: str | None = None,
+    record: bool | None = None,
     desk: DeskClaim | None = None,
 ) -> str:
     """Mint a signed token; raises ValueError for values the hub would refuse anyway."""
@@ -167,6 +169,10 @@ def issue(
     }
     if media_mode is not None:
         payload["media"] = media_mode
+    if record is not None:
+        if not isinstance(record, bool):
+            raise ValueError("record must be true or false")
+        payload["record"] = record
     if desk is not None:
         desk_claim(desk.payload())  # the same check verify() makes
         payload["desk"] = desk.payload()
@@ -233,6 +239,9 @@ def _claims(payload: dict[str, Any]) -> Claims:
     media_mode = payload.get("media")
     if media_mode not in MEDIA_MODES:
         raise bad("media mode")
+    record = payload.get("record")
+    if record is not None and not isinstance(record, bool):
+        raise bad("record")
     desk = None
     if payload.get("desk") is not None:
         try:
@@ -254,5 +263,6 @@ def _claims(payload: dict[str, Any]) -> Claims:
         read=read,
         expires=float(payload["exp"]),
         media_mode=media_mode,
+        record=record,
         desk=desk,
     )

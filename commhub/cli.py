@@ -83,6 +83,12 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
     )
+    token.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set whether the room records its transcript, on join",
+    )
     token.add_argument("--desk", help="a desk token for this desk (with --agent)")
     token.add_argument("--agent", action="store_true", help="an agent of --desk")
     token.add_argument("--languages", help="an agent's languages, e.g. ko,en (default: --speak)")
@@ -276,6 +282,7 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
                 ttl=args.ttl,
                 issuer=settings.issuer,
                 media_mode=args.media_mode,
+                record=args.record,
             )
         )
     except ValueError as exc:

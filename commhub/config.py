@@ -80,6 +80,13 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- store --
+    store: bool = True  # keep chat, transcripts, reports and bans in a database (else memory)
+    database_url: str = ""  # SQLAlchemy async URL; empty: sqlite under data_dir/commhub.db
+    store_queue: int = 1000  # writes waiting for a commit before chat senders are held back
+    store_batch: int = 256  # writes committed together at most (group commit)
+    store_busy_timeout: float = 5.0  # seconds a write waits for a locked database
+    recording: bool = False  # rooms record their caption transcript (rooms may override)
     # -- desks --
     desk_grace: float = 60.0  # seconds a dropped visitor keeps its place in a desk's queue
     desk_agent_grace: float = 15.0  # seconds a dropped agent keeps its sessions
@@ -177,6 +184,15 @@ class Settings:
             all(isinstance(s, dict) and isinstance(s.get("urls"), list) for s in self.ice_servers),
             "ice_servers",
             'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
+        )
+
+        need(self.store_queue >= 1, "store_queue", "expected >= 1")
+        need(1 <= self.store_batch <= 10000, "store_batch", "expected 1..10000")
+        need(self.store_busy_timeout >= 0, "store_busy_timeout", "expected >= 0 seconds")
+        need(
+            self.database_url == "" or "://" in self.database_url,
+            "database_url",
+            "expected an SQLAlchemy URL like sqlite+aiosqlite:///path/commhub.db",
         )
 
     def replace(self, **changes: Any) -> Settings:

@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    STORE_UNAVAILABLE = "store_unavailable"
     UNKNOWN_DESK = "unknown_desk"
     UNKNOWN_TICKET = "unknown_ticket"
     UNKNOWN_SESSION = "unknown_session"
@@ -295,6 +296,7 @@ def joined(
     chat: Sequence[Message],
     ice_servers: Sequence[Mapping[str, Any]],
     ref: str | None = None,
+    recording: bool = False,
 ) -> Message:
     return _with_ref(
         {
@@ -305,6 +307,7 @@ def joined(
             "participants": [dict(p) for p in participants],
             "chat": list(chat),
             "ice_servers": [dict(s) for s in ice_servers],
+            "recording": recording,
         },
         ref,
     )
@@ -458,6 +461,14 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- store --
+
+
+def recording(on: bool) -> Message:
+    """The room's transcript recording was switched on or off (joined.recording: the start)."""
+    return {"type": "recording", "recording": on}
 
 
 # -- desks --------------------------------------------------------------------------------------

@@ -773,6 +773,9 @@ class Desks:
             self._waiting(state, v, state.position(v), default, ref)
         if visitor_ref is not None and visitor_ref[0].link is not None:
             visitor_ref[0].link.joined = True
+        for position, v in enumerate(state.queue, 1):  # notices before any assignment
+            if v.notice is not None and (msg := self._waiting(state, v, position, default, None)):
+                await self._to_visitor(state, v, msg)
         if state.defn.assign == "auto":
             while (pair := state.route()) is not None:
                 events.append(self._assign(state, *pair))

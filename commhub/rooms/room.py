@@ -26,6 +26,7 @@ class Room:
     history: deque[dict[str, Any]] = field(init=False)
     # chat id -> read language -> the `translation` made when it was sent, for newcomers
     translations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    recording: bool = False  # caption finals (and their translations) go to the store
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.history_size)
@@ -38,6 +39,14 @@ class Room:
             self.translations.pop(self.history[0]["id"], None)
         self.history.append(chat)
         self.translations[chat["id"]] = {}
+
+    def seed(self, stored: list[dict[str, Any]]) -> None:
+        """Restore history from the store (messages with "translations": {lang: info})."""
+        for m in stored:
+            msg = {k: v for k, v in m.items() if k != "translations"}
+            self.remember(msg)
+            if msg["id"] in self.translations:
+                self.translations[msg["id"]].update(m.get("translations", {}))
 
     def recent_chat(self, read: str) -> list[dict[str, Any]]:
         """The chat history as a reader of `read` sees it: translated where it was."""

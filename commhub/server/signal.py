@@ -290,6 +290,7 @@ class Session:
                 ref=msg.get("id"),
                 capabilities=msg.get("capabilities", {}),
                 media_mode=self.claims.media_mode,  # the token's issuer chose the room's mode
+                record=self.claims.record,  # and may choose whether the room records
             )
         except RoomFull as exc:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")

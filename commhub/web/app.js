@@ -387,6 +387,7 @@ async function enterCall({ name, speak, read }) {
   hub.addEventListener("trackended", (e) => onTrackEnded(e.detail));
   hub.addEventListener("trackinfo", (e) => onTrackInfo(e.detail));
   hub.addEventListener("caption", (e) => onCaption(e.detail));
+  hub.addEventListener("recording", (e) => setRecording(e.detail));
   hub.addEventListener("notice", (e) => onNotice(e.detail));
   hub.addEventListener("error", (e) => console.warn("commhub error", e.detail));
   // what the preview opened is what we publish: no second permission prompt
@@ -413,8 +414,13 @@ async function enterCall({ name, speak, read }) {
   $("btn-mic").focus({ preventScroll: true });
 }
 
+function setRecording(on) {
+  $("recording").hidden = !on;
+}
+
 function onJoined(msg) {
   setRoom(msg.room.name);
+  setRecording(msg.recording);
   const me = msg.participant;
   fillLangs($("speak-select-call"), me.speak, speakNote);
   refreshCallReadList();
@@ -479,6 +485,7 @@ function stopLocal() {
 }
 
 function clearRoomView() {
+  setRecording(false);
   for (const tile of app.tiles.values()) tile.el.remove();
   app.tiles.clear();
   $("audio-sink").replaceChildren();

@@ -1,0 +1,244 @@
+"""The store on a real SQLite file: migrations, chat with translations, captions and the
+transcript, reports, bans, events, purge, erasure, group commit and back-pressure."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import event
+
+from commhub import protocol
+from commhub.store import Store, StoreError, default_url
+
+
+def chat(n: int, identity: str = "alice", text: str | None = None) -> dict[str, object]:
+    return protocol.chat(
+        chat_id=f"CH_{identity}_{n}",
+        sender={"id": f"PA_{identity}", "identity": identity, "name": identity.title()},
+        text=text or f"message {n} from {identity}",
+        lang="en",
+        ts=1_700_000_000 + n,
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(default_url(tmp_path / "data"), busy_timeout=0.5, retry=0.2)
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def test_start_migrates_a_new_file_and_reports_ok(store: Store, tmp_path: Path) -> None:
+    assert store.status() == (True, "ok")
+    db = sqlite3.connect(tmp_path / "data" / "commhub.db")
+    tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+    version = db.execute("select version_num from alembic_version").fetchall()
+    db.close()
+    assert {"chat", "chat_translations", "captions", "caption_translations", "reports",
+            "bans", "moderation_events", "rooms"} <= tables  # fmt: skip
+    assert version == [("0001",)]
+
+
+async def test_chat_and_translations_come_back_in_order(store: Store) -> None:
+    for n in range(5):
+        await store.add_chat("lobby", chat(n))
+    await store.add_chat("other", chat(99))
+    info = {"lang": "ko", "status": "ok", "text": "메시지 3", "engine": "argos"}
+    store.add_chat_translation("lobby", "CH_alice_3", "ko", info)
+    await store.add_chat("lobby", chat(5))  # committed after the queued translation
+    recent = await store.recent_chat("lobby", 3)
+    assert [m["id"] for m in recent] == ["CH_alice_3", "CH_alice_4", "CH_alice_5"]
+    assert recent[0]["translations"] == {"ko": info}
+    assert recent[1] == {**chat(4), "translations": {}}
+    assert await store.recent_chat("lobby", 0) == []
+    assert [m["id"] for m in await store.recent_chat("other", 50)] == ["CH_alice_99"]
+
+
+async def test_concurrent_chats_share_commits(store: Store) -> None:
+    """Group commit: many writes waiting together are committed in fewer transactions."""
+    await asyncio.gather(*(store.add_chat("lobby", chat(n)) for n in range(200)))
+    assert len(await store.recent_chat("lobby", 1000)) == 200
+    batches = store.metrics.batch.collect()[0].samples
+    count = next(s.value for s in batches if s.name.endswith("_count"))
+    total = next(s.value for s in batches if s.name.endswith("_sum"))
+    assert total == 200
+    assert count < 200
+
+
+async def test_a_full_queue_holds_writers_back(tmp_path: Path) -> None:
+    s = Store(default_url(tmp_path), queue=4, batch=2)
+    await s.start()
+    try:
+        await asyncio.gather(*(s.add_chat("lobby", chat(n)) for n in range(40)))
+        waits = s.metrics.waits.collect()[0].samples[0].value
+        assert waits > 0
+        assert len(await s.recent_chat("lobby", 100)) == 40
+    finally:
+        await s.close()
+
+
+async def test_captions_and_chat_make_one_ordered_transcript(store: Store) -> None:
+    final = protocol.caption(
+        segment="SG_1", speaker="PA_bob", lang="ko", final=True, text="안녕하세요",
+        start=1.0, end=2.5, track_start=1_700_000_000.0, words=[], confidence=0.9,
+    )  # fmt: skip
+    store.add_caption(
+        "lobby",
+        {**final, "identity": "bob", "name": "Bob"},
+        {
+            "en": {"lang": "en", "status": "ok", "text": "Hello", "engine": "argos"},
+            "es": {"lang": "es", "status": "failed", "detail": "no engine"},
+        },
+    )
+    await store.add_chat("lobby", chat(2))  # ts 1_700_000_002
+    lines = await store.transcript("lobby")
+    assert [line["kind"] for line in lines] == ["caption", "chat"]
+    cap = lines[0]
+    assert cap["identity"] == "bob" and cap["name"] == "Bob" and cap["participant"] == "PA_bob"
+    assert (cap["start"], cap["end"], cap["text"]) == (
+        1_700_000_001.0,
+        1_700_000_002.5,
+        "안녕하세요",
+    )
+    assert cap["translations"] == {"en": "Hello"}
+    assert lines[1]["text"] == "message 2 from alice" and lines[1]["start"] == 1_700_000_002
+    assert await store.transcript("nowhere") == []
+
+
+async def test_recording_policy(store: Store) -> None:
+    assert await store.recording("lobby") is None
+    await store.set_recording("lobby", True)
+    assert await store.recording("lobby") is True
+    await store.set_recording("lobby", False)
+    assert await store.recording("lobby") is False
+    await store.set_recording("lobby", None)
+    assert await store.recording("lobby") is None
+
+
+async def test_reports(store: Store) -> None:
+    evidence = [{"kind": "chat", "text": "rude", "translations": {"ko": "무례"}}]
+    rid = await store.add_report(
+        {"room": "lobby", "reporter": {"id": "PA_a", "identity": "alice", "name": "A"},
+         "subject": "bob", "reason": "abuse", "evidence": evidence}
+    )  # fmt: skip
+    other = await store.add_report({"room": "hall", "reporter": "carol", "subject": "dave"})
+    got = await store.get_report(rid)
+    assert got is not None
+    assert got["evidence"] == evidence and got["status"] == "open" and got["room"] == "lobby"
+    assert [r["id"] for r in await store.reports(room="lobby")] == [rid]
+    assert {r["id"] for r in await store.reports(status="open")} == {rid, other}
+    assert await store.resolve_report(rid, "warned", "mod") is True
+    assert await store.resolve_report(rid, "again", "mod") is False
+    assert await store.resolve_report("RP_unknown", "x", "mod") is False
+    done = await store.get_report(rid)
+    assert done is not None
+    assert (done["status"], done["resolution"], done["resolved_by"]) == (
+        "resolved",
+        "warned",
+        "mod",
+    )
+    assert [r["id"] for r in await store.reports(status="open")] == [other]
+    assert await store.get_report("RP_unknown") is None
+
+
+async def test_bans(store: Store) -> None:
+    now = time.time()
+    timed = await store.add_ban("lobby", "bob", now + 3600, "mod", "spam")
+    await store.add_ban("lobby", "carol", now - 1, "mod", "over already")
+    assert (await store.active_ban("lobby", "bob") or {}).get("id") == timed
+    assert await store.active_ban("hall", "bob") is None
+    assert await store.active_ban("lobby", "carol") is None
+    everywhere = await store.add_ban("*", "dave", None, "admin", "everywhere")
+    assert (await store.active_ban("hall", "dave") or {}).get("id") == everywhere
+    assert {b["id"] for b in await store.bans()} == {timed, everywhere}
+    assert [b["id"] for b in await store.bans("lobby")] == [timed]
+    assert await store.lift_ban(timed) is True
+    assert await store.lift_ban(timed) is False
+    assert await store.active_ban("lobby", "bob") is None
+
+
+async def test_events_purge_and_erasure(store: Store) -> None:
+    store.add_event("lobby", "filtered", {"identity": "bob", "ts": 1000.0, "word": "x"})
+    store.add_event("lobby", "strike", {"identity": "alice"})
+    for n in range(3):
+        await store.add_chat("lobby", chat(n, "bob"))
+    store.add_chat_translation(
+        "lobby", "CH_bob_0", "ko", {"lang": "ko", "status": "ok", "text": "k"}
+    )
+    await store.add_chat("lobby", chat(10, "alice"))
+    await store.add_report(
+        {"room": "lobby", "reporter": "alice", "subject": "bob", "created_at": 5.0}
+    )
+    await store.add_ban("lobby", "bob", None, "mod", "")
+    assert [e["kind"] for e in await store.events("lobby")] == ["filtered", "strike"]
+
+    purged = await store.purge(older_than=2000.0)
+    assert purged["events"] == 1 and purged["reports"] == 1 and purged["chat"] == 0
+    assert [e["kind"] for e in await store.events()] == ["strike"]
+
+    erased = await store.erase_identity("bob")
+    assert erased["chat"] == 3 and erased["chat_translations"] == 1 and erased["bans"] == 1
+    assert [m["id"] for m in await store.recent_chat("lobby", 50)] == ["CH_alice_10"]
+    assert await store.active_ban("lobby", "bob") is None
+    assert (await store.purge(older_than=time.time() + 10))["chat"] == 1
+
+
+async def test_a_locked_database_is_an_error_not_a_crash(store: Store, tmp_path: Path) -> None:
+    await store.add_chat("lobby", chat(0))
+    holder = sqlite3.connect(tmp_path / "data" / "commhub.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StoreError, match="locked"):
+            await store.add_chat("lobby", chat(1))
+        ok, detail = store.status()
+        assert not ok and "database is locked" in detail
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    for _ in range(200):  # the writer probes and recovers without traffic
+        if store.status()[0]:
+            break
+        await asyncio.sleep(0.05)
+    assert store.status() == (True, "ok")
+    await store.add_chat("lobby", chat(2))
+    assert [m["id"] for m in await store.recent_chat("lobby", 9)] == ["CH_alice_0", "CH_alice_2"]
+
+
+async def test_a_full_database_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """SQLITE_FULL for real: the page limit is the disk's edge."""
+    s = Store(default_url(tmp_path), retry=0.2)
+
+    @event.listens_for(s.engine.sync_engine, "connect")
+    def small(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA max_page_count=60")
+        cur.close()
+
+    await s.start()
+    try:
+        with pytest.raises(StoreError, match="full"):
+            for n in range(10_000):
+                await s.add_chat("lobby", chat(n, text="x" * 2000))
+        ok, detail = s.status()
+        assert not ok and "full" in detail
+        assert len(await s.recent_chat("lobby", 5)) == 5  # what was saved still reads
+    finally:
+        await s.close()
+
+
+async def test_one_refused_write_does_not_sink_its_batch(store: Store) -> None:
+    await store.add_chat("lobby", chat(0))
+    results = await asyncio.gather(
+        *(store.add_chat("lobby", chat(n)) for n in (1, 0, 2)), return_exceptions=True
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], StoreError) and "UNIQUE" in str(results[1])
+    assert store.status() == (True, "ok")  # the data's fault, not the database's
+    ids = [m["id"] for m in await store.recent_chat("lobby", 9)]
+    assert sorted(ids) == ["CH_alice_0", "CH_alice_1", "CH_alice_2"]
