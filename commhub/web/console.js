@@ -70,7 +70,7 @@ function signIn(token) {
 
 function onState(link, s) {
   if (link !== page.link) return;
-  showState($("conn"), $("conn-text"), s);
+  showState($("conn"), $("conn-text"), s, t("console.desk_conn"));
   document.body.dataset.state = s.state;
   if (s.state !== "closed") return;
   closeCall();
@@ -162,11 +162,10 @@ function renderQueue() {
     waited.dataset.since = String(v.since);
     waited.textContent = t("console.waiting_for", { t: since(v.since) });
     const item = el("li", { className: "visitor" + (v.connected ? "" : " offline") },
-      el("div", { className: "row" }, el("strong", { className: "who" }, el("bdi", { textContent: v.name })), waited),
+      el("div", { className: "row" }, el("div", {}, el("strong", { className: "who" }, el("bdi", { textContent: v.name })), waited), take),
       el("div", { className: "muted-text" }, t("console.langs", { speak: shortName(v.speak), read: shortName(v.read) }), " · ", v.topic ? el("bdi", { textContent: v.topic }) : t("console.topic_none")),
       el("ul", { className: "support" }, ...support(v).map(([ok, text]) => el("li", { className: ok ? "ok" : "no", textContent: text }))),
       tags.length ? el("div", { className: "tags" }, ...tags) : null,
-      take,
     );
     item.dataset.ticket = v.ticket;
     return item;
@@ -203,6 +202,9 @@ function actionError(err) {
 function renderIdle() {
   $("idle").hidden = !!page.session;
   $("session").hidden = !page.session;
+  $("session-tools").hidden = !page.session || !!page.session.guest;
+  if (page.session) document.body.dataset.session = page.session.guest ? "guest" : "mine";
+  else delete document.body.dataset.session;
   const away = page.status === "away";
   $("idle-text").textContent = away ? t("console.idle_away") : manual() ? t("console.idle") : t("console.idle_auto");
 }
@@ -219,11 +221,14 @@ function onAssigned(msg) {
   $("session-transfer").hidden = !tr;
   if (tr) $("session-transfer").textContent = tr.note ? t("console.transfer_note", { agent: tr.from_agent, note: tr.note }) : t("console.transferred", { agent: tr.from_agent });
   renderTranscript(msg.transcript || []);
-  $("session-tools").hidden = !!msg.guest;
-  $("add-result").replaceChildren();
-  $("end-note").value = "";
-  $("transfer-note").value = "";
-  $("transfer-desk").value = msg.desk?.name || DESK;
+  if (!again) { // a new session: a clean form (a reconnect keeps what was typed)
+    $("add-result").replaceChildren();
+    $("end-note").value = "";
+    $("transfer-note").value = "";
+    $("transfer-desk").value = msg.desk?.name || DESK;
+    $("outcome-select").value = "resolved";
+    $("add-box").open = $("transfer-box").open = false;
+  }
   renderIdle();
   renderQueue();
   renderTools();

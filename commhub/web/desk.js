@@ -37,8 +37,10 @@ function renderDesk(d) {
   setTitle(d.title);
   $("prejoin-title").textContent = d.title || d.name;
   const open = $("desk-open");
-  open.textContent = d.open ? t("desk.open") : t("desk.closed");
-  open.dataset.open = String(!!d.open);
+  open.textContent = !d.open ? t("desk.closed") : d.queue_full ? t("desk.full") : t("desk.open");
+  open.dataset.open = String(!!d.open && !d.queue_full);
+  // closed: nothing to join until it opens (the desk is asked again every 30 s)
+  $("join-button").disabled = !d.open;
   let wait = "";
   if (!d.open) wait = d.opens_at ? t("desk.opens", { when: whenText(d.opens_at) }) : "";
   else if (d.queue_full) wait = t("desk.full_now");
@@ -76,7 +78,7 @@ async function prejoin(error = "") {
   if (page.prefs?.topic) $("topic-select").value = page.prefs.topic;
   if (page.prefs?.name) $("name-input").value = page.prefs.name;
   showError("prejoin-error", error);
-  $("join-button").disabled = false;
+  $("join-button").disabled = !d.open;
   clearInterval(page.refresh);
   // the wait and the opening hours move while the visitor fills the form
   page.refresh = setInterval(async () => {
@@ -109,7 +111,7 @@ $("visit-form").addEventListener("submit", async (e) => {
   } catch (reason) {
     showError("prejoin-error", reasonText(reason.code ? reason : { code: "unreachable" }));
   } finally {
-    $("join-button").disabled = false;
+    $("join-button").disabled = !page.desk?.open;
     $("join-button").textContent = t("desk.join");
   }
 });
@@ -129,9 +131,18 @@ function connect(token) {
   link.start();
 }
 
+// The queue's connection is shown from joining on; in the call, the call's (the queue's
+// again if it drops).
+function pills() {
+  const inCall = !!page.hangUp;
+  $("call-conn").hidden = !inCall;
+  $("conn").hidden = !page.link || (inCall && page.link.state === "connected");
+}
+
 function onState(link, s) {
   if (link !== page.link) return;
   showState($("conn"), $("conn-text"), s);
+  pills();
   document.body.dataset.state = s.state;
   const lost = s.state === "reconnecting";
   $("queue-reconnecting").hidden = !lost;
@@ -199,9 +210,9 @@ function assigned(msg) {
   show(SCREENS, "session");
   const who = msg.with?.name || "";
   $("session-title").textContent = t("session.with", { name: who });
-  setTitle(`${page.desk?.title || msg.desk?.title || ""} · ${t("session.with", { name: who })}`);
+  // on a phone the title is cut at its end: who the call is with comes first
+  setTitle(`${t("session.with", { name: who })} · ${page.desk?.title || msg.desk?.title || ""}`);
   if (page.hangUp) return; // a reconnect: the call is still up
-  $("call-conn").hidden = false;
   page.hangUp = openCall($("call-holder"), msg.token, {
     cam: !!page.prefs?.cam,
     processing: PROCESSING,
@@ -211,11 +222,12 @@ function assigned(msg) {
       if (e.kind === "leave") { sessionStorage.removeItem(KEY); page.link?.leave(); }
     },
   });
+  pills();
 }
 
 function closeCall() {
   if (page.hangUp) { page.hangUp(); page.hangUp = null; }
-  $("call-conn").hidden = true;
+  pills();
   if (page.desk) setTitle(page.desk.title);
 }
 
