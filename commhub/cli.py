@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -414,69 +415,74 @@ def desk_command(args: argparse.Namespace, settings: Settings) -> int:
     from commhub.desks import db as desk_db
     from commhub.desks import model
 
-    store = desk_db.DeskDB(desk_db.sync_url(settings.data_dir))
-    try:
-        store.ensure()
-        cmd = args.desk_command
-        if cmd == "list":
-            for d in store.list():
-                state = "always open" if not d.hours else f"{d.hours} ({d.timezone})"
-                print(f"{d.name}\t{d.title}\t{','.join(d.languages)}\t{d.assign}\t{state}")
-            return 0
-        if cmd == "delete":
-            if not store.delete(args.desk):
-                print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
-                return 1
-            print(f"deleted desk {args.desk}", file=sys.stderr)
-            return 0
-        if cmd == "show":
-            found = store.get(args.desk)
-            if found is None:
-                print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
-                return 1
-            import json
+    async def run() -> int:
+        store = desk_db.DeskStore(desk_db.database_url(settings.database_url, settings.data_dir))
+        try:
+            await store.open()
+            return await _desk(args, settings, store)
+        except model.DeskError as exc:
+            print(f"commhub desk: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await store.close()
 
-            print(json.dumps(found.wire(), ensure_ascii=False, indent=2))
-            print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{found.name}")
-            return 0
-        spec: dict[str, Any] = {"name": args.desk}
-        for key in ("title", "languages", "topics", "hours", "timezone", "closed_message",
-                    "max_queue", "assign"):  # fmt: skip
-            value = getattr(args, key)
-            if value is not None:
-                spec[key] = value
-        if cmd == "create":
-            made = store.create(model.validate(spec, default_max_queue=settings.desk_max_queue))
-            print(f"desk {made.name} created; visitors' link:", file=sys.stderr)
-            print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{made.name}")
-            return 0
-        current = store.get(args.desk)
-        if current is None:
+    return asyncio.run(run())
+
+
+async def _desk(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from commhub.desks import model
+
+    cmd = args.desk_command
+    if cmd == "list":
+        for d in await store.list():
+            state = "always open" if not d.hours else f"{d.hours} ({d.timezone})"
+            print(f"{d.name}\t{d.title}\t{','.join(d.languages)}\t{d.assign}\t{state}")
+        return 0
+    if cmd != "create":
+        found = await store.get(args.desk)
+        if found is None:
             print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
             return 1
-        spec.pop("name")
-        store.save(model.validate(spec, current=current))
-        print(f"desk {args.desk} updated (the hub reads it within seconds)", file=sys.stderr)
+    if cmd == "delete":
+        await store.delete(args.desk)
+        print(f"deleted desk {args.desk}", file=sys.stderr)
         return 0
-    except model.DeskError as exc:
-        print(f"commhub desk: {exc.message}", file=sys.stderr)
-        return 2
-    finally:
-        store.close()
+    if cmd == "show":
+        print(json.dumps(found.wire(), ensure_ascii=False, indent=2))
+        print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{found.name}")
+        return 0
+    spec: dict[str, Any] = {"name": args.desk}
+    for key in ("title", "languages", "topics", "hours", "timezone", "closed_message",
+                "max_queue", "assign"):  # fmt: skip
+        value = getattr(args, key)
+        if value is not None:
+            spec[key] = value
+    if cmd == "create":
+        made = await store.create(model.validate(spec, default_max_queue=settings.desk_max_queue))
+        print(f"desk {made.name} created; visitors' link:", file=sys.stderr)
+        print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{made.name}")
+        return 0
+    spec.pop("name")
+    await store.save(model.validate(spec, current=found))
+    print(f"desk {args.desk} updated (the hub reads it within seconds)", file=sys.stderr)
+    return 0
 
 
 def desk_agent_token(args: argparse.Namespace, settings: Settings, secret: str) -> int:
     from commhub.desks import db as desk_db
     from commhub.server.desks_api import issue_agent
 
-    store = desk_db.DeskDB(desk_db.sync_url(settings.data_dir))
-    try:
-        store.ensure()
-        if store.get(args.desk) is None:
-            print(f"commhub token: no desk {args.desk!r} (commhub desk create)", file=sys.stderr)
-            return 2
-    finally:
-        store.close()
+    async def exists() -> bool:
+        store = desk_db.DeskStore(desk_db.database_url(settings.database_url, settings.data_dir))
+        try:
+            await store.open()
+            return await store.get(args.desk) is not None
+        finally:
+            await store.close()
+
+    if not asyncio.run(exists()):
+        print(f"commhub token: no desk {args.desk!r} (commhub desk create)", file=sys.stderr)
+        return 2
     try:
         print(
             issue_agent(

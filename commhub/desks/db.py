@@ -1,41 +1,39 @@
-"""Desk definitions in the hub's database (`<data_dir>/commhub.db`, table `desks`).
+"""Desk definitions in the hub's database (the store's: `<data_dir>/commhub.db` by default,
+or `database_url`), table `desks`, created by the store's Alembic migrations (0002_desks).
 
-The table is created by the store's Alembic migrations; the hub talks to it from one worker
-thread (no call blocks the event loop) and `commhub desk ...` from the command line, while
-the hub runs: SQLite arbitrates."""
+SQLAlchemy async: no call blocks the event loop. `commhub desk ...` uses the same class from
+the command line while the hub runs (the database arbitrates); the hub reads a definition
+again within seconds (commhub.desks.service.DEF_CACHE)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     Column,
-    Engine,
     Float,
     Integer,
     MetaData,
     String,
     Table,
     Text,
-    create_engine,
     delete,
     event,
     insert,
+    make_url,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.desks.model import DeskDef, DeskError
-
-T = TypeVar("T")
+from commhub.store import default_url, migrate
 
 metadata = MetaData()
 desks = Table(
@@ -55,12 +53,9 @@ desks = Table(
 )
 
 
-def db_path(data_dir: Path) -> Path:
-    return data_dir / "commhub.db"
-
-
-def sync_url(data_dir: Path) -> str:
-    return f"sqlite:///{db_path(data_dir)}"
+def database_url(database_url: str, data_dir: Path) -> str:
+    """The store's database: the setting, else SQLite under the data dir."""
+    return database_url or default_url(data_dir)
 
 
 def _row(row: Any) -> DeskDef:
@@ -85,99 +80,58 @@ def _values(d: DeskDef) -> dict[str, Any]:
     return out
 
 
-class DeskDB:
-    """The desks table (synchronous): one per process and thread."""
+class DeskStore:
+    def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
+        self.url = url
+        parsed = make_url(url)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite and parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        args = {"timeout": busy_timeout} if sqlite else {}
+        self.engine: AsyncEngine = create_async_engine(url, connect_args=args)
+        if sqlite:
 
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, connect_args={"timeout": 10.0})
+            @event.listens_for(self.engine.sync_engine, "connect")
+            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.close()
 
-        @event.listens_for(self.engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.close()
+    async def open(self) -> None:
+        """The schema at its newest (a no-op when the hub's store migrated it already)."""
+        await asyncio.to_thread(migrate.upgrade, self.url)
 
-    def ensure(self) -> None:
-        """Create the table where migrations have not (a database the store never ran on)."""
-        Path(self.engine.url.database or ".").parent.mkdir(parents=True, exist_ok=True)
-        metadata.create_all(self.engine, checkfirst=True)
+    async def close(self) -> None:
+        await self.engine.dispose()
 
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def create(self, d: DeskDef) -> DeskDef:
+    async def create(self, d: DeskDef) -> DeskDef:
         try:
-            with self.engine.begin() as conn:
-                conn.execute(insert(desks).values(**_values(d), updated_at=time.time()))
+            async with self.engine.begin() as conn:
+                await conn.execute(insert(desks).values(**_values(d), updated_at=time.time()))
         except IntegrityError:
             raise DeskError(409, "desk_exists", f"a desk named {d.name!r} exists") from None
         return d
 
-    def get(self, name: str) -> DeskDef | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(select(desks).where(desks.c.name == name)).first()
+    async def get(self, name: str) -> DeskDef | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(select(desks).where(desks.c.name == name))).first()
         return _row(row) if row else None
 
-    def list(self) -> list[DeskDef]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(desks).order_by(desks.c.name)).all()
+    async def list(self) -> list[DeskDef]:
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(select(desks).order_by(desks.c.name))).all()
         return [_row(r) for r in rows]
 
-    def save(self, d: DeskDef) -> bool:
+    async def save(self, d: DeskDef) -> bool:
         values = _values(d)
         values.pop("name")
-        with self.engine.begin() as conn:
-            cur = conn.execute(
+        async with self.engine.begin() as conn:
+            cur = await conn.execute(
                 update(desks).where(desks.c.name == d.name).values(**values, updated_at=time.time())
             )
         return cur.rowcount > 0
 
-    def delete(self, name: str) -> bool:
-        with self.engine.begin() as conn:
-            cur = conn.execute(delete(desks).where(desks.c.name == name))
-        return cur.rowcount > 0
-
-
-class DeskStore:
-    """The hub's async face of DeskDB: every call runs in the store's one thread."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="desks")
-        self._db: DeskDB | None = None
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open(self) -> None:
-        self._db = DeskDB(self.url)
-        self._db.ensure()
-
-    async def open(self) -> None:
-        await self._call(self._open)
-
-    @property
-    def db(self) -> DeskDB:
-        assert self._db is not None, "DeskStore.open() first"
-        return self._db
-
-    async def create(self, d: DeskDef) -> DeskDef:
-        return await self._call(self.db.create, d)
-
-    async def get(self, name: str) -> DeskDef | None:
-        return await self._call(self.db.get, name)
-
-    async def list(self) -> list[DeskDef]:
-        return await self._call(self.db.list)
-
-    async def save(self, d: DeskDef) -> bool:
-        return await self._call(self.db.save, d)
-
     async def delete(self, name: str) -> bool:
-        return await self._call(self.db.delete, name)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=False)
+        async with self.engine.begin() as conn:
+            cur = await conn.execute(delete(desks).where(desks.c.name == name))
+        return cur.rowcount > 0

@@ -71,7 +71,10 @@ class Desks:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.store.open()
+        try:
+            await self.store.open()
+        except Exception:  # the hub runs on; the desks' calls fail until the database works
+            log.exception("the desks' database at %s is unusable", self.store.engine.url)
         await self.support.refresh()
 
     async def close(self) -> None:
@@ -149,15 +152,11 @@ class Desks:
             await self._event_out(state, await self._end(state, session, "desk_deleted", None))
         for v in list(state.queue):
             state.queue.remove(v)
+            gone = protocol.desk_unavailable(
+                state.defn.ref(), "deleted", "This desk no longer exists."
+            )
+            await self._to_visitor(state, v, gone)
             self._drop_visitor(state, v)
-            if v.link is not None:
-                await self._to_visitor(
-                    state,
-                    v,
-                    protocol.desk_unavailable(
-                        state.defn.ref(), "deleted", "This desk no longer exists."
-                    ),
-                )
         for agent in list(state.agents.values()):
             if agent.timer:
                 agent.timer.cancel()

@@ -4,7 +4,6 @@ token it mints) and the admin API (desks, their queues and agents)."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from aiohttp import web
 
 from commhub import auth
 from commhub.desks import model
-from commhub.desks.db import DeskStore, sync_url
+from commhub.desks.db import DeskStore, database_url
 from commhub.desks.model import DeskError
 from commhub.desks.service import Desks
 from commhub.hub import Hub
@@ -247,17 +246,22 @@ def issue_agent(
 
 def setup(app: web.Application, data_dir: Path) -> None:
     hub = app[HUB]
-    store = DeskStore(sync_url(data_dir))
+    url = database_url(hub.settings.database_url, data_dir)
+    store = DeskStore(url, hub.settings.store_busy_timeout)
     desks = Desks(hub, store, invites=app.get(INVITES))
     app[DESKS] = desks
     app[_LIMITER] = AddressBuckets(PUBLIC_RATE, PUBLIC_BURST)
 
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+    # on_startup runs after every cleanup context has started: the hub's store has
+    # migrated the database (desks too) by then; on_cleanup after they have closed
+    async def started(app: web.Application) -> None:
         await desks.start()
-        yield
+
+    async def cleanup(app: web.Application) -> None:
         await desks.close()
 
-    app.cleanup_ctx.append(lifecycle)
+    app.on_startup.append(started)
+    app.on_cleanup.append(cleanup)
     app.router.add_get("/v1/desks/{desk}", show)
     app.router.add_post("/v1/desks/{desk}/visit", visit)
     app.router.add_get("/v1/admin/desks", list_desks)
