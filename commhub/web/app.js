@@ -105,6 +105,7 @@ function decodeClaims(token) {
 async function boot() {
   applyStrings();
   document.body.classList.toggle("embed", EMBED);
+  if (EMBED) document.body.dataset.connecting = t("state.connecting"); // shown over the pre-join while it joins by itself
   // a token in the fragment never reaches the server (nor its logs)
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
   if (fromHash) {

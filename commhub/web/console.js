@@ -235,6 +235,7 @@ function onAssigned(msg) {
   if (again && page.hangUp) return; // a reconnect: the call is still up
   closeCall();
   $("call-conn").hidden = false;
+  showState($("call-conn"), $("call-conn-text"), { state: "connecting" }, t("session.call"));
   page.hangUp = openCall($("call-holder"), msg.token, {
     processing: PROCESSING,
     onEvent: (e) => {
@@ -263,7 +264,9 @@ function renderTools() {
   if (!st) return;
   const others = st.agents.filter((a) => a.identity !== page.me && a.connected);
   const add = $("add-select");
+  const keep = add.value;
   add.replaceChildren(...(others.length ? others.map((a) => el("option", { value: a.identity, textContent: `${a.name || a.identity} (${t("status." + a.status)})` })) : [el("option", { value: "", textContent: t("console.add_none") })]));
+  if (others.some((a) => a.identity === keep)) add.value = keep;
   $("add-button").disabled = !others.length;
   const tr = $("transfer-agent");
   const chosen = tr.value;
@@ -312,7 +315,8 @@ $("end-form").addEventListener("submit", async (e) => {
 $("add-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   if (!page.session || !$("add-select").value) return;
-  const who = $("add-select").selectedOptions[0].textContent;
+  const chosen = $("add-select").value;
+  const who = page.state?.agents.find((a) => a.identity === chosen)?.name || chosen;
   try {
     await page.link.request({ type: "desk_add", session: page.session.session, agent: $("add-select").value });
     $("add-result").textContent = t("console.added", { name: who });

@@ -213,6 +213,7 @@ function assigned(msg) {
   // on a phone the title is cut at its end: who the call is with comes first
   setTitle(`${t("session.with", { name: who })} · ${page.desk?.title || msg.desk?.title || ""}`);
   if (page.hangUp) return; // a reconnect: the call is still up
+  showState($("call-conn"), $("call-conn-text"), { state: "connecting" }, t("session.call"));
   page.hangUp = openCall($("call-holder"), msg.token, {
     cam: !!page.prefs?.cam,
     processing: PROCESSING,

@@ -107,6 +107,11 @@ async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
         )
         assert await page.is_hidden("#queue-reconnecting")
         await position(page, 2)
+        # a reload of the tab keeps the place too (the visitor token lives in the tab)
+        await page.reload()
+        await page.wait_for_selector("#queue-notice:has-text('You are back in your place')")
+        await position(page, 2)
+        assert "Ana" not in await page.content()  # nothing of the other visitor reaches it
 
         # The agent console: the queue with languages, topic, waiting time and what bridges
         # them to the agent's languages.
@@ -250,4 +255,68 @@ async def test_closed_and_full_desks_say_so_in_words(
         assert "does not exist" in (await missing.text_content("#ended-text") or "")
         assert await missing.is_hidden("#again")
         for p in (page, ko, missing):
+            assert p.errors == [], p.errors
+
+
+async def test_an_agent_adds_a_colleague_invites_an_interpreter_and_transfers(
+    start_hub: StartHub, http: aiohttp.ClientSession, speech: Path, tmp_path: Path
+) -> None:
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK), **QUIET)
+    shots = artifacts(tmp_path)
+    await make_desk(hub, http, "support", title="Support centre", languages=["ko", "en"],
+                    assign="manual")  # fmt: skip
+    ana, _ = await visitor(hub, http, "support", "Ana", "es")
+    async with chromium(speech) as browser:
+        minji = await browser.page(
+            f"{hub.url}/desk/support/console#token="
+            + agent_token("support", "agent-minji", ["en"], name="Minji")
+        )
+        jiho = await browser.page(
+            f"{hub.url}/desk/support/console#token="
+            + agent_token("support", "agent-jiho", ["ko", "en"], name="Jiho")
+        )
+        await minji.wait_for_selector("#agents-list li >> nth=1", timeout=30000)
+        await minji.get_by_role("button", name="Take Ana").click()
+        await ana.expect("desk_assigned", timeout=20)
+        await minji.wait_for_selector("#session:not([hidden])")
+        # Jiho's console: Ana left the queue, Minji is in a session
+        await jiho.wait_for_selector("#queue-list li.empty")
+        assert "in a session" in (await jiho.text_content("#agents-list") or "")
+
+        # A colleague: Jiho is invited into the call, and can join it from his console.
+        await minji.locator("#add-box summary").click()
+        await minji.get_by_label("Colleague").select_option("agent-jiho")
+        await minji.get_by_role("button", name="Add", exact=True).click()
+        await minji.wait_for_selector("#add-result:has-text('Jiho was invited to the call.')")
+        await jiho.wait_for_selector(
+            "#invites .invite:has-text('Minji invited you to their session with Ana')"
+        )
+        # An interpreter: a one-use join link to send.
+        await minji.get_by_role("button", name="Invite an interpreter by link").click()
+        link = minji.get_by_label("Send this one-use link to the interpreter:")
+        assert (await link.input_value()).startswith(f"{hub.url}/join/")
+        await jiho.get_by_role("button", name="Dismiss").click()
+
+        # Transfer to Jiho with a note: Ana goes to the front, for Jiho only.
+        await minji.locator("#transfer-box summary").click()
+        await minji.get_by_label("To agent (optional)").select_option("agent-jiho")
+        await minji.get_by_label("Note for the next agent").fill("needs help in Korean")
+        await minji.locator("#transfer-button").click()
+        await minji.wait_for_selector("#last-outcome:has-text('Session ended: Transferred.')")
+        assert await minji.locator("#call-frame").count() == 0
+        waiting = await ana.expect("desk_waiting", timeout=20)
+        assert waiting["position"] == 1 and waiting["notice"]["code"] == "transferred"
+        mine = jiho.locator("#queue-list li.visitor:has-text('transferred to you')")
+        await mine.wait_for(timeout=20000)
+        assert "transferred by Minji" in (await mine.text_content() or "")
+        theirs = minji.locator("#queue-list li.visitor")
+        await theirs.filter(has_text="waiting for another agent").wait_for(timeout=20000)
+        assert await minji.get_by_role("button", name="Take Ana").is_disabled()
+        await jiho.get_by_role("button", name="Take Ana").click()
+        await jiho.wait_for_selector(
+            "#session-transfer:has-text('Note from Minji: needs help in Korean')", timeout=20000
+        )
+        await jiho.wait_for_selector("#call-conn[data-state='connected']", timeout=30000)
+        await jiho.screenshot(path=shots / "desk-console-transferred-desktop.png")
+        for p in (minji, jiho):
             assert p.errors == [], p.errors
