@@ -161,6 +161,14 @@ async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
         await flowing(visitor_call, "Minji", "audio", via)
         await flowing(agent_call, "Resident", "audio", via)
         assert await console.text_content("#session-title") == "Session with Resident"
+        assert await console.evaluate(UNLABELLED) == []
+        # The console's desk connection drops: it signs back in, the call stays up.
+        await console.evaluate("window.__frame = document.getElementById('call-frame')")
+        await console.evaluate("window.desklink.ws.close()")
+        await console.wait_for_selector("#conn[data-state='reconnecting']", timeout=10000)
+        await console.wait_for_selector("#conn[data-state='connected']", timeout=30000)
+        assert await console.evaluate("window.__frame === document.getElementById('call-frame')")
+        await flowing(agent_call, "Resident", "audio", via)
         assert "Topic: tax" in (await console.text_content("#session-visitor") or "")
         await page.wait_for_selector("#call-conn[data-state='connected']")
         assert await page.title() == (
@@ -224,7 +232,9 @@ async def test_closed_and_full_desks_say_so_in_words(
         hub, http, "closed-desk", title="Tax office", hours=f"{tomorrow} 00:00-24:00",
         timezone="UTC", closed_message="We are open tomorrow, all day.",
     )  # fmt: skip
-    await make_desk(hub, http, "support", title="Support centre for foreigners", max_queue=1)
+    await make_desk(
+        hub, http, "support", title="Support centre for foreigners", max_queue=1, assign="manual"
+    )
     await visitor(hub, http, "support", "Ana", "es")  # the one place there is
     async with chromium(speech) as browser:
         # Closed: the pre-join screen says so with the desk's message and its reopening.
@@ -249,12 +259,25 @@ async def test_closed_and_full_desks_say_so_in_words(
         assert await ko.text_content("#unavailable-title") == "대기열이 가득 찼습니다"
         await ko.screenshot(path=shots / "desk-full-phone-ko.png")
 
+        # The console in Korean: Ana waits to be taken.
+        token = agent_token("support", "agent-minji", ["ko"], name="민지")
+        console = await browser.page(
+            f"{hub.url}/desk/support/console#token={token}", viewport=PHONE, lang="ko-KR"
+        )
+        await console.wait_for_selector("#conn[data-state='connected']", timeout=30000)
+        await console.get_by_role("radio", name="자리 비움").check()  # away: Ana stays queued
+        await console.wait_for_selector("#idle-text:has-text('자리 비움 상태')")
+        await console.wait_for_selector("#queue-list li.visitor:has-text('Ana')")
+        assert await console.get_by_role("button", name="Ana 님 받기").is_visible()
+        assert await console.text_content("#take-next") == "다음 방문자 받기"
+        await console.screenshot(path=shots / "desk-console-phone-ko.png", full_page=True)
+
         # An unknown desk: said so, nothing to join.
         missing = await browser.page(f"{hub.url}/desk/no-such-desk")
         await missing.wait_for_selector("#ended:not([hidden])")
         assert "does not exist" in (await missing.text_content("#ended-text") or "")
         assert await missing.is_hidden("#again")
-        for p in (page, ko, missing):
+        for p in (page, ko, console, missing):
             assert p.errors == [], p.errors
 
 
@@ -317,6 +340,10 @@ async def test_an_agent_adds_a_colleague_invites_an_interpreter_and_transfers(
             "#session-transfer:has-text('Note from Minji: needs help in Korean')", timeout=20000
         )
         await jiho.wait_for_selector("#call-conn[data-state='connected']", timeout=30000)
+        # Minji steps away: the desk's agents see it, and her console says what it means.
+        await minji.get_by_role("radio", name="Away").check()
+        await minji.wait_for_selector("#idle-text:has-text('You are away')")
+        await jiho.wait_for_selector("#agents-list li:has-text('Minji · Away')")
         await jiho.screenshot(path=shots / "desk-console-transferred-desktop.png")
         for p in (minji, jiho):
             assert p.errors == [], p.errors
