@@ -116,6 +116,11 @@ async def test_positions_update_as_agents_take_visitors(
     v_end = await ana.expect("desk_ended", timeout=10)
     assert v_end["session"] == a1_assigned["session"] and "outcome" not in v_end
     assert await ana_room.closed(timeout=10) == 4005
+    # the ended session's room stays shut, though its tokens are still valid
+    again = await connect(hub, ana_assigned["token"])
+    await again.send({"type": "join", "id": "j"})
+    refused = await again.expect("error", ref="j", timeout=10)
+    assert refused["code"] == "forbidden" and "ended" in refused["message"]
     # agent-kim is free again: John is next
     assert (await a1.expect("desk_assigned", timeout=10))["visitor"]["name"] == "John"
     await john.expect("desk_assigned", timeout=10)
@@ -308,9 +313,11 @@ async def test_no_visitor_learns_about_another(
         assert r.status == 426  # a valid token ... and then join is refused (above)
     await barrier(ana)
     seen = repr(ana.inbox)
-    for secret in ("Bora", "Hidden", bora_assigned["room"], session, "ko",
+    for secret in ("Bora", "Hidden", bora_assigned["room"], session,
                    kim_assigned["visitor"]["ticket"], "agent-lee"):  # fmt: skip
         assert secret not in seen, secret
+    # nobody's languages, tickets or queue: not even Ana's own ticket
+    assert not any({"visitor", "queue", "speak", "read", "ticket"} & set(m) for m in ana.inbox)
     assert {m["type"] for m in ana.inbox} <= {"desk_waiting", "desk_assigned", "error", "pong"}
 
 
@@ -430,3 +437,16 @@ async def test_colleague_and_interpreter_join_the_session(
     )
     assert (await kim.expect("error", ref="n"))["code"] == "unknown_agent"
     del ana
+
+
+async def test_shutdown_tells_and_closes_desk_connections(
+    start_hub: StartHub, http: aiohttp.ClientSession
+) -> None:
+    hub = await start(start_hub)
+    await make_desk(hub, http, "support", assign="manual")
+    ana, _ = await visitor(hub, http, "support", "Ana", "es")
+    kim, _ = await agent(hub, "support", "agent-kim", ["es"])
+    await hub.server.close()
+    for c in (ana, kim):
+        assert (await c.expect("server_shutdown", timeout=10))["reconnect_after"] > 0
+        assert await c.closed(timeout=10) == 1001

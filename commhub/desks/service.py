@@ -19,6 +19,8 @@ from typing import Any
 
 from commhub import auth, protocol
 from commhub.auth import DESK_ROOM_PREFIX, Claims
+from commhub.desks import transcript as transcripts
+from commhub.desks import view
 from commhub.desks.db import DeskStore
 from commhub.desks.metrics import DeskMetrics
 from commhub.desks.model import DeskDef, DeskError
@@ -38,8 +40,6 @@ log = logging.getLogger("commhub.desks")
 
 DEF_CACHE = 2.0  # seconds a definition read from the database is trusted (the CLI may change it)
 SESSION_GRANTS = ("publish", "subscribe", "chat")
-TRANSCRIPT_LINES = 200  # newest lines a transfer carries
-TRANSCRIPT_CHARS = 200_000
 INTERPRETER_LINK_TTL = 3600.0
 
 NOTICES = {
@@ -67,6 +67,8 @@ class Desks:
         self.visitors: dict[str, tuple[DeskState, Visitor]] = {}  # identity -> where it is
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: list[tuple[str, Message, str]] = []  # assignments to publish
+        # rooms of ended sessions -> when: their tokens still run, the rooms stay shut
+        self._ended: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -89,6 +91,30 @@ class Desks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.store.close()
+
+    async def shutdown(self) -> None:
+        """The hub is stopping: every desk connection is told and closed (no grace timers)."""
+        links = [v.link for st in self.states.values() for v in st.queue if v.link]
+        links += [
+            v.link
+            for st in self.states.values()
+            for s in st.sessions.values()
+            if (v := s.visitor).link
+        ]
+        links += [a.link for st in self.states.values() for a in st.agents.values() if a.link]
+        notice = protocol.server_shutdown(5)
+        for link in links:
+            link.gone = True
+            self.hub.send(link.conn, notice)
+        await asyncio.gather(
+            *(link.conn.end(CloseReason.SHUTDOWN, "server shutting down") for link in links),
+            return_exceptions=True,
+        )
+
+    def ended(self, room: str) -> bool:
+        """Whether `room` was a desk session that has ended (its tokens may still be valid)."""
+        at = self._ended.get(room)
+        return at is not None and time.monotonic() - at < self.settings.desk_session_ttl
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -472,7 +498,7 @@ class Desks:
         events = [self._event(kind, agent=agent.identity)]
         for sid in sorted(agent.sessions, key=lambda s: state.sessions[s].began):
             session = state.sessions[sid]
-            transcript = await self._transcript(session.room)
+            transcript = await transcripts.transcript(self.hub, session.room)
             events.append(await self._end(state, session, "agent_lost", None))
             v = session.visitor
             v.transcript, v.transferred = transcript, None
@@ -611,6 +637,11 @@ class Desks:
             self._reply(agent.link, ended)
         elif agent.link is not None and outcome != "agent_lost":
             await self.hub.publish(channel(state.name, "agents"), ended, to=agent.link.key)
+        now = time.monotonic()
+        self._ended = {
+            r: t for r, t in self._ended.items() if now - t < self.settings.desk_session_ttl
+        }
+        self._ended[session.room] = now
         await self.hub.close_room(session.room)
         event = self._event("ended", session=session.id, agent=agent.identity, outcome=outcome)
         if note:
@@ -631,7 +662,7 @@ class Desks:
             )
         if wanted == session.agent.identity and target is state:
             raise ProtocolError(ErrorCode.WRONG_STATE, "that is you", ref)
-        transcript = await self._transcript(session.room)
+        transcript = await transcripts.transcript(self.hub, session.room)
         v = session.visitor
         ended = await self._end(state, session, "transferred", msg.get("note"), ref=ref)
         v.transcript = transcript
@@ -720,40 +751,6 @@ class Desks:
             self._reply(by.link, protocol.desk_added(session.id, agent=who, ref=ref))
         await self._event_out(state, self._event("added", session=session.id, agent=by.identity))
 
-    async def _transcript(self, room_name: str) -> list[dict[str, Any]]:
-        """The session so far: the store's transcript when the hub keeps one, else the
-        room's chat (with its translations)."""
-        lines: list[dict[str, Any]] = []
-        store = getattr(self.hub, "store", None)
-        if store is not None and hasattr(store, "transcript"):
-            try:
-                for line in await store.transcript(room_name):
-                    lines.append(_line(line))
-            except Exception:
-                log.exception("reading the transcript of %s failed", room_name)
-                lines = []
-        if not lines:
-            room = self.hub.rooms.get(room_name)
-            if room is not None:
-                for m in room.history:
-                    kept = room.translations.get(m["id"], {})
-                    lines.append(
-                        {
-                            "kind": "chat",
-                            "name": m["from"]["name"],
-                            "lang": m["lang"],
-                            "text": m["text"],
-                            "ts": m["ts"],
-                            "translations": {
-                                lang: t["text"] for lang, t in kept.items() if "text" in t
-                            },
-                        }
-                    )
-        lines = lines[-TRANSCRIPT_LINES:]
-        while lines and sum(len(x["text"]) for x in lines) > TRANSCRIPT_CHARS:
-            lines.pop(0)
-        return lines
-
     # -- after every change ------------------------------------------------------------------
 
     async def _changed(
@@ -786,7 +783,7 @@ class Desks:
             msg = self._waiting(state, v, position, default, None)
             if msg is not None and v.link is not None:
                 await self.hub.publish(channel(state.name, "visitors"), msg, to=v.link.key)
-        snapshot = self._snapshot(state, events[-1] if events else None)
+        snapshot = view.snapshot(state, self.support, events[-1] if events else None)
         exclude = None
         if reply is not None:
             link, ref = reply
@@ -817,33 +814,8 @@ class Desks:
         self._reply(v.link, msg)
         return None
 
-    def _snapshot(self, state: DeskState, event: dict[str, Any] | None) -> Message:
-        agents_langs = (x for a in state.agents.values() for x in a.languages)
-        langs = list(dict.fromkeys([*state.defn.languages, *agents_langs]))
-        queue = []
-        for v in state.queue:
-            entry: dict[str, Any] = {
-                **v.public(),
-                "since": round(v.since, 3),
-                "connected": v.link is not None,
-                "front": v.front,
-                "for_agent": v.for_agent,
-                "captions": self.support.has_captions(v.speak),
-                "translate": {x: self.support.bridges(v.speak, v.read, x) for x in langs},
-            }
-            if v.transferred is not None:
-                entry["transferred"] = v.transferred
-            queue.append(entry)
-        return protocol.desk_state(
-            desk=state.defn.state_wire(),
-            queue=queue,
-            agents=[a.wire() for a in state.agents.values()],
-            sessions=[s.wire() for s in state.sessions.values()],
-            event={k: v for k, v in event.items() if k != "note"} if event else None,
-        )
-
     def admin_view(self, state: DeskState) -> dict[str, Any]:
-        snap = self._snapshot(state, None)
+        snap = view.snapshot(state, self.support, None)
         return {"queue": snap["queue"], "agents": snap["agents"], "sessions": snap["sessions"]}
 
     def summary(self, d: DeskDef) -> dict[str, Any]:
@@ -909,16 +881,3 @@ class Desks:
     @staticmethod
     def _round(value: float | None) -> float | None:
         return None if value is None else round(value, 1)
-
-
-def _line(line: dict[str, Any]) -> dict[str, Any]:
-    """A store transcript line in the desk_assigned shape."""
-    translations = line.get("translations") or {}
-    return {
-        "kind": "caption" if line.get("kind") == "caption" else "chat",
-        "name": str(line.get("name") or line.get("identity") or ""),
-        "lang": str(line.get("lang") or "en"),
-        "text": str(line.get("text") or ""),
-        "ts": float(line.get("ts") or 0.0),
-        "translations": {str(k): str(v) for k, v in translations.items() if isinstance(v, str)},
-    }

@@ -260,7 +260,11 @@ def setup(app: web.Application, data_dir: Path) -> None:
     async def cleanup(app: web.Application) -> None:
         await desks.close()
 
+    async def stopping(app: web.Application) -> None:
+        await desks.shutdown()
+
     app.on_startup.append(started)
+    app.on_shutdown.append(stopping)
     app.on_cleanup.append(cleanup)
     app.router.add_get("/v1/desks/{desk}", show)
     app.router.add_post("/v1/desks/{desk}/visit", visit)

@@ -270,6 +270,8 @@ class Session:
     async def join(self, msg: Message) -> None:
         if self.participant is not None:
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "already joined", msg.get("id"))
+        if self.desks is not None and self.desks.ended(self.room_name):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this desk session has ended", msg.get("id"))
         c = self.claims
         # A name the token's issuer chose is verified and stands; `join` may name only a
         # participant whose token left the name out (it then equals the identity).
