@@ -250,6 +250,7 @@ function onAssigned(msg) {
 
 function renderTranscript(lines) {
   $("transcript-box").hidden = !lines.length;
+  $("transcript-box").open = lines.length > 0; // what was said before: open, it can be folded
   const read = page.claims.lang?.read || page.myLangs[0] || "";
   $("transcript").replaceChildren(...lines.map((l) => {
     const translated = l.translations && (l.translations[read] || Object.entries(l.translations).find(([k]) => base(k) === base(read))?.[1]);

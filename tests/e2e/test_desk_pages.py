@@ -20,7 +20,7 @@ from tests.conftest import StartHub
 from tests.e2e.test_call_page import UNLABELLED, artifacts
 from tests.helpers.audio import speech_wav
 from tests.helpers.browser import DESKTOP, PHONE, Browser, chromium, flowing, wav48k
-from tests.helpers.desks import agent_token, make_desk, visitor
+from tests.helpers.desks import agent_token, make_desk, room_client, visitor
 from tests.helpers.media import LOOPBACK
 
 pytestmark = pytest.mark.e2e
@@ -300,8 +300,18 @@ async def test_an_agent_adds_a_colleague_invites_an_interpreter_and_transfers(
         )
         await minji.wait_for_selector("#agents-list li >> nth=1", timeout=30000)
         await minji.get_by_role("button", name="Take Ana").click()
-        await ana.expect("desk_assigned", timeout=20)
+        ana_assigned = await ana.expect("desk_assigned", timeout=20)
         await minji.wait_for_selector("#session:not([hidden])")
+        # Ana joins her call (a signalling client) and writes; Minji answers in the call page.
+        ana_room = await room_client(hub, ana_assigned)
+        await ana_room.send({"type": "chat", "text": "Hola, necesito ayuda"})
+        handle = await minji.wait_for_selector("#call-frame")
+        frame = await handle.content_frame()
+        assert frame is not None
+        await frame.wait_for_selector("#chat-log li:has-text('necesito ayuda')", timeout=30000)
+        await frame.fill("#chat-input", "One moment please")
+        await frame.press("#chat-input", "Enter")
+        await ana_room.expect("chat", text="One moment please", timeout=20)
         # Jiho's console: Ana left the queue, Minji is in a session
         await jiho.wait_for_selector("#queue-list li.empty")
         assert "in a session" in (await jiho.text_content("#agents-list") or "")
@@ -339,6 +349,10 @@ async def test_an_agent_adds_a_colleague_invites_an_interpreter_and_transfers(
         await jiho.wait_for_selector(
             "#session-transfer:has-text('Note from Minji: needs help in Korean')", timeout=20000
         )
+        # the chat so far came with the visitor
+        lines = await jiho.locator("#transcript li").all_text_contents()
+        assert any("Ana" in x and "necesito ayuda" in x for x in lines), lines
+        assert any("Minji" in x and "One moment please" in x for x in lines), lines
         await jiho.wait_for_selector("#call-conn[data-state='connected']", timeout=30000)
         # Minji steps away: the desk's agents see it, and her console says what it means.
         await minji.get_by_role("radio", name="Away").check()
