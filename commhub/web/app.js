@@ -417,6 +417,7 @@ async function enterCall({ name, speak, read }) {
 
 function setRecording(on) {
   $("recording").hidden = !on;
+  toParent("recording", { on: !!on }); // embedded, our top bar is hidden: the page around says it
 }
 
 function onJoined(msg) {

@@ -240,6 +240,7 @@ function onAssigned(msg) {
     processing: PROCESSING,
     onEvent: (e) => {
       if (e.kind === "state") showState($("call-conn"), $("call-conn-text"), e, t("session.call"));
+      if (e.kind === "recording") $("recording").hidden = !e.on;
       if (e.kind === "leave") {
         if (page.session?.guest) { closeCall(); page.session = null; renderIdle(); renderQueue(); }
         else $("outcome-select").focus(); // an agent ends a session with an outcome
@@ -301,6 +302,7 @@ function onEnded(msg) {
 function closeCall() {
   if (page.hangUp) { page.hangUp(); page.hangUp = null; }
   $("call-conn").hidden = true;
+  $("recording").hidden = true;
 }
 
 $("end-form").addEventListener("submit", async (e) => {

@@ -219,6 +219,7 @@ function assigned(msg) {
     processing: PROCESSING,
     onEvent: (e) => {
       if (e.kind === "state") showState($("call-conn"), $("call-conn-text"), e, t("session.call"));
+      if (e.kind === "recording") $("recording").hidden = !e.on;
       // the call's own leave button: leaving the call leaves the desk
       if (e.kind === "leave") { sessionStorage.removeItem(KEY); page.link?.leave(); }
     },
@@ -228,6 +229,7 @@ function assigned(msg) {
 
 function closeCall() {
   if (page.hangUp) { page.hangUp(); page.hangUp = null; }
+  $("recording").hidden = true;
   pills();
   if (page.desk) setTitle(page.desk.title);
 }

@@ -68,7 +68,7 @@ async def position(page: Any, n: int) -> None:
 async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
     start_hub: StartHub, http: aiohttp.ClientSession, speech: Path, tmp_path: Path
 ) -> None:
-    hub = await start_hub(ice_host_addresses=list(LOOPBACK), **QUIET)
+    hub = await start_hub(ice_host_addresses=list(LOOPBACK), recording=True, **QUIET)
     shots = artifacts(tmp_path)
     await make_desk(
         hub, http, "support", title="Support centre for foreigners",
@@ -171,6 +171,9 @@ async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
         await flowing(agent_call, "Resident", "audio", via)
         assert "Topic: tax" in (await console.text_content("#session-visitor") or "")
         await page.wait_for_selector("#call-conn[data-state='connected']")
+        # this hub records transcripts: both pages say so (the call's own bar is hidden)
+        for p in (page, console):
+            await p.wait_for_selector("#recording:not([hidden])")
         assert await page.title() == (
             "In a call with Minji · Support centre for foreigners · commhub"
         )
@@ -194,6 +197,7 @@ async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
         await console.wait_for_selector("#last-outcome:has-text('Session ended: Resolved.')")
         assert await page.locator("#call-frame").count() == 0
         assert await console.locator("#call-frame").count() == 0
+        assert await page.is_hidden("#recording")
         await page.screenshot(path=shots / "desk-ended-phone.png")
         # "join the queue again" works on the same connection
         await page.get_by_role("button", name="Join the queue again").click()
