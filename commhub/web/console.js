@@ -143,6 +143,8 @@ function renderQueue() {
   const busy = !!page.session && !page.session.guest;
   const takeable = st.queue.filter((v) => !v.for_agent || v.for_agent === page.me);
   $("take-next").disabled = busy || !takeable.length;
+  // a keyboard user on a "Take" button keeps it while the list is redrawn
+  const focused = document.activeElement?.closest?.("#queue-list li")?.dataset.ticket;
   if (!st.queue.length) {
     list.replaceChildren(el("li", { className: "empty", textContent: t("console.queue_empty") }));
     return;
@@ -170,6 +172,7 @@ function renderQueue() {
     item.dataset.ticket = v.ticket;
     return item;
   }));
+  if (focused) list.querySelector(`li[data-ticket="${CSS.escape(focused)}"] .take`)?.focus();
 }
 
 setInterval(() => {
