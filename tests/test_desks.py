@@ -450,3 +450,32 @@ async def test_shutdown_tells_and_closes_desk_connections(
     for c in (ana, kim):
         assert (await c.expect("server_shutdown", timeout=10))["reconnect_after"] > 0
         assert await c.closed(timeout=10) == 1001
+
+
+async def test_the_console_says_whether_captions_and_translation_bridge_the_pair(
+    start_hub: StartHub, http: aiohttp.ClientSession
+) -> None:
+    hub = await start_hub()  # captions and translation as the hub is installed
+    await make_desk(hub, http, "support", languages=["ko", "en"], assign="manual")
+    await visitor(hub, http, "support", "Ana", "es", read="es")
+    await visitor(hub, http, "support", "Minho", "ko", read="en")
+    status, langs = await call(http, "GET", f"{hub.url}/v1/languages")
+    assert status == 200
+    captioned = {x["code"] for x in langs["languages"] if x["captions"]}
+    pairs = {(p["from"], p["to"]) for p in langs["pairs"]}
+
+    def bridges(speak: str, read: str, lang: str) -> bool:
+        there = speak == lang or (speak, lang) in pairs
+        back = read == lang or (lang, read) in pairs
+        return there and back
+
+    _, state = await agent(hub, "support", "agent-kim", ["ko", "en"])
+    for entry in state["queue"]:
+        assert entry["captions"] == (entry["speak"] in captioned), entry
+        assert set(entry["translate"]) == {"ko", "en"}
+        for lang, ok in entry["translate"].items():
+            assert ok == bridges(entry["speak"], entry["read"], lang), (entry, lang)
+    # Minho speaks Korean and reads English: a Korean agent needs ko -> en for him to read
+    minho = next(e for e in state["queue"] if e["name"] == "Minho")
+    assert minho["translate"]["ko"] == (("ko", "en") in pairs)
+    assert minho["translate"]["en"] == (("ko", "en") in pairs)

@@ -63,7 +63,7 @@ class Desks:
         self.metrics = DeskMetrics(hub.registry)
         self.support = LanguageSupport(hub)
         self.states: dict[str, DeskState] = {}
-        self._defs: dict[str, tuple[float, DeskDef | None]] = {}
+        self._defs: dict[str, tuple[float, DeskDef]] = {}
         self.visitors: dict[str, tuple[DeskState, Visitor]] = {}  # identity -> where it is
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: list[tuple[str, Message, str]] = []  # assignments to publish
@@ -128,10 +128,14 @@ class Desks:
             return None
         cached = self._defs.get(name)
         now = time.monotonic()
-        if cached is None or cached[0] < now:
-            cached = (now + DEF_CACHE, await self.store.get(name))
-            self._defs[name] = cached
-        return cached[1]
+        if cached is not None and cached[0] >= now:
+            return cached[1]
+        found = await self.store.get(name)
+        if found is None:
+            self._defs.pop(name, None)  # misses are not kept: anyone may ask for any name
+        else:
+            self._defs[name] = (now + DEF_CACHE, found)
+        return found
 
     async def state(self, name: str) -> DeskState | None:
         """The live state of a desk that exists (made on first use); a desk deleted meanwhile
