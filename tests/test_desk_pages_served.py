@@ -22,7 +22,7 @@ async def test_desk_pages_and_their_scripts_are_served(
             assert r.headers["Referrer-Policy"] == "no-referrer"
             assert r.headers["Cache-Control"] == "no-store"
             assert f'src="{script}"' in await r.text()
-    for name in ("desk.js", "console.js", "desklink.js", "deskui.js", "desk.css"):
+    for name in ("desk.js", "console.js", "desklink.js", "deskui.js", "languages.js", "desk.css"):
         async with http.get(f"{hub.url}/static/{name}") as r:
             assert r.status == 200, name
     # deeper paths are not pages

@@ -1,6 +1,7 @@
 // The call page: a join link (/join/<code> or /?invite=) or an access token (/?token= or
 // pasted) -> pre-join (name, languages, devices with a preview) -> the call.
 import { CommHub } from "/static/commhub.js";
+import { base, browserLang, fillLangs, langs, loadLanguages, readNote, shortName, speakNote } from "/static/languages.js";
 import { pickLanguage, translator } from "/static/strings.js";
 
 const UI = pickLanguage();
@@ -28,7 +29,6 @@ function toParent(kind, detail = {}) {
 
 const app = {
   hub: null, token: null, invite: null, claims: {}, room: "",
-  langs: { languages: [], pairs: [], loaded: false },
   pre: { mic: flag("mic", true), cam: flag("cam", flag("video", true)), micId: "", camId: "", stream: null },
   local: { audio: null, video: null }, micMuted: false,
   tiles: new Map(), // participant id ("me" for us) -> tile
@@ -57,23 +57,6 @@ function reasonText(reason) {
   const key = "reason." + reason.code;
   const s = t(key);
   return s === key ? t("reason.unknown", { code: reason.code }) : s;
-}
-
-const displayNames = (() => { try { return new Intl.DisplayNames([UI], { type: "language" }); } catch { return null; } })();
-const base = (code) => String(code || "").toLowerCase().split("-")[0];
-
-function langName(code) {
-  const entry = app.langs.languages.find((l) => l.code === code);
-  let local = code;
-  try { local = (displayNames && displayNames.of(code)) || entry?.name || code; } catch { local = entry?.name || code; }
-  const native = entry?.native;
-  return native && native !== local ? `${local} · ${native}` : local;
-}
-const shortName = (code) => { try { return (displayNames && displayNames.of(code)) || code; } catch { return code; } };
-
-function hasPair(from, to) {
-  if (base(from) === base(to)) return true;
-  return app.langs.pairs.some((p) => base(p.from) === base(from) && base(p.to) === base(to));
 }
 
 // -- screens --------------------------------------------------------------------------------
@@ -181,57 +164,11 @@ async function openInvite(code) {
 
 // -- pre-join -------------------------------------------------------------------------------
 
-async function loadLanguages() {
-  if (app.langs.loaded) return;
-  try {
-    const r = await fetch("/v1/languages", { cache: "no-store" });
-    if (!r.ok) throw new Error(String(r.status));
-    const body = await r.json();
-    app.langs = { languages: body.languages || [], pairs: body.pairs || [], loaded: true };
-  } catch {
-    // an older hub: offer the two languages every hub speaks, marked as unknown
-    app.langs = { languages: [{ code: "ko", captions: true }, { code: "en", captions: true }], pairs: [], loaded: true, unknown: true };
-  }
-}
-
-function browserLang() {
-  for (const l of navigator.languages || []) {
-    const b = base(l);
-    if (app.langs.languages.some((x) => base(x.code) === b)) return app.langs.languages.find((x) => base(x.code) === b).code;
-  }
-  return app.langs.languages[0]?.code || "en";
-}
-
-// Fill a language list; `note(code)` says what is missing for that choice, before it is made.
-function fillLangs(select, chosen, note) {
-  const codes = app.langs.languages.map((l) => l.code);
-  if (chosen && !codes.includes(chosen)) codes.push(chosen);
-  select.replaceChildren(...codes.map((code) => {
-    const why = note(code);
-    const o = el("option", { value: code, textContent: langName(code) + (why ? ` (${why})` : "") });
-    if (why) o.dataset.missing = why;
-    return o;
-  }));
-  if (chosen) select.value = chosen;
-}
-
-function speakNote(code) {
-  const entry = app.langs.languages.find((l) => l.code === code);
-  return entry && entry.captions === false ? t("lang.no_captions") : "";
-}
-
-// A read language is marked when what the others (or, before joining, I) speak cannot reach it.
-function readNote(code, speakers) {
-  const missing = speakers.filter((s) => !hasPair(s, code));
-  if (!missing.length || app.langs.unknown) return "";
-  return t("lang.no_translation", { lang: missing.map(shortName).join(", ") });
-}
-
 function refreshLangNotes() {
   const speak = $("speak-select").value;
   fillLangs($("read-select"), $("read-select").value, (c) => readNote(c, [speak]));
   const s = $("speak-select").selectedOptions[0], r = $("read-select").selectedOptions[0];
-  $("lang-note").textContent = [s?.dataset.missing && `${shortName(speak)}: ${s.dataset.missing}`, r?.dataset.missing && `${shortName(r.value)}: ${r.dataset.missing}`].filter(Boolean).join(" · ") || (app.langs.unknown ? t("lang.unknown") : "");
+  $("lang-note").textContent = [s?.dataset.missing && `${shortName(speak)}: ${s.dataset.missing}`, r?.dataset.missing && `${shortName(r.value)}: ${r.dataset.missing}`].filter(Boolean).join(" · ") || (langs.unknown ? t("lang.unknown") : "");
 }
 
 async function prejoin({ name = "", speak, read }, enabled = true) {

@@ -3,8 +3,8 @@
 // it. No account: the desk's public link mints the visitor token (POST /v1/desks/D/visit).
 import { DeskLink } from "/static/desklink.js";
 import {
-  $, PROCESSING, applyStrings, browserLang, el, fillLangs, hasPair, langs, loadLanguages,
-  openCall, reasonText, shortName, show, showError, showState, speakNote, t, waitText, whenText,
+  $, PROCESSING, applyStrings, browserLang, el, fillLangs, langs, loadLanguages, openCall,
+  readNote, reasonText, shortName, show, showError, showState, speakNote, t, waitText, whenText,
 } from "/static/deskui.js";
 
 const SCREENS = ["loading", "prejoin", "queue", "unavailable", "session", "ended"];
@@ -50,14 +50,9 @@ function renderDesk(d) {
   $("desk-closed-message").hidden = !d.message;
 }
 
-function readNote(code, speak) {
-  if (hasPair(speak, code) || langs.unknown) return "";
-  return t("lang.no_translation", { lang: shortName(speak) });
-}
-
 function refreshLangNotes() {
   const speak = $("speak-select").value;
-  fillLangs($("read-select"), $("read-select").value, (c) => readNote(c, speak), page.desk?.languages || []);
+  fillLangs($("read-select"), $("read-select").value, (c) => readNote(c, [speak]), page.desk?.languages || []);
   const s = $("speak-select").selectedOptions[0], r = $("read-select").selectedOptions[0];
   $("lang-note").textContent = [s?.dataset.missing && `${shortName(speak)}: ${s.dataset.missing}`, r?.dataset.missing && `${shortName(r.value)}: ${r.dataset.missing}`].filter(Boolean).join(" · ");
 }

@@ -60,61 +60,9 @@ export function whenText(unix) {
   return new Intl.DateTimeFormat(UI, opts).format(d);
 }
 
-// -- languages (GET /v1/languages) -----------------------------------------------------------
+// -- languages: the call page's pickers, shared -------------------------------------------------
 
-export const langs = { languages: [], pairs: [], unknown: false };
-const displayNames = (() => { try { return new Intl.DisplayNames([UI], { type: "language" }); } catch { return null; } })();
-export const base = (code) => String(code || "").toLowerCase().split("-")[0];
-
-export async function loadLanguages() {
-  try {
-    const r = await fetch("/v1/languages", { cache: "no-store" });
-    if (!r.ok) throw new Error(String(r.status));
-    const body = await r.json();
-    Object.assign(langs, { languages: body.languages || [], pairs: body.pairs || [], unknown: false });
-  } catch {
-    Object.assign(langs, { languages: [{ code: "ko", captions: true }, { code: "en", captions: true }], pairs: [], unknown: true });
-  }
-}
-
-export function shortName(code) { try { return (displayNames && displayNames.of(code)) || code; } catch { return code; } }
-
-export function langName(code) {
-  const entry = langs.languages.find((l) => l.code === code);
-  const local = shortName(code);
-  return entry?.native && entry.native !== local ? `${local} · ${entry.native}` : local;
-}
-
-export function hasPair(from, to) {
-  if (base(from) === base(to)) return true;
-  return langs.pairs.some((p) => base(p.from) === base(from) && base(p.to) === base(to));
-}
-
-export function browserLang(offered) {
-  for (const l of navigator.languages || []) {
-    const hit = offered.find((c) => base(c) === base(l));
-    if (hit) return hit;
-  }
-  return offered[0] || "en";
-}
-
-/** Fill a language list: `first` codes on top; `note(code)` says what a choice lacks. */
-export function fillLangs(select, chosen, note = () => "", first = []) {
-  const codes = [...new Set([...first, ...langs.languages.map((l) => l.code)])];
-  if (chosen && !codes.includes(chosen)) codes.push(chosen);
-  select.replaceChildren(...codes.map((code) => {
-    const why = note(code);
-    const o = el("option", { value: code, textContent: langName(code) + (why ? ` (${why})` : "") });
-    if (why) o.dataset.missing = why;
-    return o;
-  }));
-  if (chosen) select.value = chosen;
-}
-
-export function speakNote(code) {
-  const entry = langs.languages.find((l) => l.code === code);
-  return entry && entry.captions === false ? t("lang.no_captions") : "";
-}
+export { base, browserLang, fillLangs, hasPair, langName, langs, loadLanguages, readNote, shortName, speakNote } from "/static/languages.js";
 
 // -- the connection pill ----------------------------------------------------------------------
 
