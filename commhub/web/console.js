@@ -29,9 +29,11 @@ function decodeClaims(token) {
   } catch { return {}; }
 }
 
+// The tab's title counts who waits: an agent on another tab sees the queue grow.
 function setTitle(title) {
   $("desk-title").textContent = title ? `${title} · ${t("console.page")}` : t("console.page");
-  document.title = `${title || t("console.page")} · commhub`;
+  const waiting = page.state?.queue.length || 0;
+  document.title = `${waiting ? `(${waiting}) ` : ""}${title || t("console.page")} · commhub`;
 }
 
 // -- signing in ----------------------------------------------------------------------------
@@ -61,6 +63,7 @@ function signIn(token) {
   setTitle(claims.desk.name);
   show(SCREENS, "console");
   renderIdle();
+  page.status = sessionStorage.getItem(KEY + ".status") || "available";
   const link = new DeskLink({ token, status: page.status });
   page.link = window.desklink = link;
   link.addEventListener("state", (e) => onState(link, e.detail));
@@ -76,6 +79,7 @@ function onState(link, s) {
   closeCall();
   page.session = null;
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY + ".status");
   landing(s.reason?.code === "left" ? "" : reasonText(s.reason));
 }
 
@@ -101,6 +105,7 @@ for (const radio of document.querySelectorAll('input[name="status"]')) {
 
 function renderStatus(status) {
   page.status = status;
+  sessionStorage.setItem(KEY + ".status", status); // a reload signs in as it was
   if (page.link) page.link.status = status;
   for (const r of document.querySelectorAll('input[name="status"]')) r.checked = r.value === status;
   document.body.dataset.status = status;

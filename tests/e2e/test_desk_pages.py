@@ -118,6 +118,7 @@ async def test_visitor_waits_and_an_agent_takes_them_into_a_call(
         token = agent_token("support", "agent-minji", ["en", "ko"], name="Minji")
         console = await browser.page(f"{hub.url}/desk/support/console?processing=off#token={token}")
         await console.wait_for_selector("#queue-list li.visitor >> nth=1", timeout=30000)
+        assert (await console.title()).startswith("(2) Support centre for foreigners")
         assert token not in console.url  # the token left the address bar
         assert await console.text_content("#conn") == "Desk: Connected"
         rows = await console.locator("#queue-list li.visitor").all_inner_texts()
@@ -361,6 +362,11 @@ async def test_an_agent_adds_a_colleague_invites_an_interpreter_and_transfers(
         # Minji steps away: the desk's agents see it, and her console says what it means.
         await minji.get_by_role("radio", name="Away").check()
         await minji.wait_for_selector("#idle-text:has-text('You are away')")
+        await jiho.wait_for_selector("#agents-list li:has-text('Minji · Away')")
+        # a reload of her console signs her back in as she was: away
+        await minji.reload()
+        await minji.wait_for_selector("#conn[data-state='connected']", timeout=30000)
+        assert await minji.get_by_role("radio", name="Away").is_checked()
         await jiho.wait_for_selector("#agents-list li:has-text('Minji · Away')")
         await jiho.screenshot(path=shots / "desk-console-transferred-desktop.png")
         for p in (minji, jiho):
