@@ -97,7 +97,7 @@ $("visit-form").addEventListener("submit", async (e) => {
     const r = await fetch(`/v1/desks/${encodeURIComponent(DESK)}/visit`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     const answer = await r.json().catch(() => ({}));
     if (r.status === 409 && (answer.error === "desk_closed" || answer.error === "desk_full")) {
-      unavailable({ reason: answer.error === "desk_closed" ? "closed" : "full", message: answer.message, opens_at: answer.opens_at });
+      unavailable({ reason: answer.error === "desk_closed" ? "closed" : "full", message: answer.message, opens_at: answer.opens_at, estimated_wait: answer.estimated_wait });
       return;
     }
     if (!r.ok) throw { code: answer.error || "http_" + r.status, message: answer.message };
@@ -190,7 +190,8 @@ function unavailable(msg) {
   const titles = { closed: "unavailable.closed", full: "unavailable.full", deleted: "unavailable.deleted" };
   $("unavailable-title").textContent = t(titles[msg.reason] || "unavailable.closed");
   $("unavailable-message").textContent = msg.reason === "full" ? t("unavailable.full_text") : msg.message || "";
-  $("unavailable-opens").textContent = msg.opens_at ? t("unavailable.opens", { when: whenText(msg.opens_at) }) : "";
+  const wait = msg.estimated_wait !== null && msg.estimated_wait !== undefined ? t("desk.wait_now", { wait: waitText(msg.estimated_wait) }) : "";
+  $("unavailable-opens").textContent = msg.opens_at ? t("unavailable.opens", { when: whenText(msg.opens_at) }) : wait;
   $("retry").hidden = msg.reason === "deleted";
   $("retry").focus();
 }
