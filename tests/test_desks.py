@@ -4,6 +4,7 @@ privacy, full and closed desks, an agent lost mid-session."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
@@ -479,3 +480,24 @@ async def test_the_console_says_whether_captions_and_translation_bridge_the_pair
     minho = next(e for e in state["queue"] if e["name"] == "Minho")
     assert minho["translate"]["ko"] == (("ko", "en") in pairs)
     assert minho["translate"]["en"] == (("ko", "en") in pairs)
+
+
+async def test_the_estimate_follows_recent_handling_times(
+    start_hub: StartHub, http: aiohttp.ClientSession
+) -> None:
+    hub = await start(start_hub)
+    await make_desk(hub, http, "support", assign="manual")
+    kim, _ = await agent(hub, "support", "agent-kim", ["en"])
+    ana, _ = await visitor(hub, http, "support", "Ana", "es")
+    _, w = await visitor(hub, http, "support", "Bob", "en")
+    carol, w3 = await visitor(hub, http, "support", "Carol", "en")
+    assert (w["estimated_wait"], w3["estimated_wait"]) == (600.0, 900.0)  # the default, 300 s
+    taken = await kim.request({"type": "desk_take"})
+    await asyncio.sleep(0.5)
+    await kim.request({"type": "desk_end", "session": taken["session"], "outcome": "no_show"})
+    update = await carol.expect("desk_waiting", position=2, timeout=10)
+    while update["estimated_wait"] == 600.0:  # moved up first, then the estimate follows
+        update = await carol.expect("desk_waiting", position=2, timeout=10)
+    assert 0.5 * 2 <= update["estimated_wait"] < 60  # 2 x the one session's 0.5+ s
+    assert await metric(hub.url, "commhub_desk_agents", desk="support", status="available") == 1
+    del ana
