@@ -45,6 +45,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "commhub/catalog.json",
         "commhub/web/index.html",
         "commhub/web/commhub.js",
+        "commhub/web/desk.html",
+        "commhub/web/console.html",
         "commhub/store/migrations/env.py",
         "commhub/store/migrations/script.py.mako",
         "commhub/store/migrations/versions/0001_initial.py",
