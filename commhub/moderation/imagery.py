@@ -15,8 +15,8 @@ key frame that finds it full waits (one per track) and is dropped after an inter
 A frame with a blocked label (`imagery_labels`) at or above `imagery_threshold` stops
 its track at once (`Media.suppress(..., reason="imagery")`: the room sees the track
 muted), the publisher and the room's moderators get `track_blocked`, and the frame is
-kept blurred as evidence (`evidence_frames(room, identity)`). The block holds until a
-moderator releases it (`Media.release(..., reason="imagery")`) or the track ends.
+kept blurred as evidence (`evidence_frames(room, identity)`). The block holds until it is
+released (`Media.release(..., reason="imagery")`) or the publisher leaves the room.
 """
 
 from __future__ import annotations
