@@ -54,7 +54,8 @@ class Settings:
     ice_host_addresses: list[str] = field(default_factory=list)
     udp_port_min: int = 0
     udp_port_max: int = 0
-    room_mode: str = "auto"  # auto (p2p for two p2p-capable clients, else sfu), sfu, p2p
+    # auto: p2p for two p2p-capable clients, else sfu (always sfu while imagery is on); sfu; p2p
+    room_mode: str = "auto"
     audio_jitter_prefetch: int = 2  # audio packets (20 ms each) held before playout; aiortc: 4
     media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
@@ -104,7 +105,7 @@ class Settings:
     moderation_score: float = 0.9  # alt-profanity-check (en) threshold; 0: the model is off
     moderation_wordlist: str = ""  # the operator's list file for every room (empty: none)
     # -- imagery: sample published video, block tracks the detector flags --
-    imagery: bool = False  # sample and classify every video track relayed by the hub
+    imagery: bool = True  # sample and classify every video track relayed by the hub
     imagery_interval: float = 3.0  # seconds between samples of one track (a key frame each)
     imagery_labels: list[str] = field(default_factory=_explicit_labels)
     imagery_threshold: float = 0.5  # a blocked label's detector score that blocks the track

@@ -70,6 +70,7 @@ def serve(port: int, relay: str) -> None:
             "ice_host_addresses": list(LOOP),
             "captions": False,
             "translation": False,
+            "imagery": False,  # the relay alone (bench_imagery.py measures the sampling)
             "room_capacity": 100,
             "media_stall_timeout": 30.0,
             "data_dir": Path(tempfile.gettempdir()) / "commhub-bench-media",

@@ -40,9 +40,12 @@ def run_cli(
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    # every message a test hub sends is checked against its schema (tests/hubproc.py too)
+    # every message a test hub sends is checked against its schema (tests/hubproc.py too);
+    # imagery (on by default) is off unless a test asks: loading its detector costs every hub
+    # a second, and with it on `auto` rooms never go p2p (tests/test_config.py checks both)
     return Settings.load(
-        {"data_dir": tmp_path / "data", "secret": SECRET, "check_outgoing": True}, env={}
+        {"data_dir": tmp_path / "data", "secret": SECRET, "check_outgoing": True, "imagery": False},
+        env={},
     )
 
 

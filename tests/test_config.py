@@ -13,6 +13,9 @@ from tests.conftest import run_cli
 def test_defaults() -> None:
     s = Settings.load(env={})
     assert (s.host, s.port, s.max_message_bytes) == ("127.0.0.1", 8080, 65536)
+    # offensive imagery is blocked automatically; `auto` rooms then stay relayed (sfu)
+    assert (s.imagery, s.room_mode) == (True, "auto")
+    assert Settings.load(env={"COMMHUB_IMAGERY": "false"}).imagery is False
 
 
 def test_environment_and_overrides() -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import cv2
 import numpy as np
 import pytest
@@ -22,9 +23,10 @@ from commhub.media.forward import Publication
 from commhub.moderation.imagery import IMAGERY, ImageryModerator
 from commhub.moderation.labels import EXPLICIT_LABELS, NUDENET_LABELS
 from commhub.sdk import RoomClient
-from tests.conftest import Running, StartHub, run_cli
+from tests.conftest import SECRET, Running, StartHub, run_cli
+from tests.helpers.hubproc import HubProcess
 from tests.helpers.media import Clients, PatternTrack, PictureTrack, carries_pattern, media_settings
-from tests.helpers.metrics import metric
+from tests.helpers.metrics import metric, samples
 from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -117,6 +119,50 @@ def test_serve_refuses_an_unknown_label(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "COMMHUB_IMAGERY_LABELS" in proc.stderr and "NAKED" in proc.stderr
     assert "FACE_FEMALE" in proc.stderr  # the known labels are listed
+
+
+async def test_on_by_default_and_auto_rooms_stay_relayed(start_hub: StartHub) -> None:
+    """The code of ethics: offensive imagery is blocked automatically, so imagery is on by
+    default, and `auto` keeps a two-party room in sfu (the hub must see the video)."""
+    defaults = Settings()
+    assert defaults.imagery is True and defaults.room_mode == "auto"
+    assert Settings.load(env={}).imagery is True
+    hub = await start_hub(**imagery_settings(imagery=defaults.imagery, room_mode="auto"))
+    cs = Clients(hub)
+    try:
+        bob = await cs.join("bob", p2p=True)
+        await bob.negotiate()
+        alice = await cs.join("alice", p2p=True)
+        blocked = alice.expect("track_blocked", timeout=60)
+        await alice.publish(PictureTrack(astronaut()))
+        # the camera passes the hub, which samples it: the face is caught
+        assert (await blocked)["label"] == "FACE_FEMALE"
+        assert hub.hub.media.mode("lobby") == "sfu"
+        assert alice.mode == bob.mode == "sfu"
+        modes = alice.received("media_mode") + bob.received("media_mode")
+        assert modes and all(m["mode"] == "sfu" for m in modes)
+        # an operator's explicit p2p opts out: the pair goes direct
+        await hub.hub.media.set_mode("lobby", "p2p")
+        await wait_for(lambda: alice.mode == bob.mode == "p2p", what="p2p on request")
+    finally:
+        await cs.close()
+
+
+async def test_serve_with_default_settings_loads_the_detector_and_is_ready(
+    tmp_path: Path,
+) -> None:
+    """`commhub serve` as ./scripts/serve starts it: the detector loads (on its worker,
+    before the hub listens) and /readyz answers."""
+    hub = HubProcess(tmp_path / "data", 0, {"COMMHUB_SECRET": SECRET})
+    await hub.start(timeout=120)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(f"{hub.url}/readyz") as resp:
+            assert resp.status == 200 and (await resp.json())["status"] == "ready"
+        assert "imagery moderation on" in hub.log()
+        assert await samples(hub.url, "commhub_imagery_tracks") == {"commhub_imagery_tracks{}": 0}
+        assert await hub.stop() == 0
+    finally:
+        await hub.close()
 
 
 async def test_flagged_track_stops_and_is_reported(

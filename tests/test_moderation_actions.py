@@ -415,7 +415,8 @@ async def test_a_report_carries_the_imagery_filters_evidence_frames(
 
 
 async def test_a_room_with_a_muted_participant_stays_relayed(start_hub: StartHub) -> None:
-    hub = await start_hub(**LIGHT)  # room_mode auto: two p2p-capable clients go p2p
+    # room_mode auto, imagery off: two p2p-capable clients go p2p
+    hub = await start_hub(imagery=False, **LIGHT)
     media = hub.server.app[MEDIA]
     p2p = {"capabilities": {"p2p": True}}
     mod = await hub.client("town", "mod", grants=MOD)

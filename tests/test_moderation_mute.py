@@ -42,7 +42,7 @@ async def pair(
 ) -> AsyncIterator[Pair]:
     hub = await start_hub(
         ice_host_addresses=list(LOOPBACK), captions=False, translation=False, moderation=False,
-        room_mode=request.param, media_stall_timeout=5.0,
+        imagery=False, room_mode=request.param, media_stall_timeout=5.0,  # auto may go p2p
     )  # fmt: skip
     p = Pair(hub.url, hub.token)
     yield p

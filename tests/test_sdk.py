@@ -44,7 +44,7 @@ async def party(
     mode = getattr(request, "param", "auto")
     hub = await start_hub(
         ice_host_addresses=list(LOOPBACK), captions=False, translation=False,
-        room_mode=mode, media_stall_timeout=2.0,
+        imagery=False, room_mode=mode, media_stall_timeout=2.0,  # imagery keeps auto in sfu
     )  # fmt: skip
     p = Party(hub)
     yield p

@@ -31,6 +31,7 @@ HUB_ENV = {
     "COMMHUB_ICE_HOST_ADDRESSES": json.dumps(list(LOOPBACK)),
     "COMMHUB_CAPTIONS": "false",
     "COMMHUB_TRANSLATION": "false",
+    "COMMHUB_IMAGERY": "false",  # on, it keeps the pair in sfu; these tests restart a p2p pair
 }
 
 
@@ -147,7 +148,9 @@ async def test_clients_come_back_after_a_hub_restart(hub_process: HubProcess, ho
 
 
 async def test_a_dropped_socket_rejoins_the_same_room(no_leaks: None, start_hub: StartHub) -> None:
-    hub = await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+    hub = await start_hub(
+        ice_host_addresses=list(LOOPBACK), captions=False, translation=False, imagery=False
+    )
     a = sdk(hub.url, "alice", backoff=(1.0, 2.0))
     b = sdk(hub.url, "bob")
     ears = {"a": Ears(a), "b": Ears(b)}

@@ -589,6 +589,10 @@ class Media:
         room = self.members.get(room_name)
         ids = sorted(room.participants) if room else []
         choice = rm.override or self.settings.room_mode
+        if choice == "auto" and self.settings.imagery:
+            # Video on a direct connection never reaches the hub, which must see it to
+            # moderate it: only an operator's explicit p2p opts out.
+            choice = "sfu"
         # A direct connection sends and receives media: both sides need both grants,
         # whatever the room's mode says.
         if (

@@ -56,7 +56,10 @@ async def browser(speech: Path) -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def media_hub(start_hub: StartHub) -> Running:
-    return await start_hub(ice_host_addresses=list(LOOPBACK), captions=False, translation=False)
+    # imagery off: `auto` then puts a pair p2p (with it on, every room stays sfu)
+    return await start_hub(
+        ice_host_addresses=list(LOOPBACK), captions=False, translation=False, imagery=False
+    )
 
 
 def page_url(base: str, token: str, **query: str) -> str:
@@ -193,6 +196,7 @@ async def hub_process(tmp_path: Path) -> AsyncIterator[HubProcess]:
         "COMMHUB_ICE_HOST_ADDRESSES": '["127.0.0.1"]',
         "COMMHUB_CAPTIONS": "off",
         "COMMHUB_TRANSLATION": "off",
+        "COMMHUB_IMAGERY": "off",  # the pages pair up p2p (imagery would keep them on sfu)
     }
     hub = HubProcess(tmp_path / "data", free_port(), env)
     await hub.start()

@@ -25,8 +25,12 @@ LOOPBACK = ("127.0.0.1",)
 
 
 def media_settings(**extra: Any) -> dict[str, Any]:
-    """A hub for media tests: ICE on loopback, no captions or translation (unless asked)."""
-    return {"ice_host_addresses": list(LOOPBACK), "captions": False, "translation": False, **extra}
+    """A hub for media tests: ICE on loopback, no captions, translation or imagery (unless
+    asked; with imagery on, `auto` rooms never go p2p)."""
+    return {
+        "ice_host_addresses": list(LOOPBACK), "captions": False, "translation": False,
+        "imagery": False, **extra,
+    }  # fmt: skip
 
 
 def resample(x: np.ndarray, src: int, dst: int) -> np.ndarray:
