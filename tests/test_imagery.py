@@ -218,6 +218,63 @@ async def test_flagged_track_stops_and_is_reported(
     assert await metric(hub.url, "commhub_imagery_classify_seconds_count") >= 1
 
 
+async def test_a_moderator_lifts_an_imagery_block(clients: tuple[Running, Clients]) -> None:
+    hub, cs = clients
+    bob = await cs.join("bob")
+    await bob.negotiate()
+    mod = await cs.join("mod", grants=MODERATOR)
+    await mod.negotiate()
+    alice = await cs.join("alice")
+    blocked = mod.expect("track_blocked", timeout=60)
+    await alice.publish(PictureTrack(astronaut()))
+    track = (await blocked)["track"]
+    pub = video_of(hub, alice)
+    assert pub.suppressed == {"imagery"}
+
+    # Not the moderator's mute: audio has nothing to lift, and bob cannot lift it.
+    wait = mod.expect("error", ref="u0", timeout=20)
+    await mod.send({"type": "moderate", "id": "u0", "action": "unmute",
+                    "participant": alice.pid, "kind": "audio"})  # fmt: skip
+    assert (await wait)["code"] == "wrong_state"
+    wait = bob.expect("error", ref="u1", timeout=20)
+    await bob.send({"type": "moderate", "id": "u1", "action": "unmute",
+                    "participant": alice.pid, "kind": "video"})  # fmt: skip
+    assert (await wait)["code"] == "forbidden"
+    assert pub.suppressed == {"imagery"}
+
+    # The moderator's unmute of video lifts it; the room, alice included, is told.
+    told_alice = alice.expect("moderation_action", timeout=20)
+    told_bob = bob.expect("moderation_action", timeout=20)
+    unmuted = bob.expect("track", timeout=20, state="updated")
+    ack = mod.expect("moderation_action", ref="u2", timeout=20)
+    await mod.send({"type": "moderate", "id": "u2", "action": "unmute",
+                    "participant": alice.pid, "kind": "video"})  # fmt: skip
+    done = await ack
+    assert done["by"]["identity"] == "mod"
+    for m in (done, await told_alice, await told_bob):
+        assert (m["action"], m["kind"], m["participant"]["id"]) == ("unmute", "video", alice.pid)
+    update = await unmuted
+    assert update["track"]["id"] == track["id"] and update["track"]["muted"] is False
+    assert hub.hub.media.suppressions("lobby", alice.pid) == []
+
+    # The picture flows to bob again, and the filter does not block it anew (it was judged).
+    slot = slot_of(hub, bob)
+    before = slot.track.forwarded
+    sampled = await metric(hub.url, "commhub_imagery_frames_sampled_total")
+    await asyncio.sleep(3.5)  # more than three sampling intervals
+    assert slot.track.forwarded > before + 5
+    assert not pub.suppressed
+    assert await metric(hub.url, "commhub_imagery_frames_flagged_total") == 1
+    assert await metric(hub.url, "commhub_imagery_frames_sampled_total") == sampled
+    assert len(alice.received("track_blocked")) == 1
+
+    # Nothing is blocked any more: a second unmute has nothing to lift.
+    wait = mod.expect("error", ref="u3", timeout=20)
+    await mod.send({"type": "moderate", "id": "u3", "action": "unmute",
+                    "participant": alice.pid, "kind": "video"})  # fmt: skip
+    assert (await wait)["code"] == "wrong_state"
+
+
 async def test_clean_video_keeps_flowing(clients: tuple[Running, Clients]) -> None:
     hub, cs = clients
     bob = await cs.join("bob")

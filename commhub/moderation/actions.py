@@ -35,6 +35,7 @@ REASONS = (
 ACTIONS = ("mute", "unmute", "remove", "ban", "unban", "lift_strike")
 KINDS = ("audio", "video")
 MODERATOR = "moderator"  # the reason a moderator's mute suppresses a track under
+IMAGERY = "imagery"  # the reason the imagery filter blocks a track under (unmute lifts it)
 _MUTES_PER_ROOM = 256  # identities a room remembers as muted (oldest forgotten first)
 _MUTED_ROOMS = 10000  # rooms that remember muted identities (least recently used forgotten)
 _LIMITED_IDENTITIES = 10000  # reporters whose recent reports are counted (oldest forgotten)
@@ -92,6 +93,8 @@ class MediaControl(Protocol):
         kind: str | None = None,
         reason: str | None = None,
     ) -> list[dict[str, Any]]: ...
+
+    def suppressions(self, room_name: str, participant_id: str) -> list[dict[str, Any]]: ...
 
 
 StrikeLift = Callable[[str, str], Any]  # strikes.lift(room, identity): a strike-mute ends
@@ -274,17 +277,22 @@ class Actions:
         reason: str | None,
         ref: str | None = None,
     ) -> None:
+        """Undo a moderator's mute of `kinds`; for video, also lift the imagery filter's
+        blocks of the target's tracks (a moderator judged the picture)."""
         muted: set[str] = self._mutes.get(room, OrderedDict()).get(target.identity, set())
-        if not muted & set(kinds):
+        blocked = self._imagery_blocks(room, target) if "video" in kinds else []
+        if not muted & set(kinds) and not blocked:
             raise ProtocolError(
                 ErrorCode.WRONG_STATE, f"{target.id} is not muted ({'/'.join(kinds)})", ref
             )
         muted.difference_update(kinds)
         if not muted:
-            self._mutes[room].pop(target.identity, None)
+            self._mutes.get(room, OrderedDict()).pop(target.identity, None)
         if self.media is not None:
             for kind in kinds:
                 await self.media.release(room, target.id, kind=kind, reason=MODERATOR)
+            for track_id in blocked:
+                await self.media.release(room, target.id, track_id=track_id, reason=IMAGERY)
         one = kinds[0] if len(kinds) == 1 else None
         await self._announce(room, "unmute", target.ref(), by, kind=one, reason=reason, ref=ref)
 
@@ -417,6 +425,13 @@ class Actions:
         where a mute holds, now (a p2p room moves) and when it gets down to two (it would
         go p2p). It stays so while the room lasts, or until an administrator says."""
         await media.set_mode(room, "sfu")
+
+    def _imagery_blocks(self, room: str, target: Participant) -> list[str]:
+        """The ids of the target's tracks the imagery filter blocked (video only)."""
+        if self.media is None:
+            return []
+        rules = self.media.suppressions(room, target.id)
+        return [r["track_id"] for r in rules if r["reason"] == IMAGERY and r["track_id"]]
 
     def _need_store(self, ref: str | None) -> ReportStore:
         if self.store is None:

@@ -16,7 +16,9 @@ A frame with a blocked label (`imagery_labels`) at or above `imagery_threshold` 
 its track at once (`Media.suppress(..., reason="imagery")`: the room sees the track
 muted), the publisher and the room's moderators get `track_blocked`, and the frame is
 kept blurred as evidence (`evidence_frames(room, identity)`). The block holds until it is
-released (`Media.release(..., reason="imagery")`) or the publisher leaves the room.
+released (`Media.release(..., reason="imagery")`, which a moderator's `moderate unmute` of
+video does) or the publisher leaves the room. A lifted track is not sampled again while it
+lasts: someone judged its picture, and re-blocking it at the next sample would undo that.
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ class Sampled:
     due: float = 0.0  # when the next sample is wanted
     last: float = 0.0  # when the last sample was taken (fairness under the budget)
     busy: bool = False  # a sample of it is on the worker
+    blocked: bool = False  # this filter blocked it
+    cleared: bool = False  # its block was lifted: not sampled again
 
 
 @dataclass
@@ -217,7 +221,9 @@ class ImageryModerator:
                 self.metrics.tracks.set(len(self.tracks))
         # The track sampled longest ago goes first, so that under the budget all share.
         for t in sorted(self.tracks.values(), key=lambda t: t.last):
-            if t.busy or t.pub.muted or t.pub.suppressed:
+            if t.blocked and REASON not in t.pub.suppressed:
+                t.cleared = True  # lifted (a moderator, the operator): its picture was judged
+            if t.busy or t.cleared or t.pub.muted or t.pub.suppressed:
                 t.grab.armed = False  # nothing of it is forwarded: nothing to look at
                 continue
             frame = t.grab.frame
@@ -312,6 +318,7 @@ class ImageryModerator:
         if t.pub.ended:
             return
         self.metrics.flagged.labels(verdict.label).inc()
+        t.blocked = True
         await self.media.suppress(t.room, t.owner.id, track_id=t.pub.track_id, reason=REASON)
         if verdict.evidence is not None:
             self.evidence.add(verdict.evidence)
