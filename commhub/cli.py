@@ -56,7 +56,11 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
 
 def _api_args(p: argparse.ArgumentParser) -> None:
     _settings_args(p)
-    p.add_argument("--url", help="the hub (default: http://COMMHUB_HOST:COMMHUB_PORT)")
+    p.add_argument(
+        "--base-url", help="the hub's address (default: http://COMMHUB_HOST:COMMHUB_PORT)"
+    )
+    # the flag's earlier name, still accepted: one name for the hub's address in every command
+    p.add_argument("--url", dest="base_url", help=argparse.SUPPRESS)
     p.add_argument("--token", help="an access token (default: COMMHUB_TOKEN, else minted)")
 
 
@@ -407,7 +411,7 @@ def api_call(
         bearer = auth.issue(
             secret, room=room, identity="cli", grants=["admin"], ttl=60, issuer=settings.issuer
         )
-    url = (args.url or base_url(settings)).rstrip("/") + path
+    url = (args.base_url or base_url(settings)).rstrip("/") + path
     request = urllib.request.Request(
         url, method=method, headers={"Authorization": f"Bearer {bearer}"}
     )
@@ -477,7 +481,7 @@ def erase(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _unreachable(command: str, args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
-    where = args.url or base_url(settings)
+    where = args.base_url or base_url(settings)
     reason = getattr(exc, "reason", exc)
     print(f"commhub {command}: cannot reach the hub at {where}: {reason}", file=sys.stderr)
     return 1

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 from pathlib import Path
 
+from commhub import cli
 from tests.conftest import run_cli
 from tests.helpers.audio import librivox, word_errors
 
@@ -70,3 +72,29 @@ def test_transcribe_unknown_language_says_how_to_fix(tmp_path: Path) -> None:
     proc = commhub("transcribe", str(wav), "--lang", "sw", models=tmp_path)
     assert proc.returncode == 1
     assert "commhub models install" in proc.stderr
+
+
+def _commands(p: argparse.ArgumentParser, name: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)command's parser by its words, e.g. "reports list"."""
+    found = {name: p}
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for word, child in action.choices.items():
+                found.update(_commands(child, f"{name} {word}".strip()))
+    return found
+
+
+def test_one_flag_names_the_hubs_address() -> None:
+    commands = _commands(cli.parser())
+    calls_the_hub = ["transcript", "erase", "reports list", "reports show", "reports resolve",
+                     "bans list", "bans add", "bans lift", "invite"]  # fmt: skip
+    for words in calls_the_hub:
+        flags = {f for a in commands[words]._actions for f in a.option_strings}
+        assert "--base-url" in flags, words
+    for words, p in commands.items():
+        assert "--url" not in p.format_help(), f"commhub {words} --help shows --url"
+    # the earlier name of transcript's and erase's flag still works, as --base-url
+    args = cli.parser().parse_args(["transcript", "desk", "--url", "http://127.0.0.1:9"])
+    assert args.base_url == "http://127.0.0.1:9"
+    args = cli.parser().parse_args(["erase", "alice", "--base-url", "http://127.0.0.1:9"])
+    assert args.base_url == "http://127.0.0.1:9"

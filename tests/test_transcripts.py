@@ -225,7 +225,7 @@ async def test_a_recorded_call_exports_what_was_said(
     assert text[-1].endswith(f"] Carlos: {QUESTION}")
     token = auth.issue(SECRET, room="desk", identity="minji", grants=["transcript"])
     done = await asyncio.to_thread(
-        run_cli, "transcript", "desk", "--url", hub.url, "--token", token, "--format", "txt"
+        run_cli, "transcript", "desk", "--base-url", hub.url, "--token", token, "--format", "txt"
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == body
@@ -470,7 +470,7 @@ async def test_erasing_an_identity_removes_its_data_only(
 
     # again: nothing left; through the CLI
     done = await asyncio.to_thread(
-        run_cli, "erase", "alice", "--url", hub.url, "--token",
+        run_cli, "erase", "alice", "--base-url", hub.url, "--token",
         auth.issue(SECRET, room="*", identity="ops", grants=["admin"]),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -513,21 +513,26 @@ async def test_the_cli_downloads_or_says_why_not(
 
     # no token given: one is signed with the hub's secret (here from the environment)
     out = tmp_path / "desk.json"
-    done = await cli("transcript", "desk", "--url", hub.url, "--format", "json", "-o", str(out),
-                     COMMHUB_SECRET=SECRET)  # fmt: skip
+    done = await cli("transcript", "desk", "--base-url", hub.url, "--format", "json",
+                     "-o", str(out), COMMHUB_SECRET=SECRET)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [line["text"] for line in json.loads(out.read_text("utf-8"))["lines"]] == ["hello there"]
 
     plain = auth.issue(SECRET, room="desk", identity="alice")
-    done = await cli("transcript", "desk", "--url", hub.url, "--token", plain)
+    done = await cli("transcript", "desk", "--base-url", hub.url, "--token", plain)
     assert done.returncode == 1 and "HTTP 403: forbidden: " in done.stderr
     reader = auth.issue(SECRET, room="desk", identity="auditor", grants=["transcript"])
-    done = await cli("transcript", "desk", "--url", hub.url, "--lang", "e n", COMMHUB_TOKEN=reader)
+    done = await cli(
+        "transcript", "desk", "--base-url", hub.url, "--lang", "e n", COMMHUB_TOKEN=reader
+    )
     assert done.returncode == 1 and "HTTP 400: invalid_language: " in done.stderr
-    done = await cli("transcript", "bad room", "--url", hub.url, "--token", plain)
+    done = await cli("transcript", "bad room", "--base-url", hub.url, "--token", plain)
     assert done.returncode == 2 and "invalid room name" in done.stderr
-    done = await cli("transcript", "desk", "--url", hub.url, "--data-dir", str(tmp_path / "none"))
+    done = await cli(
+        "transcript", "desk", "--base-url", hub.url, "--data-dir", str(tmp_path / "none")
+    )
     assert done.returncode == 2 and "no token" in done.stderr
+    # (--url: the flag's earlier name, still accepted)
     done = await cli("transcript", "desk", "--url", "http://127.0.0.1:9", "--token", plain)
     assert done.returncode == 1 and "cannot reach the hub at http://127.0.0.1:9" in done.stderr
 
@@ -539,7 +544,7 @@ async def test_any_identity_can_be_erased_by_name(
     await say(await hub.joined("desk", odd), "mine")
     await say(await hub.joined("desk", "org"), "not mine")
     done = await asyncio.to_thread(
-        run_cli, "erase", odd, "--url", hub.url, "--token",
+        run_cli, "erase", odd, "--base-url", hub.url, "--token",
         auth.issue(SECRET, room="*", identity="ops", grants=["admin"]),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
