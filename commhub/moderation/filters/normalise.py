@@ -22,6 +22,7 @@ _T = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋ�
 _LEAD = {c: i for i, c in enumerate(_L)}
 _VOWEL = {c: i for i, c in enumerate(_V)}
 _TAIL = {c: i for i, c in enumerate(_T) if i}
+_LEADS = frozenset(_LEAD)
 # Conjoining jamo (U+1100.., U+1161.., U+11A8..) fold onto the compatibility ones.
 _CONJ = {
     **{chr(0x1100 + i): c for i, c in enumerate(_L)},
@@ -34,7 +35,8 @@ LEET = {
     "0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b",
     "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l", "¡": "i",
 }  # fmt: skip
-_SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
+SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
+_LEET_TABLE = str.maketrans(LEET)
 
 
 def is_hangul(c: str) -> bool:
@@ -84,48 +86,77 @@ class Folded:
         return self.spans[start][0], self.spans[end - 1][1]
 
 
+def one_to_one(n: int) -> tuple[tuple[int, int], ...]:
+    """The spans of a view that is the original character for character."""
+    return tuple(zip(range(n), range(1, n + 1), strict=True))
+
+
 def fold(text: str) -> Folded:
-    chars: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for i, c in enumerate(text):
-        for f in _fold_char(c):
-            chars.append(f)
-            spans.append((i, i + 1))
-    _compose_jamo(chars, spans)
+    """The folded view of text (the last few are kept: every engine of a screen asks for
+    the same text's view, and a long text is folded once, not once per engine)."""
+    return _fold(text)
+
+
+@lru_cache(maxsize=16)
+def _fold(text: str) -> Folded:
+    if text.isascii():  # the common case: lower case is all folding does, one to one
+        return Folded(text.lower(), one_to_one(len(text)))
+    folded = [_fold_char(c) for c in text]
+    if set(map(len, folded)) == {1}:  # one for one (Hangul, most scripts): no map to build
+        chars = folded
+        spans = list(one_to_one(len(text)))
+    else:
+        chars = []
+        spans = []
+        for i, f in enumerate(folded):
+            for c in f:
+                chars.append(c)
+                spans.append((i, i + 1))
+    if not _LEADS.isdisjoint(chars):
+        chars, spans = _compose_jamo(chars, spans)
     return Folded("".join(chars), tuple(spans))
 
 
-def _compose_jamo(chars: list[str], spans: list[tuple[int, int]]) -> None:
-    """ㅅㅣㅂㅏㄹ -> 시발 in place (spaces between the jamo are not skipped: ㅅ ㅂ stays)."""
+def _compose_jamo(
+    chars: list[str], spans: list[tuple[int, int]]
+) -> tuple[list[str], list[tuple[int, int]]]:
+    """ㅅㅣㅂㅏㄹ -> 시발 (spaces between the jamo are not skipped: ㅅ ㅂ stays). One pass
+    into new lists: replacing in place would move the rest of the text at every syllable."""
+    out: list[str] = []
+    out_spans: list[tuple[int, int]] = []
+    n = len(chars)
     i = 0
-    while i < len(chars) - 1:
-        lead, vowel = _LEAD.get(chars[i]), _VOWEL.get(chars[i + 1])
+    while i < n:
+        lead = _LEAD.get(chars[i])
+        vowel = _VOWEL.get(chars[i + 1]) if lead is not None and i + 1 < n else None
         if lead is None or vowel is None:
+            out.append(chars[i])
+            out_spans.append(spans[i])
             i += 1
             continue
         end = i + 2
         tail = 0
         # a following consonant closes the syllable unless a vowel comes after it
-        if end < len(chars) and chars[end] in _TAIL:
-            nxt = chars[end + 1] if end + 1 < len(chars) else ""
+        if end < n and chars[end] in _TAIL:
+            nxt = chars[end + 1] if end + 1 < n else ""
             if nxt not in _VOWEL:
                 tail = _TAIL[chars[end]]
                 end += 1
-        syllable = chr(0xAC00 + (lead * 21 + vowel) * 28 + tail)
-        chars[i:end] = [syllable]
-        spans[i:end] = [(spans[i][0], spans[end - 1][1])]
-        i += 1
+        out.append(chr(0xAC00 + (lead * 21 + vowel) * 28 + tail))
+        out_spans.append((spans[i][0], spans[end - 1][1]))
+        i = end
+    return out, out_spans
 
 
 def word_char(c: str) -> bool:
-    return c.isalnum() or c in _SYMBOLS or c == "*"
+    return c.isalnum() or c in SYMBOLS or c == "*"
 
 
 def deleet(token: str) -> str:
     """Leetspeak letters back (only inside a token that has at least one letter)."""
-    if not any(c.isalpha() for c in token):
+    if token.isalpha() or not any(map(str.isalpha, token)):
         return token
-    return "".join(LEET.get(c, c) for c in token)
+    return token.translate(_LEET_TABLE)
 
 
 def squeeze(token: str) -> str:
@@ -151,4 +182,12 @@ def letters_only(f: Folded) -> Folded:
     """Only letters (what spacing, punctuation and digits split apart comes back together):
     for substring matching of Hangul and CJK terms."""
     keep = [i for i, c in enumerate(f.text) if c.isalpha()]
-    return Folded("".join(f.text[i] for i in keep), tuple(f.spans[i] for i in keep))
+    if len(keep) == len(f.text):
+        return f
+    return Folded("".join([f.text[i] for i in keep]), tuple([f.spans[i] for i in keep]))
+
+
+@lru_cache(maxsize=16)
+def folded_letters(text: str) -> Folded:
+    """letters_only(fold(text)), kept like fold's for the engines that share it."""
+    return letters_only(fold(text))
