@@ -202,15 +202,23 @@ class WordList:
         for t in tokens:
             n = len(t.text)
             # a run's last token is the one before t: letters with a gap between them join
-            if n == 1 and run and _GAP.fullmatch(text, run[-1].end, t.start):
+            # (a gap is one or two characters: the lengths first, the regex only then)
+            if (
+                n == 1
+                and run
+                and t.start - run[-1].end <= 2
+                and _GAP.fullmatch(text, run[-1].end, t.start)
+            ):
                 run.append(t)
             else:
-                close()
+                if len(run) >= 3:
+                    close()
                 run = [t] if n == 1 else []
             if (
                 prev is not None
                 and 1 < n <= 3
                 and 1 < len(prev.text) <= 3
+                and t.start - prev.end <= 2
                 and _GAP.fullmatch(text, prev.end, t.start)
                 and self._word_hit(prev.text + t.text)
             ):
