@@ -231,3 +231,19 @@ def test_hostile_long_texts_stay_in_bounds(screen: Screen, lang: str) -> None:
         for h in hits:
             assert 0 <= h.start < h.end <= len(text), (text[:20], h)
         assert len(mask(text, hits)) == len(text)
+
+
+def test_within_agrees_with_a_scan() -> None:
+    import random
+
+    from commhub.moderation.filters.wordlist import Within
+
+    rng = random.Random(7)
+    for _ in range(200):
+        spans = [(s, s + rng.randint(1, 9)) for s in (rng.randint(0, 40) for _ in range(6))]
+        within = Within(spans)
+        for start in range(45):
+            for end in range(start + 1, start + 8):
+                expected = any(s <= start and end <= e for s, e in spans)
+                assert within(start, end) == expected, (spans, start, end)
+    assert not Within([])(0, 1)

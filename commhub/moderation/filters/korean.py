@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from .base import Hit
-from .normalise import Folded, folded_letters, one_to_one
+from .normalise import Folded, folded_letters
 
 LEVELS = ("general", "minor", "sexual", "belittle", "race", "parent", "special")
 _MAX_HITS = 256  # per text and view: then all of it is masked (what passes the cap is abuse)
@@ -98,7 +98,7 @@ class KorcenFilter:
         return found
 
     def find(self, text: str, lang: str) -> list[Hit]:
-        hits = self._scan(text, Folded(text, one_to_one(len(text))))
+        hits = self._scan(text, Folded.same(text))
         bare = folded_letters(text)
         # korcen drops whitespace itself: when that is all folding did, it saw this already
         if bare.text != _SPACE.sub("", text):

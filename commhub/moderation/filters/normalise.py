@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -76,19 +77,22 @@ def _fold_char(c: str) -> str:
 
 @dataclass(frozen=True)
 class Folded:
-    """`text` folded; `spans[i]` is the [start, end) of the original behind text[i]."""
+    """`text` folded; text[i] stands for the original [starts[i], ends[i]). Plain int
+    sequences (ranges when one to one), not a tuple per character: a long text's view is
+    then a few objects, not thousands for the garbage collector to trace."""
 
     text: str
-    spans: tuple[tuple[int, int], ...]
+    starts: Sequence[int]
+    ends: Sequence[int]
+
+    @classmethod
+    def same(cls, text: str) -> Folded:
+        """The view of text that is text itself."""
+        return cls(text, range(len(text)), range(1, len(text) + 1))
 
     def origin(self, start: int, end: int) -> tuple[int, int]:
         """The original [start, end) behind folded [start, end)."""
-        return self.spans[start][0], self.spans[end - 1][1]
-
-
-def one_to_one(n: int) -> tuple[tuple[int, int], ...]:
-    """The spans of a view that is the original character for character."""
-    return tuple(zip(range(n), range(1, n + 1), strict=True))
+        return self.starts[start], self.ends[end - 1]
 
 
 def fold(text: str) -> Folded:
@@ -100,30 +104,33 @@ def fold(text: str) -> Folded:
 @lru_cache(maxsize=16)
 def _fold(text: str) -> Folded:
     if text.isascii():  # the common case: lower case is all folding does, one to one
-        return Folded(text.lower(), one_to_one(len(text)))
+        return Folded(text.lower(), range(len(text)), range(1, len(text) + 1))
     folded = [_fold_char(c) for c in text]
+    starts: Sequence[int]
+    ends: Sequence[int]
     if set(map(len, folded)) == {1}:  # one for one (Hangul, most scripts): no map to build
         chars = folded
-        spans = list(one_to_one(len(text)))
+        starts, ends = range(len(text)), range(1, len(text) + 1)
     else:
-        chars = []
-        spans = []
+        chars, starts, ends = [], [], []
         for i, f in enumerate(folded):
             for c in f:
                 chars.append(c)
-                spans.append((i, i + 1))
+                starts.append(i)
+                ends.append(i + 1)
     if not _LEADS.isdisjoint(chars):
-        chars, spans = _compose_jamo(chars, spans)
-    return Folded("".join(chars), tuple(spans))
+        chars, starts, ends = _compose_jamo(chars, starts, ends)
+    return Folded("".join(chars), starts, ends)
 
 
 def _compose_jamo(
-    chars: list[str], spans: list[tuple[int, int]]
-) -> tuple[list[str], list[tuple[int, int]]]:
+    chars: list[str], starts: Sequence[int], ends: Sequence[int]
+) -> tuple[list[str], list[int], list[int]]:
     """ㅅㅣㅂㅏㄹ -> 시발 (spaces between the jamo are not skipped: ㅅ ㅂ stays). One pass
     into new lists: replacing in place would move the rest of the text at every syllable."""
     out: list[str] = []
-    out_spans: list[tuple[int, int]] = []
+    out_starts: list[int] = []
+    out_ends: list[int] = []
     n = len(chars)
     i = 0
     while i < n:
@@ -131,7 +138,8 @@ def _compose_jamo(
         vowel = _VOWEL.get(chars[i + 1]) if lead is not None and i + 1 < n else None
         if lead is None or vowel is None:
             out.append(chars[i])
-            out_spans.append(spans[i])
+            out_starts.append(starts[i])
+            out_ends.append(ends[i])
             i += 1
             continue
         end = i + 2
@@ -143,9 +151,10 @@ def _compose_jamo(
                 tail = _TAIL[chars[end]]
                 end += 1
         out.append(chr(0xAC00 + (lead * 21 + vowel) * 28 + tail))
-        out_spans.append((spans[i][0], spans[end - 1][1]))
+        out_starts.append(starts[i])
+        out_ends.append(ends[end - 1])
         i = end
-    return out, out_spans
+    return out, out_starts, out_ends
 
 
 def word_char(c: str) -> bool:
@@ -184,7 +193,9 @@ def letters_only(f: Folded) -> Folded:
     keep = [i for i, c in enumerate(f.text) if c.isalpha()]
     if len(keep) == len(f.text):
         return f
-    return Folded("".join([f.text[i] for i in keep]), tuple([f.spans[i] for i in keep]))
+    return Folded(
+        "".join([f.text[i] for i in keep]), [f.starts[i] for i in keep], [f.ends[i] for i in keep]
+    )
 
 
 @lru_cache(maxsize=16)

@@ -241,21 +241,36 @@ class WordList:
     def _cjk_hits(self, text: str, f: Folded) -> list[tuple[int, int]]:
         assert self.cjk is not None
         bare = folded_letters(text)
-        allowed = [m.span() for m in self.allow_cjk.finditer(bare.text)] if self.allow_cjk else []
+        allowed = (
+            Within(m.span() for m in self.allow_cjk.finditer(bare.text)) if self.allow_cjk else None
+        )
         out = []
-        starts: list[int] | None = None
-        ends: list[int] = []
         for m in self.cjk.finditer(bare.text):
             s, e = m.span()
-            if any(a <= s and e <= b for a, b in allowed):
+            if allowed is not None and allowed(s, e):
                 continue
-            if starts is None:  # spans are in order: binary search, not a scan per match
-                starts = [sp[0] for sp in f.spans]
-                ends = [sp[1] for sp in f.spans]
-            # back to the folded text's indices through the original positions
+            # back to the folded text's indices through the original positions (in order:
+            # a binary search, not a scan per match)
             o_start, o_end = bare.origin(s, e)
-            out.append((bisect_left(starts, o_start), bisect_right(ends, o_end)))
+            out.append((bisect_left(f.starts, o_start), bisect_right(f.ends, o_end)))
         return out
+
+
+class Within:
+    """Whether [start, end) lies inside one of some spans: a binary search over their
+    starts and the furthest end reached so far, not a scan of every span per question
+    (a long text can have hundreds of each)."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self._starts = [s for s, _ in ordered]
+        self._reach: list[int] = []
+        for _, e in ordered:
+            self._reach.append(max(e, self._reach[-1]) if self._reach else e)
+
+    def __call__(self, start: int, end: int) -> bool:
+        i = bisect_right(self._starts, start) - 1
+        return i >= 0 and self._reach[i] >= end
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
