@@ -92,7 +92,12 @@ class KorcenFilter:
         if level != "special":
             processed = re.sub(k.get_final_filter_regex_str(level), "", processed)
         rx = self._profanity[level]
-        found = [m.group(0) for m in rx.finditer(processed)] if rx is not None else []
+        if rx is None:
+            found: list[str] = []
+        elif rx.groups:  # findall would give the groups
+            found = [m.group(0) for m in rx.finditer(processed)]
+        else:
+            found = rx.findall(processed)
         if not found and level == "general" and processed in k.EXACT_MATCH_PROFANITY:
             found = [processed]
         return found

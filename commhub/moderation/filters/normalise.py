@@ -9,11 +9,12 @@ folded text masks exactly those characters of what was sent.
 
 from __future__ import annotations
 
-import itertools
+import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress
 
 # Hangul Compatibility Jamo (what keyboards type) -> index as choseong / jungseong /
 # jongseong in the syllable formula (U+AC00 + (L*21 + V)*28 + T).
@@ -38,6 +39,7 @@ LEET = {
 }  # fmt: skip
 SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
 _LEET_TABLE = str.maketrans(LEET)
+_STRETCH = re.compile(r"(.)\1\1", re.DOTALL)
 
 
 def is_hangul(c: str) -> bool:
@@ -105,7 +107,7 @@ def fold(text: str) -> Folded:
 def _fold(text: str) -> Folded:
     if text.isascii():  # the common case: lower case is all folding does, one to one
         return Folded(text.lower(), range(len(text)), range(1, len(text) + 1))
-    folded = [_fold_char(c) for c in text]
+    folded = list(map(_fold_char, text))
     starts: Sequence[int]
     ends: Sequence[int]
     if set(map(len, folded)) == {1}:  # one for one (Hangul, most scripts): no map to build
@@ -179,23 +181,17 @@ def squeeze(token: str) -> str:
 
 def stretched(token: str) -> bool:
     """Three or more of one letter in a row: a deliberate stretch, not spelling."""
-    run = 1
-    for a, b in itertools.pairwise(token):
-        run = run + 1 if a == b else 1
-        if run >= 3:
-            return True
-    return False
+    return _STRETCH.search(token) is not None
 
 
 def letters_only(f: Folded) -> Folded:
     """Only letters (what spacing, punctuation and digits split apart comes back together):
     for substring matching of Hangul and CJK terms."""
-    keep = [i for i, c in enumerate(f.text) if c.isalpha()]
-    if len(keep) == len(f.text):
+    keep = list(map(str.isalpha, f.text))  # map and compress: no Python step per character
+    if all(keep):
         return f
-    return Folded(
-        "".join([f.text[i] for i in keep]), [f.starts[i] for i in keep], [f.ends[i] for i in keep]
-    )
+    text = "".join(compress(f.text, keep))
+    return Folded(text, list(compress(f.starts, keep)), list(compress(f.ends, keep)))
 
 
 @lru_cache(maxsize=16)

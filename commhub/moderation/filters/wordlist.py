@@ -149,7 +149,7 @@ class WordList:
     # -- matching ------------------------------------------------------------------------
 
     def _word_hit(self, token: str) -> bool:
-        if token in self.allow or not any(c.isalpha() for c in token):
+        if token in self.allow or not (token.isalpha() or any(map(str.isalpha, token))):
             return False
         plain = deleet(token)
         if plain in self.allow:
