@@ -103,7 +103,7 @@ def fold(text: str) -> Folded:
     return _fold(text)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def _fold(text: str) -> Folded:
     if text.isascii():  # the common case: lower case is all folding does, one to one
         return Folded(text.lower(), range(len(text)), range(1, len(text) + 1))
@@ -194,7 +194,7 @@ def letters_only(f: Folded) -> Folded:
     return Folded(text, list(compress(f.starts, keep)), list(compress(f.ends, keep)))
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def folded_letters(text: str) -> Folded:
     """letters_only(fold(text)), kept like fold's for the engines that share it."""
     return letters_only(fold(text))

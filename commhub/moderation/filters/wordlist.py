@@ -60,7 +60,7 @@ def _tokens(f: Folded) -> tuple[_Token, ...]:
     return _tokens_of(f.text)
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=8)
 def _tokens_of(text: str) -> tuple[_Token, ...]:
     out: list[_Token] = []
     make = _Token._make
