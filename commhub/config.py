@@ -80,6 +80,10 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- capacity --
+    # caption streams per node; one more speaker gets caption_unavailable (busy) until a
+    # stream ends, instead of slowing every speaker; 0 = 4 per recognize thread
+    caption_max_streams: int = 0
 
     @classmethod
     def load(
@@ -134,6 +138,7 @@ class Settings:
             need(getattr(self, name) >= 1, name, "expected >= 1")
         for name in ("join_rate", "byte_rate", "caption_max_backlog", "admin_token_max_ttl"):
             need(getattr(self, name) > 0, name, "expected > 0")
+        need(self.caption_max_streams >= 0, "caption_max_streams", "expected >= 0 (0 = auto)")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         need(

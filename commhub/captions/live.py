@@ -36,6 +36,9 @@ from commhub.speech import ModelNotFound, SpeechModels
 log = logging.getLogger("commhub.captions")
 
 DEGRADED_NOTICE_EVERY = 10.0  # seconds between caption_degraded notices per speaker
+# Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
+# cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
+STREAMS_PER_THREAD = 4
 
 
 class AudioSource(Protocol):
@@ -87,11 +90,16 @@ class LiveCaptions:
             max_backlog_s=s.caption_max_backlog,
         )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
+        self.streams = 0  # slots taken: streams open or opening (the limit counts these)
         self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
         self._lane_ids = itertools.count()
+
+    @property
+    def max_streams(self) -> int:
+        return self.config.caption_max_streams or STREAMS_PER_THREAD * self.budget.max_active
 
     def start(self) -> None:
         self._remove = self.audio.on_audio_track(self.run)
@@ -128,18 +136,43 @@ class LiveCaptions:
         try:
             while track.readyState == "live":
                 language = p.speak
-                stream = await self._open(p, room_name, language)
-                if stream is None:
-                    track.stop()  # nothing to do with this audio
-                    return
-                self.active[track.id] = stream
+                if self.streams >= self.max_streams:
+                    await self._wait_for_slot(p, room_name, track, language)
+                    continue
+                self.streams += 1  # taken before any await: the limit holds under a rush
                 try:
-                    await self._pump(p, room_name, track, stream, language)
+                    stream = await self._open(p, room_name, language)
+                    if stream is None:
+                        track.stop()  # nothing to do with this audio
+                        return
+                    self.active[track.id] = stream
+                    try:
+                        await self._pump(p, room_name, track, stream, language)
+                    finally:
+                        self.active.pop(track.id, None)
+                        await stream.close()  # the last utterance still gets its final
                 finally:
-                    self.active.pop(track.id, None)
-                    await stream.close()  # the last utterance still gets its final
+                    self.streams -= 1
         except MediaStreamError:
             pass
+
+    async def _wait_for_slot(
+        self, p: Participant, room_name: str, track: MediaStreamTrack, language: str
+    ) -> None:
+        """Over the stream limit: say so once, then drop this speaker's audio until a
+        stream ends (or the speaker changes language): the others are not slowed."""
+        limit = self.max_streams
+        log.warning("captions for %s refused: %d streams open (the limit)", p.identity, limit)
+        notice = protocol.caption_unavailable(
+            p.id,
+            language,
+            CaptionUnavailableReason.BUSY,
+            f"this hub captions at most {limit} speakers at once; captions for this speaker "
+            "start when another speaker's stream ends",
+        )
+        await self.outbox.publish(room_name, notice)
+        while self.streams >= self.max_streams and p.speak == language:
+            await track.recv()  # raises MediaStreamError when the track ends
 
     async def _open(self, p: Participant, room_name: str, language: str) -> CaptionStream | None:
         try:
