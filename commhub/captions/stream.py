@@ -3,8 +3,9 @@
 The event loop only resamples and gates (tens of microseconds per 20 ms frame). Decoding
 runs in the shared RecognitionBudget's threads, one job at a time per stream, because a
 recognizer is not thread-safe; so do the recognizer's creation (taken when the stream
-opens, before anyone speaks) and its release (freeing one is ~0.1 s of C). Speech audio is queued per stream in chunks of
-``chunk_ms``; a job takes everything queued for the current utterance, so when decoding
+opens, before anyone speaks) and its release (freeing one is ~0.1 s of C). Speech audio
+is queued per stream in chunks of ``chunk_ms``; a job takes what is queued for the
+current utterance (up to ``max_job_s``), so when decoding
 falls behind, chunks merge and their partials are skipped (counted), while every
 utterance still gets its final. The queue holds at most ``max_backlog_s`` of speech: past
 that the oldest queued speech is shed (counted), so a stream that cannot keep up lags by
