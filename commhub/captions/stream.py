@@ -251,6 +251,14 @@ class CaptionStream:
             await self._budget.run(self._prepare)
         except Exception:
             log.exception("captions %s: recognizer creation failed", self.stream_id)
+        await self._jobs()
+        # Released here, after the last job, by the task that ran them: never while a job
+        # still decodes on it (a close() that was cancelled cannot race it). If this task is
+        # cancelled mid-job the recognizer is left to the garbage collector instead.
+        with contextlib.suppress(Exception):
+            await self._budget.run(self._release)
+
+    async def _jobs(self) -> None:
         while True:
             if not self._queue:
                 if self._closing:
@@ -418,12 +426,10 @@ class CaptionStream:
             self._route(self._gate.flush())
             self._wake.set()
             try:
-                await asyncio.shield(self._worker)
+                await asyncio.shield(self._worker)  # it releases the recognizer last
             finally:
                 self._closed = True
                 self._metrics.active_streams.dec()
-                with contextlib.suppress(Exception):
-                    await self._budget.run(self._release)
 
     def _release(self) -> None:
         """Worker thread: the recognizer goes back to its model's idle pool or is freed."""
