@@ -309,7 +309,7 @@ def analyse(
                 run.missed += 1
                 continue
             at, m = min(got, key=lambda x: abs(x[1]["end"] - end))
-            latency = at - src.wall(end)
+            latency = float(at - src.wall(end))
             run.latencies.append(latency)
             mine.append(latency)
             (first if j == 0 else rest).append(latency)
@@ -565,12 +565,12 @@ def goals(hub_runs: list[HubRun], bare: dict[int, Result]) -> tuple[str, dict[st
         if final_ok and partial_ok and r.busy == 0:
             held = max(held, r.streams)
         verdict[str(r.streams)] = {
-            "final_p95": final_ok,
-            "partial_gap_p95": partial_ok,
-            "worst_lag": fair_ok,
-            "first_sentence": warm_ok,
-            "cpu_ratio": cpu_ok,
-            "rss_per_stream": rss_ok,
+            "final_p95": bool(final_ok),
+            "partial_gap_p95": bool(partial_ok),
+            "worst_lag": bool(fair_ok),
+            "first_sentence": bool(warm_ok),
+            "cpu_ratio": bool(cpu_ok),
+            "rss_per_stream": bool(rss_ok),
             "busy": r.busy,
         }
         lines.append(

@@ -295,3 +295,29 @@ async def test_a_speaker_over_the_stream_limit_is_told_busy_then_captioned(
         for player in players:
             if player.audio is not None:
                 player.audio.stop()
+
+
+@pytest.mark.e2e
+async def test_the_fast_decoder_preset_is_its_own_model_and_still_right(
+    models: Any, ko: SpeechModel, ko_speech: bytes
+) -> None:
+    from commhub.config import Settings, SettingsError
+
+    fast = await models.load("ko", "fast")
+    assert isinstance(fast, vosk_engine.VoskModel) and fast.preset == "fast"
+    assert fast is not ko and await models.load("ko", "fast") is fast  # loaded once
+    assert fast._overlay is not None
+    conf = (Path(fast._overlay.name) / "conf" / "model.conf").read_text().splitlines()
+    assert "--beam=8.0" in conf and "--max-active=1000" in conf
+    budget = RecognitionBudget(1)
+    try:
+        sink = Sink()
+        stream = CaptionStream(fast, sink, speaker="s", phrases=KO_PHRASES, budget=budget)
+        for chunk in chunks(silence(0.5) + ko_speech + silence(0.8), 20):
+            await stream.push(chunk)
+        await stream.close()
+    finally:
+        budget.shutdown()
+    assert [e.text.split() for e in sink.finals] == [KO_WORDS]
+    with pytest.raises(SettingsError, match="caption_decoder"):
+        Settings.load({"caption_decoder": "reckless"})

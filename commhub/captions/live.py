@@ -175,8 +175,11 @@ class LiveCaptions:
             await track.recv()  # raises MediaStreamError when the track ends
 
     async def _open(self, p: Participant, room_name: str, language: str) -> CaptionStream | None:
+        fast_from = self.config.caption_fast_from
+        # degrade by design: past the threshold, accuracy is traded for CPU first
+        preset = "fast" if fast_from and self.streams >= fast_from else self.config.caption_decoder
         try:
-            model = await self.models.load(language)
+            model = await self.models.load(language, preset)
         except ModelNotFound as exc:
             log.warning("no captions for %s: %s", p.identity, exc)
             notice = protocol.caption_unavailable(
