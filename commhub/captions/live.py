@@ -122,9 +122,12 @@ class LiveCaptions:
             self._preload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._preload
-        for stream in list(self.active.values()):
-            await stream.close()
-        self.budget.shutdown()
+        # every stream, closing ones included (they stay in `active` until closed), gets its
+        # last finals before the threads go; joining the threads is not done on the loop
+        await asyncio.gather(
+            *(stream.close() for stream in list(self.active.values())), return_exceptions=True
+        )
+        await asyncio.to_thread(self.budget.shutdown)
 
     async def run(self, p: Participant, track: MediaStreamTrack) -> None:
         """Caption one published track until it ends; follows the speaker's language."""
@@ -149,8 +152,11 @@ class LiveCaptions:
                     try:
                         await self._pump(p, room_name, track, stream, language)
                     finally:
-                        self.active.pop(track.id, None)
-                        await stream.close()  # the last utterance still gets its final
+                        try:
+                            await stream.close()  # the last utterance still gets its final
+                        finally:
+                            if self.active.get(track.id) is stream:
+                                del self.active[track.id]
                 finally:
                     self.streams -= 1
         except MediaStreamError:
