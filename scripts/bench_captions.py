@@ -652,7 +652,10 @@ def main() -> None:
     bare: dict[int, Result] = {}
     with tempfile.TemporaryDirectory(prefix="bench-captions-") as tmp:
         wav = write_wav(Path(tmp) / "speech.wav", pcm, RATE)
-        warm_wav = write_wav(Path(tmp) / "warm.wav", bytes(RATE) + one + bytes(2 * RATE), RATE)
+        # two utterances: with a small caption_max_backlog the first may be shed while the
+        # model is still loading (audio queues meanwhile)
+        warm = bytes(RATE) + (one + bytes(4 * RATE)) * 2
+        warm_wav = write_wav(Path(tmp) / "warm.wav", warm, RATE)
         for k in args.speakers:
             print(f"K={k}: commhub over WebRTC ...", file=sys.stderr)
             phrases = WORDS if args.grammar else None
