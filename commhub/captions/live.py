@@ -108,9 +108,14 @@ class LiveCaptions:
     async def preload(self) -> None:
         """Load the configured languages' models in the background, so a speaker's first
         words are not queued behind a model load; say at start-up what is missing."""
+        presets = ["default"]
+        if self.config.caption_decoder != "default" or self.config.caption_fast_from:
+            # loaded now, not when the load comes (a second model load then is seconds of CPU)
+            presets = [self.config.caption_decoder, "fast"]
         for language in self.config.caption_preload:
             try:
-                model = await self.models.load(language)
+                for preset in dict.fromkeys(presets):
+                    model = await self.models.load(language, preset)
                 log.info("captions for %s: %s model ready", language, model.engine)
             except ModelNotFound as exc:
                 log.warning("captions for %s unavailable: %s", language, exc)
