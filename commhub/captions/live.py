@@ -90,6 +90,7 @@ class LiveCaptions:
             max_backlog_s=s.caption_max_backlog,
         )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
+        self._working: set[CaptionStream] = set()  # until their worker is done (close waits)
         self.streams = 0  # slots taken: streams open or opening (the limit counts these)
         self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
@@ -127,10 +128,12 @@ class LiveCaptions:
             self._preload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._preload
-        # every stream, closing ones included (they stay in `active` until closed), gets its
-        # last finals before the threads go; joining the threads is not done on the loop
+        # every stream whose worker still runs (a track's own close may have been cancelled)
+        # gets its last finals before the threads go; the threads are joined off the loop
+        streams = list(self._working)
+        await asyncio.gather(*(stream.close() for stream in streams), return_exceptions=True)
         await asyncio.gather(
-            *(stream.close() for stream in list(self.active.values())), return_exceptions=True
+            *(asyncio.shield(stream.finished) for stream in streams), return_exceptions=True
         )
         await asyncio.to_thread(self.budget.shutdown)
 
@@ -215,6 +218,8 @@ class LiveCaptions:
             metrics=self.metrics,
         )
         self._anchors[stream] = anchor
+        self._working.add(stream)
+        stream.finished.add_done_callback(lambda _: self._working.discard(stream))
         return stream
 
     async def _pump(

@@ -137,6 +137,11 @@ class CaptionStream:
         return self.stats.audio_seconds
 
     @property
+    def finished(self) -> asyncio.Task[None]:
+        """The stream's worker: done once the last job ran and the recognizer is released."""
+        return self._worker
+
+    @property
     def backlog_seconds(self) -> float:
         return (self._queued_bytes + len(self._pending)) / BYTES_PER_SECOND
 
