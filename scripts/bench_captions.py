@@ -404,6 +404,15 @@ async def run_hub(
             ) from None
         await warm.close()
         clients.remove(warm)
+
+        async def warm_stream_closed() -> bool:  # its slot counts against the stream limit
+            got = await caption_metrics(hub.url)
+            return got.get("commhub_captions_active_streams{}", 0.0) == 0
+
+        for _ in range(600):
+            if await warm_stream_closed():
+                break
+            await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         run.rss_model_mib = ps.memory_info().rss / 2**20
         before = await caption_metrics(hub.url)
