@@ -106,6 +106,12 @@ class VoskModel:
             idle.append((rec, fed))
             return True
 
+    def clear_idle(self) -> int:
+        """Free the idle recognizers (blocking: call it on a worker thread); how many."""
+        with self._lock:
+            idle, self._idle = self._idle, {}
+        return sum(len(v) for v in idle.values())
+
     @property
     def idle(self) -> int:
         with self._lock:
