@@ -268,6 +268,7 @@ async def test_a_speaker_over_the_stream_limit_is_told_busy_then_captioned(
         await second.publish(play(long))
         notice = await busy
         assert notice["reason"] == "busy" and notice["lang"] == "ko"
+        assert captions.metrics.registry.get_sample_value("commhub_captions_refused_total") == 1
         assert captions.streams == 1  # the first speaker keeps the only stream
         # the first speaker leaves: the second speaker's next sentences are captioned (the
         # first caption may start mid-sentence, where the stream opened)

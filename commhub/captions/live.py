@@ -176,6 +176,7 @@ class LiveCaptions:
         """Over the stream limit: say so once, then drop this speaker's audio until a
         stream ends (or the speaker changes language): the others are not slowed."""
         limit = self.max_streams
+        self.metrics.refused.inc()
         log.warning("captions for %s refused: %d streams open (the limit)", p.identity, limit)
         notice = protocol.caption_unavailable(
             p.id,
