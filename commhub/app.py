@@ -16,11 +16,25 @@ from commhub.captions.live import LiveCaptions
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
-from commhub.server import admin, health, invites, languages, pages
+from commhub.moderation import imagery
+from commhub.moderation.text import text_moderation
+from commhub.server import (
+    admin,
+    desks_api,
+    health,
+    invites,
+    languages,
+    moderation_api,
+    pages,
+    reports_api,
+    store_api,
+    transcript_api,
+)
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
 from commhub.server.limits import Admission
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
+from commhub.store import Store, default_url
 from commhub.translate import TranslationService, build_engines
 
 log = logging.getLogger("commhub.app")
@@ -44,6 +58,14 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     hub = Hub(settings, secret)
     media = Media(settings, hub.rooms, outbox=hub)
     hub.media = media
+    if settings.store:  # started (migrated, off the loop) and closed by the hub
+        hub.store = Store(
+            settings.database_url or default_url(settings.data_dir),
+            queue=settings.store_queue,
+            batch=settings.store_batch,
+            busy_timeout=settings.store_busy_timeout,
+            registry=hub.registry,
+        )
     app[HUB] = hub
     app[MEDIA] = media
     app[ADMISSION] = Admission(
@@ -57,13 +79,19 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         app[CAPTIONS] = LiveCaptions(
             settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
         )
+    frames = imagery.setup(app, settings, media, hub.rooms, hub, hub.registry)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_routes(admin.routes)
     invites.setup(app, settings.data_dir)
+    reports_api.setup(app, hub, media, frames.evidence_frames if frames else None)
+    desks_api.setup(app, settings.data_dir)
     languages.setup(app)
+    store_api.setup(app)
+    transcript_api.setup(app)
+    moderation_api.setup(app)
     root = web_root()
     if (root / "index.html").exists():
         app.router.add_get("/", _index)
@@ -73,15 +101,19 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if settings.translation:
             hub.translator = await asyncio.to_thread(translation_service, settings, hub.registry)
+        if settings.moderation:  # engines load in a worker thread, once per process
+            hub.moderation = await text_moderation(settings, hub)
         await hub.start()
         captions = app.get(CAPTIONS)
         if captions is not None:
+            captions.moderation = hub.moderation
             captions.start()
         yield
         if captions is not None:
             await captions.close()
         if isinstance(hub.translator, TranslationService):
             await hub.translator.aclose()
+        await hub.close_store()
 
     async def on_shutdown(app: web.Application) -> None:
         await hub.shutdown()

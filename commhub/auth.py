@@ -11,7 +11,7 @@ import jwt
 
 from commhub.protocol import unsafe
 
-GRANTS = ("publish", "subscribe", "chat", "moderate", "admin")
+GRANTS = ("publish", "subscribe", "chat", "moderate", "admin", "transcript")
 DEFAULT_GRANTS = ("publish", "subscribe", "chat")
 ROLES = ("guest", "customer", "resident", "business", "agent", "moderator", "admin", "bot")
 ANY_ROOM = "*"  # admin tokens may name every room
@@ -40,12 +40,69 @@ class Claims:
     read: str = "en"
     expires: float = 0.0
     media_mode: str | None = None  # sfu | p2p | auto: the room's media mode, set on join
+    record: bool | None = None  # the room's recording policy, set on join (None: unchanged)
+    desk: DeskClaim | None = None  # a desk token (visitor or agent): see commhub/desks
 
     def can(self, grant: str) -> bool:
         return grant in self.grants or "admin" in self.grants
 
     def admits(self, room: str) -> bool:
         return self.room == room or (self.room == ANY_ROOM and "admin" in self.grants)
+
+
+DESK_ROLES = ("visitor", "agent")
+_DESK = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+DESK_ROOM_PREFIX = "desk."  # a desk token's `room`: it names the desk, never a room to join
+
+
+@dataclass(frozen=True)
+class DeskClaim:
+    """The `desk` claim: which desk, as whom, and the visitor's topic or the agent's
+    languages."""
+
+    name: str
+    role: str  # visitor | agent
+    topic: str | None = None
+    languages: tuple[str, ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "as": self.role}
+        if self.role == "visitor":
+            out["topic"] = self.topic
+        else:
+            out["languages"] = list(self.languages)
+        return out
+
+
+def valid_desk_name(name: str) -> bool:
+    return bool(_DESK.match(name))
+
+
+def valid_topic(topic: str) -> bool:
+    return bool(_TOPIC.match(topic))
+
+
+def desk_claim(value: Any) -> DeskClaim:
+    """The `desk` claim checked; ValueError says what is wrong."""
+    if not isinstance(value, dict) or set(value) - {"name", "as", "topic", "languages"}:
+        raise ValueError("desk must be {name, as, topic?, languages?}")
+    name, role = value.get("name"), value.get("as")
+    if not isinstance(name, str) or not valid_desk_name(name):
+        raise ValueError("desk.name must be 1..63 of a-z, 0-9, '-'")
+    if role not in DESK_ROLES:
+        raise ValueError("desk.as must be visitor or agent")
+    topic = value.get("topic")
+    if topic is not None and (not isinstance(topic, str) or not valid_topic(topic)):
+        raise ValueError("desk.topic is invalid")
+    langs = value.get("languages", [])
+    if (
+        not isinstance(langs, list)
+        or len(langs) > 32
+        or not all(isinstance(x, str) and valid_language(x) for x in langs)
+    ):
+        raise ValueError("desk.languages must be up to 32 language tags")
+    return DeskClaim(name, role, topic if role == "visitor" else None, tuple(langs))
 
 
 def _text(value: Any, longest: int) -> bool:
@@ -75,6 +132,8 @@ def issue(
     issuer: str = "commhub",
     not_before: float | None = None,
     media_mode: str | None = None,
+    record: bool | None = None,
+    desk: DeskClaim | None = None,
 ) -> str:
     """Mint a signed token; raises ValueError for values the hub would refuse anyway."""
     if room != ANY_ROOM and not valid_room_name(room):
@@ -110,6 +169,13 @@ def issue(
     }
     if media_mode is not None:
         payload["media"] = media_mode
+    if record is not None:
+        if not isinstance(record, bool):
+            raise ValueError("record must be true or false")
+        payload["record"] = record
+    if desk is not None:
+        desk_claim(desk.payload())  # the same check verify() makes
+        payload["desk"] = desk.payload()
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
@@ -173,6 +239,15 @@ def _claims(payload: dict[str, Any]) -> Claims:
     media_mode = payload.get("media")
     if media_mode not in MEDIA_MODES:
         raise bad("media mode")
+    record = payload.get("record")
+    if record is not None and not isinstance(record, bool):
+        raise bad("record")
+    desk = None
+    if payload.get("desk") is not None:
+        try:
+            desk = desk_claim(payload["desk"])
+        except ValueError:
+            raise bad("desk") from None
     identity, name = payload["sub"], payload.get("name") or payload["sub"]
     if not _text(identity, 128):
         raise bad("sub")
@@ -188,4 +263,6 @@ def _claims(payload: dict[str, Any]) -> Claims:
         read=read,
         expires=float(payload["exp"]),
         media_mode=media_mode,
+        record=record,
+        desk=desk,
     )

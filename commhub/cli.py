@@ -1,9 +1,11 @@
-"""The `commhub` command: serve, token, models, transcribe, translate."""
+"""The `commhub` command: serve, token, invite, models, transcribe, translate, transcript,
+erase."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import re
@@ -11,6 +13,9 @@ import shlex
 import signal
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,9 +26,11 @@ from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
 from commhub.config import Settings, SettingsError
 from commhub.download import InstallError
+from commhub.moderation import reports_cli
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.speech import ModelNotFound, SpeechModels
+from commhub.store import export
 from commhub.translate import (
     TranslationError,
     TranslationService,
@@ -47,6 +54,12 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models-dir", help="installed models (COMMHUB_MODELS_DIR)")
 
 
+def _api_args(p: argparse.ArgumentParser) -> None:
+    _settings_args(p)
+    p.add_argument("--url", help="the hub (default: http://COMMHUB_HOST:COMMHUB_PORT)")
+    p.add_argument("--token", help="an access token (default: COMMHUB_TOKEN, else minted)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="commhub", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -66,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print an access token")
     _settings_args(token)
-    token.add_argument("--room", required=True, help="room name, or '*' with --admin")
+    token.add_argument("--room", help="room name, or '*' with --admin (or --desk)")
     token.add_argument("--identity", required=True, help="stable user id (JWT sub)")
     token.add_argument("--name", help="display name")
     token.add_argument("--role", default="guest", choices=auth.ROLES)
@@ -83,6 +96,15 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--media-mode", choices=["sfu", "p2p", "auto"], help="set the room's media mode on join"
     )
+    token.add_argument(
+        "--record",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="set whether the room records its transcript, on join",
+    )
+    token.add_argument("--desk", help="a desk token for this desk (with --agent)")
+    token.add_argument("--agent", action="store_true", help="an agent of --desk")
+    token.add_argument("--languages", help="an agent's languages, e.g. ko,en (default: --speak)")
 
     inv = sub.add_parser(
         "invite",
@@ -105,6 +127,8 @@ def parser() -> argparse.ArgumentParser:
     inv.add_argument(
         "--base-url", help="the hub's public address (default: http://COMMHUB_HOST:COMMHUB_PORT)"
     )
+
+    _desk_parser(sub)
 
     models = sub.add_parser("models", help="list or install speech and translation models")
     msub = models.add_subparsers(dest="models_command", required=True)
@@ -132,11 +156,47 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--phrases", help="restrict recognition to these words (comma separated)")
     tr.add_argument("--no-progress", action="store_true")
 
+    # -- transcripts and erasure (the hub's HTTP API) --
+    ts = sub.add_parser(
+        "transcript",
+        help="download a room's stored transcript from the running hub",
+        description="Calls GET /v1/rooms/ROOM/transcript. The token is --token, else "
+        "COMMHUB_TOKEN, else a one-minute admin token for ROOM signed with this data dir's "
+        "secret (the hub's own, when run beside it).",
+    )
+    _api_args(ts)
+    ts.add_argument("room")
+    ts.add_argument("--format", default="vtt", choices=list(export.FORMATS))
+    ts.add_argument("--lang", help="show each line in this language where it was translated")
+    ts.add_argument("--bilingual", action="store_true", help="the original and --lang together")
+    ts.add_argument("-o", "--output", help="write here instead of stdout")
+    er = sub.add_parser(
+        "erase",
+        help="erase everything the hub stored about one identity (chat, captions, reports, "
+        "evidence)",
+        description="Calls DELETE /v1/identities/IDENTITY and prints what was removed.",
+    )
+    _api_args(er)
+    er.add_argument("identity")
+
     tl = sub.add_parser("translate", help="translate text (argument or stdin)")
     _settings_args(tl)
     tl.add_argument("--from", dest="source", required=True)
     tl.add_argument("--to", dest="target", required=True)
     tl.add_argument("text", nargs="?", help="text to translate (default: stdin)")
+
+    # -- moderation: text --
+    mod = sub.add_parser("moderation", help="try the text filters")
+    modsub = mod.add_subparsers(dest="moderation_command", required=True)
+    check = modsub.add_parser(
+        "check", help="print a line as readers get it (exit 3 when something was caught)"
+    )
+    check.add_argument("--lang", required=True, help="the language the line is in (ko, en...)")
+    check.add_argument("--wordlist", help="a hub list file (default: COMMHUB_MODERATION_WORDLIST)")
+    check.add_argument("text", nargs="?", help="the line (default: stdin)")
+
+    # -- reports and moderator actions --
+    reports_cli.add_parsers(sub, _settings_args, duration)
     return top
 
 
@@ -167,7 +227,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             return token(args, _load(args))
         if args.command == "invite":
             return invite(args, _load(args))
+        if args.command == "transcript":
+            return transcript(args, _load(args))
+        if args.command == "erase":
+            return erase(args, _load(args))
+        if args.command == "desk":
+            return desk_command(args, _load(args))
         settings = _load(args)
+        if args.command in reports_cli.COMMANDS:
+            return reports_cli.run(args, settings, base_url(settings))
         if args.command == "models":
             if args.models_command == "list":
                 return models_list(settings)
@@ -176,6 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return transcribe(args, settings)
         if args.command == "translate":
             return translate(args, settings)
+        if args.command == "moderation":
+            from commhub.moderation.cli import check_cli
+
+            text = args.text if args.text is not None else sys.stdin.read()
+            return check_cli(text.strip(), args.lang, settings, args.wordlist)
     except SettingsError as exc:
         print(f"commhub: {exc}", file=sys.stderr)
         return 2
@@ -243,12 +316,17 @@ def translate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def token(args: argparse.Namespace, settings: Settings) -> int:
+    if bool(args.desk) != bool(args.agent) or bool(args.room) == bool(args.desk):
+        print("commhub token: give --room, or --desk D --agent", file=sys.stderr)
+        return 2
     secret, created = settings.resolve_secret()
     if created:
         print(
             f"commhub: generated a development secret in {settings.data_dir}/secret",
             file=sys.stderr,
         )
+    if args.desk:
+        return desk_agent_token(args, settings, secret)
     grants = list(args.grant or auth.DEFAULT_GRANTS) + (["admin"] if args.admin else [])
     try:
         print(
@@ -264,6 +342,7 @@ def token(args: argparse.Namespace, settings: Settings) -> int:
                 ttl=args.ttl,
                 issuer=settings.issuer,
                 media_mode=args.media_mode,
+                record=args.record,
             )
         )
     except ValueError as exc:
@@ -306,6 +385,102 @@ def invite(args: argparse.Namespace, settings: Settings) -> int:
     print(f"invite to room {made.room}: {uses}, valid until {until}", file=sys.stderr)
     print(f"{(args.base_url or base_url(settings)).rstrip('/')}/join/{made.code}")
     return 0
+
+
+class NoToken(Exception):
+    """Nothing to authorise an API call with."""
+
+
+def api_call(
+    args: argparse.Namespace, settings: Settings, method: str, path: str, room: str
+) -> tuple[int, bytes, str]:
+    """(status, body, content type) of one call to the running hub's HTTP API; the token
+    is --token, COMMHUB_TOKEN, or a one-minute admin token for `room` from the secret."""
+    bearer = args.token or os.environ.get("COMMHUB_TOKEN")
+    if not bearer:
+        if not settings.secret and not (settings.data_dir / "secret").exists():
+            raise NoToken(
+                f"no token: pass --token or COMMHUB_TOKEN, or --data-dir of the hub "
+                f"(no secret in {settings.data_dir})"
+            )
+        secret, _ = settings.resolve_secret()
+        bearer = auth.issue(
+            secret, room=room, identity="cli", grants=["admin"], ttl=60, issuer=settings.issuer
+        )
+    url = (args.url or base_url(settings)).rstrip("/") + path
+    request = urllib.request.Request(
+        url, method=method, headers={"Authorization": f"Bearer {bearer}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            return resp.status, resp.read(), resp.headers.get_content_type()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), exc.headers.get_content_type()
+
+
+def api_refusal(command: str, status: int, body: bytes) -> int:
+    """Print the hub's refusal ({"error", "message"}) as one line; exit status 1."""
+    try:
+        doc = json.loads(body)
+        why = f"{doc['error']}: {doc['message']}"
+    except (ValueError, KeyError, TypeError):
+        why = body.decode("utf-8", "replace")[:200] or "no reason given"
+    print(f"commhub {command}: HTTP {status}: {why}", file=sys.stderr)
+    return 1
+
+
+def transcript(args: argparse.Namespace, settings: Settings) -> int:
+    if not auth.valid_room_name(args.room):
+        print(f"commhub transcript: invalid room name {args.room!r}", file=sys.stderr)
+        return 2
+    query = {"format": args.format}
+    if args.lang:
+        query["lang"] = args.lang
+    if args.bilingual:
+        query["bilingual"] = "1"
+    path = f"/v1/rooms/{args.room}/transcript?{urllib.parse.urlencode(query)}"
+    try:
+        status, body, _ = api_call(args, settings, "GET", path, args.room)
+    except NoToken as exc:
+        print(f"commhub transcript: {exc}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, OSError) as exc:
+        return _unreachable("transcript", args, settings, exc)
+    if status != 200:
+        return api_refusal("transcript", status, body)
+    if args.output:
+        with open(args.output, "wb") as out:
+            out.write(body)
+    else:
+        sys.stdout.write(body.decode("utf-8"))
+        sys.stdout.flush()
+    return 0
+
+
+def erase(args: argparse.Namespace, settings: Settings) -> int:
+    path = f"/v1/identities/{urllib.parse.quote(args.identity, safe='')}"
+    try:
+        status, body, _ = api_call(args, settings, "DELETE", path, auth.ANY_ROOM)
+    except NoToken as exc:
+        print(f"commhub erase: {exc}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, OSError) as exc:
+        return _unreachable("erase", args, settings, exc)
+    if status != 200:
+        return api_refusal("erase", status, body)
+    counts = json.loads(body)["erased"]
+    total = sum(counts.values())
+    print(f"erased {total} item(s) stored about {args.identity!r}", file=sys.stderr)
+    for kind, n in sorted(counts.items()):
+        print(f"{kind}\t{n}")
+    return 0
+
+
+def _unreachable(command: str, args: argparse.Namespace, settings: Settings, exc: Exception) -> int:
+    where = args.url or base_url(settings)
+    reason = getattr(exc, "reason", exc)
+    print(f"commhub {command}: cannot reach the hub at {where}: {reason}", file=sys.stderr)
+    return 1
 
 
 async def serve(
@@ -359,6 +534,127 @@ async def serve(
     log.info("shutting down: closing connections within %.1f s", settings.shutdown_timeout)
     await runner.cleanup()  # stops accepting, runs on_shutdown (tells participants), closes
     log.info("stopped")
+    return 0
+
+
+# -- desks --
+
+
+def _desk_parser(sub: Any) -> None:
+    desk = sub.add_parser("desk", help="service desks: create, list, show, delete")
+    dsub = desk.add_subparsers(dest="desk_command", required=True)
+    create = dsub.add_parser("create", help="create a desk")
+    change = dsub.add_parser("update", help="change a desk's settings")
+    for p in (create, change):
+        _settings_args(p)
+        p.add_argument("desk", help="the desk's name: a-z, 0-9, '-' (in its link: /desk/NAME)")
+        p.add_argument("--name", dest="title", help="the title visitors see")
+        p.add_argument("--languages", help="languages it serves in, e.g. ko,en,es")
+        p.add_argument("--topics", help="topics a visitor may pick, e.g. tax,residence")
+        p.add_argument("--hours", help='opening hours, e.g. "mon-fri 09:00-18:00; sat 10:00-13:00"')
+        p.add_argument("--timezone", help="IANA time zone of --hours (UTC)")
+        p.add_argument("--closed-message", help="what visitors see when the desk is closed")
+        p.add_argument("--max-queue", type=int, help="visitors who may wait at once")
+        p.add_argument("--assign", choices=["auto", "manual"], help="who assigns visitors")
+    for name, text in (("list", "list desks"), ("show", "show a desk"), ("delete", "delete")):
+        p = dsub.add_parser(name, help=text)
+        _settings_args(p)
+        if name != "list":
+            p.add_argument("desk")
+        if name in ("create", "show"):
+            p.add_argument("--base-url", help="the hub's public address for the link")
+    create.add_argument("--base-url", help="the hub's public address for the link")
+
+
+def desk_command(args: argparse.Namespace, settings: Settings) -> int:
+    from commhub.desks import db as desk_db
+    from commhub.desks import model
+
+    async def run() -> int:
+        store = desk_db.DeskStore(desk_db.database_url(settings.database_url, settings.data_dir))
+        try:
+            await store.open()
+            return await _desk(args, settings, store)
+        except model.DeskError as exc:
+            print(f"commhub desk: {exc.message}", file=sys.stderr)
+            return 2
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+async def _desk(args: argparse.Namespace, settings: Settings, store: Any) -> int:
+    from commhub.desks import model
+
+    cmd = args.desk_command
+    if cmd == "list":
+        for d in await store.list():
+            state = "always open" if not d.hours else f"{d.hours} ({d.timezone})"
+            print(f"{d.name}\t{d.title}\t{','.join(d.languages)}\t{d.assign}\t{state}")
+        return 0
+    if cmd != "create":
+        found = await store.get(args.desk)
+        if found is None:
+            print(f"commhub desk: no desk {args.desk!r}", file=sys.stderr)
+            return 1
+    if cmd == "delete":
+        await store.delete(args.desk)
+        print(f"deleted desk {args.desk}", file=sys.stderr)
+        return 0
+    if cmd == "show":
+        print(json.dumps(found.wire(), ensure_ascii=False, indent=2))
+        print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{found.name}")
+        return 0
+    spec: dict[str, Any] = {"name": args.desk}
+    for key in ("title", "languages", "topics", "hours", "timezone", "closed_message",
+                "max_queue", "assign"):  # fmt: skip
+        value = getattr(args, key)
+        if value is not None:
+            spec[key] = value
+    if cmd == "create":
+        made = await store.create(model.validate(spec, default_max_queue=settings.desk_max_queue))
+        print(f"desk {made.name} created; visitors' link:", file=sys.stderr)
+        print(f"{(args.base_url or base_url(settings)).rstrip('/')}/desk/{made.name}")
+        return 0
+    spec.pop("name")
+    await store.save(model.validate(spec, current=found))
+    print(f"desk {args.desk} updated (the hub reads it within seconds)", file=sys.stderr)
+    return 0
+
+
+def desk_agent_token(args: argparse.Namespace, settings: Settings, secret: str) -> int:
+    from commhub.desks import db as desk_db
+    from commhub.desks.tokens import issue_agent
+
+    async def exists() -> bool:
+        store = desk_db.DeskStore(desk_db.database_url(settings.database_url, settings.data_dir))
+        try:
+            await store.open()
+            return await store.get(args.desk) is not None
+        finally:
+            await store.close()
+
+    if not asyncio.run(exists()):
+        print(f"commhub token: no desk {args.desk!r} (commhub desk create)", file=sys.stderr)
+        return 2
+    try:
+        print(
+            issue_agent(
+                secret,
+                desk=args.desk,
+                identity=args.identity,
+                name=args.name,
+                speak=args.speak,
+                read=args.read,
+                languages=args.languages,
+                ttl=args.ttl,
+                issuer=settings.issuer,
+            )
+        )
+    except ValueError as exc:
+        print(f"commhub token: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,6 +21,13 @@ def _ice_servers_default() -> list[dict[str, Any]]:
     return []
 
 
+def _explicit_labels() -> list[str]:
+    # imported here: the moderation package may import config
+    from commhub.moderation.labels import EXPLICIT_LABELS
+
+    return list(EXPLICIT_LABELS)
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -80,6 +87,41 @@ class Settings:
     admin_token_max_ttl: float = 7 * 86400  # longest ttl the admin API mints
     end_session_at_expiry: bool = False  # close a connection when its token expires
     check_outgoing: bool = False  # validate every server message against its schema (tests)
+    # -- store --
+    store: bool = True  # keep chat, transcripts, reports and bans in a database (else memory)
+    database_url: str = ""  # SQLAlchemy async URL; empty: sqlite under data_dir/commhub.db
+    store_queue: int = 1000  # writes waiting for a commit before chat senders are held back
+    store_batch: int = 256  # writes committed together at most (group commit)
+    store_busy_timeout: float = 5.0  # seconds a write waits for a locked database
+    recording: bool = False  # rooms record their caption transcript (rooms may override)
+    # -- transcripts and retention --
+    retention_days: float = 0.0  # stored chat, captions, reports, evidence kept; 0 = forever
+    retention_interval: float = 3600.0  # seconds between purges of what is older
+    # -- moderation: text --
+    moderation: bool = True  # screen chat, captions and translations with the text filters
+    moderation_action: str = "mask"  # what a hit does: mask, drop or warn
+    moderation_strikes: int = 3  # moderated messages that mute the sender; 0: never
+    moderation_score: float = 0.9  # alt-profanity-check (en) threshold; 0: the model is off
+    moderation_wordlist: str = ""  # the operator's list file for every room (empty: none)
+    # -- imagery: sample published video, block tracks the detector flags --
+    imagery: bool = False  # sample and classify every video track relayed by the hub
+    imagery_interval: float = 3.0  # seconds between samples of one track (a key frame each)
+    imagery_labels: list[str] = field(default_factory=_explicit_labels)
+    imagery_threshold: float = 0.5  # a blocked label's detector score that blocks the track
+    imagery_cpu_budget: float = 0.25  # cores the sampling may use, node-wide
+    imagery_queue: int = 2  # samples waiting for or on the worker; more are dropped
+    # -- reports and moderator actions --
+    report_evidence_lines: int = 20  # chat lines and final captions kept per participant
+    report_evidence_participants: int = 4096  # participants whose lines are kept (oldest go)
+    report_limit: int = 5  # reports one identity may file in a room per report_window
+    report_window: float = 600.0  # seconds
+    # -- desks --
+    desk_grace: float = 60.0  # seconds a dropped visitor keeps its place in a desk's queue
+    desk_agent_grace: float = 15.0  # seconds a dropped agent keeps its sessions
+    desk_visitor_ttl: float = 3600.0  # lifetime of the visitor token a desk's link mints
+    desk_session_ttl: float = 4 * 3600.0  # lifetime of a session's room tokens
+    desk_default_handle_time: float = 300.0  # the wait estimate before a desk has handled anyone
+    desk_max_queue: int = 100  # a new desk's max_queue
     # -- capacity --
     # caption streams per node; one more speaker gets caption_unavailable (busy) until a
     # stream ends, instead of slowing every speaker; 0 = 4 per recognize thread
@@ -143,6 +185,9 @@ class Settings:
             need(getattr(self, name) >= 1, name, "expected >= 1")
         for name in ("join_rate", "byte_rate", "caption_max_backlog", "admin_token_max_ttl"):
             need(getattr(self, name) > 0, name, "expected > 0")
+        for name in ("report_evidence_lines", "report_evidence_participants", "report_limit"):
+            need(getattr(self, name) >= 1, name, "expected >= 1")
+        need(self.report_window > 0, "report_window", "expected > 0 seconds")
         need(self.caption_max_streams >= 0, "caption_max_streams", "expected >= 0 (0 = auto)")
         need(
             self.caption_decoder in {"default", "fast"},
@@ -152,6 +197,17 @@ class Settings:
         need(self.caption_fast_from >= 0, "caption_fast_from", "expected >= 0 (0 = never)")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
+        for name in ("desk_grace", "desk_agent_grace"):
+            need(0 <= getattr(self, name) <= 86400, name, "expected 0..86400 seconds")
+        for name in ("desk_visitor_ttl", "desk_session_ttl", "desk_default_handle_time"):
+            need(0 < getattr(self, name) <= 7 * 86400, name, "expected (0, 604800] seconds")
+        need(1 <= self.desk_max_queue <= 10000, "desk_max_queue", "expected 1..10000")
+        need(
+            0 <= self.retention_days < 1e6,
+            "retention_days",
+            "expected >= 0 days (0 = keep forever)",
+        )
+        need(0 < self.retention_interval < 1e9, "retention_interval", "expected > 0 seconds")
         need(
             all(isinstance(a, str) and _ip(a) for a in self.ice_host_addresses),
             "ice_host_addresses",
@@ -181,6 +237,61 @@ class Settings:
             all(isinstance(s, dict) and isinstance(s.get("urls"), list) for s in self.ice_servers),
             "ice_servers",
             'expected a JSON list like [{"urls": ["stun:stun.example.org:3478"]}]',
+        )
+
+        need(
+            self.moderation_action in {"mask", "drop", "warn"},
+            "moderation_action",
+            "expected mask, drop or warn",
+        )
+        need(self.moderation_strikes >= 0, "moderation_strikes", "expected >= 0 (0: never)")
+        need(0 <= self.moderation_score <= 1, "moderation_score", "expected 0..1 (0: off)")
+        need(
+            not self.moderation_wordlist or Path(self.moderation_wordlist).is_file(),
+            "moderation_wordlist",
+            "expected a readable list file (one term per line) or empty",
+        )
+        need(self.store_queue >= 1, "store_queue", "expected >= 1")
+        need(1 <= self.store_batch <= 10000, "store_batch", "expected 1..10000")
+        need(self.store_busy_timeout >= 0, "store_busy_timeout", "expected >= 0 seconds")
+        need(
+            self.database_url == "" or "://" in self.database_url,
+            "database_url",
+            "expected an SQLAlchemy URL like sqlite+aiosqlite:///path/commhub.db",
+        )
+        self._validate_imagery(need)
+
+    def _validate_imagery(self, need: Any) -> None:
+        from commhub.moderation.labels import NUDENET_LABELS
+
+        need(
+            isinstance(self.imagery_interval, (int, float))
+            and 0.5 <= self.imagery_interval <= 3600,
+            "imagery_interval",
+            "expected 0.5..3600 seconds",
+        )
+        labels = self.imagery_labels
+        unknown = [x for x in labels if x not in NUDENET_LABELS] if isinstance(labels, list) else []
+        need(
+            isinstance(labels, list) and bool(labels) and not unknown,
+            "imagery_labels",
+            f"expected a non-empty JSON list of detector labels (unknown: {unknown}); "
+            f"known: {', '.join(NUDENET_LABELS)}",
+        )
+        need(
+            isinstance(self.imagery_threshold, (int, float)) and 0 < self.imagery_threshold <= 1,
+            "imagery_threshold",
+            "expected a score in (0, 1]",
+        )
+        need(
+            isinstance(self.imagery_cpu_budget, (int, float)) and 0 < self.imagery_cpu_budget <= 64,
+            "imagery_cpu_budget",
+            "expected > 0 cores (a fraction of one core is fine, e.g. 0.25)",
+        )
+        need(
+            isinstance(self.imagery_queue, int) and 1 <= self.imagery_queue <= 64,
+            "imagery_queue",
+            "expected 1..64 samples",
         )
 
     def replace(self, **changes: Any) -> Settings:

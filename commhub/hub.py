@@ -17,17 +17,22 @@ from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
 from commhub.metrics import HubMetrics
+from commhub.moderation.evidence import Evidence
+from commhub.moderation.text import TextModeration
 from commhub.protocol import (
     CloseReason,
+    ErrorCode,
     LeaveReason,
     MediaMode,
     Message,
     Outgoing,
+    ProtocolError,
     Schemas,
     TranslationStatus,
     schemas,
 )
 from commhub.rooms import Participant, Room, Rooms, base_language
+from commhub.store import Store, StoreError
 
 log = logging.getLogger("commhub.hub")
 
@@ -146,14 +151,22 @@ class Hub:
         self.outgoing = Outgoing(self.schemas, settings.check_outgoing)
         self.media: MediaPort = NoMedia()  # the app gives it the media layer
         self.translator: Translating | None = None  # set by the app when translation runs
+        self.store: Store | None = None  # set by the app when the store runs
+        self.moderation: TextModeration | None = None  # set by the app when text filters run
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.lanes = Lanes()
+        # what reports carry: each participant's last chat lines and captions, as delivered
+        self.evidence = Evidence(
+            settings.report_evidence_lines, settings.report_evidence_participants
+        )
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.store is not None:
+            await self.store.start()
         await self.media.start()
         self._reaper = asyncio.create_task(self._reap_loop(), name="commhub-room-reaper")
 
@@ -177,6 +190,12 @@ class Hub:
         await self.lanes.close()
         await self.media.close()
         await self.bus.close()
+
+    async def close_store(self) -> None:
+        """Commit what is queued and close the store: last, after shutdown and after the
+        captions' last finals (the lanes' translations and the finals are queued writes)."""
+        if self.store is not None:
+            await self.store.close(self.settings.shutdown_timeout)
 
     async def _reap_loop(self) -> None:
         period = max(0.05, min(5.0, self.settings.empty_room_timeout / 2))
@@ -202,6 +221,7 @@ class Hub:
         exclude: str | None = None,
     ) -> None:
         self.outgoing.check(msg)  # the bus encodes it once for every recipient
+        self.evidence.seen(room, msg)
         count = await self.bus.publish(room, msg, to=to, exclude=exclude)
         if count:
             self.metrics.messages_out.labels(msg["type"]).inc(count)
@@ -216,10 +236,25 @@ class Hub:
         ref: str | None = None,
         capabilities: Mapping[str, bool] | None = None,
         media_mode: str | None = None,
+        record: bool | None = None,
     ) -> Room:
         """Admit p: `joined` (echoing `ref`) to it, `participant_joined` to the others, then
-        its media state (`media_mode` once, current tracks). `media_mode`: the token's."""
+        its media state (`media_mode` once, current tracks). `media_mode`, `record`: the
+        token's choices for the room."""
+        stored: list[dict[str, Any]] = []
+        policy: bool | None = None
+        if self.store is not None and self.rooms.get(room_name) is None:
+            stored, policy = await self._stored_room(room_name)  # after a restart or reap
+        fresh = self.rooms.get(room_name) is None
         room, old = self.rooms.join(room_name, p)  # raises RoomFull
+        if fresh:
+            room.seed(stored)
+            room.recording = self._records(policy)
+        if record is not None and self.store is not None:
+            try:
+                await self.set_recording(room_name, record)
+            except StoreError as exc:
+                log.error("room %s: the token's recording policy was not saved: %s", room_name, exc)
         if old is not None:
             self.bus.detach(room_name, old.id)
             await self.publish(
@@ -244,12 +279,45 @@ class Hub:
                 chat=room.recent_chat(p.read),
                 ice_servers=self.settings.ice_servers,
                 ref=ref,
+                recording=room.recording,
             ),
         )
         await self.publish(room_name, protocol.participant_joined(p.wire()), exclude=p.id)
         await self.media.joined(room_name, p)
         self._gauge()
         return room
+
+    async def _stored_room(self, room_name: str) -> tuple[list[dict[str, Any]], bool | None]:
+        """The room's recent chat and recording policy from the store (none if it fails:
+        the join goes on, logged, and /readyz says what is wrong)."""
+        assert self.store is not None
+        try:
+            stored = await self.store.recent_chat(room_name, self.settings.chat_history)
+            return stored, await self.store.recording(room_name)
+        except Exception:
+            log.exception("store: could not read room %s", room_name)
+            return [], None
+
+    def _records(self, policy: bool | None) -> bool:
+        """A room records when its policy says so, else when the hub's setting does; never
+        without a store (there would be nowhere to keep it)."""
+        if self.store is None:
+            return False
+        return self.settings.recording if policy is None else policy
+
+    async def set_recording(self, room_name: str, policy: bool | None) -> bool:
+        """Set a room's recording policy (None: the hub's setting); a live room is told when
+        that changes whether it records. Returns whether it records now."""
+        if self.store is None:
+            raise StoreError("the store is disabled (COMMHUB_STORE=false): nothing can record")
+        await self.store.set_recording(room_name, policy)
+        on = self._records(policy)
+        room = self.rooms.get(room_name)
+        if room is not None and room.recording != on:
+            room.recording = on
+            log.info("room %s %s recording", room_name, "starts" if on else "stops")
+            await self.publish(room_name, protocol.recording(on))
+        return on
 
     async def leave(self, room_name: str, p: Participant, reason: str) -> None:
         """Remove p (if it is still the room's) and tell the others."""
@@ -271,9 +339,19 @@ class Hub:
         else:
             await self.publish(room_name, msg)
 
-    async def chat(self, room: Room, p: Participant, text: str, ref: str | None = None) -> Message:
+    async def chat(
+        self, room: Room, p: Participant, text: str, ref: str | None = None
+    ) -> Message | None:
         """Deliver a chat at once to readers of its language (the sender's own copy echoes
-        `ref`); its translations follow on the sender's lane, without holding its socket."""
+        `ref`); its translations follow on the sender's lane, without holding its socket.
+        With a store, nobody gets it (the sender's echo is its acknowledgement) before it is
+        committed: what was acknowledged survives a crash. The text filters see it first
+        (None: they dropped it)."""
+        if self.moderation is not None:
+            screened = await self.moderation.chat(room.name, p, text, ref)
+            if screened is None:
+                return None
+            text = screened
         msg = protocol.chat(
             chat_id="CH_" + secrets.token_urlsafe(9),
             sender=p.ref(),
@@ -281,6 +359,13 @@ class Hub:
             lang=p.speak,
             ts=time.time(),
         )
+        if self.store is not None:
+            try:
+                await self.store.add_chat(room.name, msg, recorded=room.recording)
+            except StoreError as exc:
+                raise ProtocolError(
+                    ErrorCode.STORE_UNAVAILABLE, f"the chat was not sent: {exc}", ref
+                ) from None
         room.remember(msg)
         await self.publish_text(room, msg, text, p.speak, lane=p.id, sender=(p.id, ref))
         return msg
@@ -316,6 +401,7 @@ class Hub:
         if same:
             await self.publish(room.name, msg, to=same)
         if not groups:
+            self._record_caption(room, msg, {})
             return
         if text is None and self.lanes.idle(lane):  # nothing to translate, nothing ahead
             await self._deliver(room, msg, None, src, groups, sender, busy=False)
@@ -339,6 +425,7 @@ class Hub:
         """The copies of msg for readers of other languages (translated when `text`)."""
         sender_id, ref = sender if sender else (None, None)
         if text is None:
+            self._record_caption(room, msg, {})
             for ids in groups.values():
                 await self._publish_copies(room.name, msg, ids, sender_id, ref)
             return
@@ -351,11 +438,31 @@ class Hub:
             results = await self.translator.translate_many(text, src, list(groups))
         of = text if text != msg["text"] else None
         kept = room.translations.get(msg.get("id", ""))  # a chat message newcomers will see
+        infos = {lang: translation_info(lang, results.get(lang), of) for lang in groups}
+        self._record_caption(room, msg, infos)
         for lang, ids in groups.items():
-            info = translation_info(lang, results.get(lang), of)
+            info = infos[lang]
+            if self.moderation is not None:  # screened again in the reader's language
+                screened = await self.moderation.translation(room.name, msg, lang, info)
+                if screened is None:
+                    continue
+                info = screened
             if kept is not None:
                 kept[lang] = info
+            if self.store is not None and msg["type"] == "chat":
+                self.store.add_chat_translation(room.name, msg["id"], lang, info)
             await self._publish_copies(room.name, {**msg, "translation": info}, ids, sender_id, ref)
+
+    def _record_caption(
+        self, room: Room, msg: Message, translations: dict[str, dict[str, Any]]
+    ) -> None:
+        """A caption final, with the translations its readers got, into the transcript of a
+        room that records."""
+        if not (self.store and room.recording and msg["type"] == "caption" and msg["final"]):
+            return
+        speaker = room.participants.get(msg["speaker"])  # gone: its last final, by id
+        who = {"identity": speaker.identity, "name": speaker.name} if speaker else {}
+        self.store.add_caption(room.name, {**msg, **who}, translations)
 
     async def _publish_copies(
         self, room_name: str, msg: Message, ids: list[str], sender_id: str | None, ref: str | None

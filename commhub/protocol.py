@@ -48,6 +48,13 @@ class ErrorCode(StrEnum):
     TOO_MANY_TRACKS = "too_many_tracks"
     SDP_TOO_LARGE = "sdp_too_large"
     INTERNAL_ERROR = "internal_error"
+    STORE_UNAVAILABLE = "store_unavailable"
+    STRIKE_MUTED = "strike_muted"
+    BANNED = "banned"
+    UNKNOWN_DESK = "unknown_desk"
+    UNKNOWN_TICKET = "unknown_ticket"
+    UNKNOWN_SESSION = "unknown_session"
+    UNKNOWN_AGENT = "unknown_agent"
 
 
 class ProtocolError(Exception):
@@ -182,6 +189,7 @@ class CloseReason(StrEnum):
     EXPIRED = "expired"
     JOIN_TIMEOUT = "join_timeout"
     INTERNAL_ERROR = "internal_error"
+    BANNED = "banned"
 
     @property
     def code(self) -> int:
@@ -204,6 +212,7 @@ _CLOSE_CODES = {
     CloseReason.ROOM_CLOSED: 4005,
     CloseReason.EXPIRED: 4006,
     CloseReason.JOIN_TIMEOUT: 4008,
+    CloseReason.BANNED: 4009,
 }
 _BYE = frozenset(
     {
@@ -292,6 +301,7 @@ def joined(
     chat: Sequence[Message],
     ice_servers: Sequence[Mapping[str, Any]],
     ref: str | None = None,
+    recording: bool = False,
 ) -> Message:
     return _with_ref(
         {
@@ -302,6 +312,7 @@ def joined(
             "participants": [dict(p) for p in participants],
             "chat": list(chat),
             "ice_servers": [dict(s) for s in ice_servers],
+            "recording": recording,
         },
         ref,
     )
@@ -455,3 +466,270 @@ class Outgoing:
     def encode(self, msg: Message) -> str:
         self.check(msg)
         return encode(msg)
+
+
+# -- store --
+
+
+def recording(on: bool) -> Message:
+    """The room's transcript recording was switched on or off (joined.recording: the start)."""
+    return {"type": "recording", "recording": on}
+
+
+# -- imagery --
+
+
+def track_blocked(
+    *,
+    participant: str,
+    track: Mapping[str, Any],
+    reason: str,
+    label: str,
+    score: float,
+    ts: float,
+) -> Message:
+    """To a track's publisher and the room's moderators: the hub stopped relaying it."""
+    return {
+        "type": "track_blocked",
+        "participant": participant,
+        "track": dict(track),
+        "reason": reason,
+        "label": label,
+        "score": round(score, 3),
+        "ts": round(ts, 3),
+    }
+
+
+# -- reports and moderator actions --
+
+
+def banned(message: str, until: float | None) -> Message:
+    """The fatal `error` a banned identity's `join` gets (`until`: when the ban ends)."""
+    msg = error(ErrorCode.BANNED, message, fatal=True)
+    msg["until"] = None if until is None else round(until, 3)
+    return msg
+
+
+def reported(report_id: str, ref: str | None = None) -> Message:
+    return _with_ref({"type": "reported", "report_id": report_id}, ref)
+
+
+def report_filed(report: Mapping[str, Any]) -> Message:
+    """To the room's moderators: the report without its evidence (the admin API has it)."""
+    keys = ("id", "room", "reporter", "reason", "note", "message_id", "segment")
+    summary: Message = {k: report[k] for k in keys if report.get(k) is not None}
+    summary["participant"] = report["subject"]
+    summary["ts"] = round(report["created_at"], 3)
+    evidence = report.get("evidence") or {}
+    summary["evidence"] = len(evidence.get("lines", [])) + len(evidence.get("frames", []))
+    return {"type": "report_filed", "report": summary}
+
+
+def moderation_action(
+    action: str,
+    participant: Mapping[str, Any],
+    by: Mapping[str, Any] | None,
+    *,
+    kind: str | None = None,
+    until: float | None = None,
+    reason: str | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "moderation_action",
+        "action": action,
+        "participant": dict(participant),
+        "by": dict(by) if by is not None else None,
+    }
+    if kind is not None:
+        msg["kind"] = kind
+    if action == "ban":
+        msg["until"] = None if until is None else round(until, 3)
+    if reason:
+        msg["reason"] = reason
+    return _with_ref(msg, ref)
+
+
+# -- moderation: text filters --
+
+
+def moderated(
+    *,
+    action: str,
+    kind: str,
+    lang: str,
+    rules: Sequence[str],
+    strikes: int,
+    strike_limit: int,
+    muted: bool,
+    ref: str | None = None,
+    segment: str | None = None,
+    about: str | None = None,
+) -> Message:
+    """To a sender whose chat, caption or its translation a filter caught."""
+    msg: Message = {
+        "type": "moderated",
+        "action": action,
+        "kind": kind,
+        "lang": lang,
+        "rules": list(rules),
+        "strikes": strikes,
+        "strike_limit": strike_limit,
+        "muted": muted,
+    }
+    if segment is not None:
+        msg["segment"] = segment
+    if about is not None:
+        msg["about"] = about
+    return _with_ref(msg, ref)
+
+
+# -- desks --------------------------------------------------------------------------------------
+
+
+def desk_waiting(
+    desk: Mapping[str, Any],
+    position: int,
+    estimated_wait: float | None,
+    agents_online: int,
+    notice: Mapping[str, str] | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "desk_waiting",
+        "desk": dict(desk),
+        "position": position,
+        "estimated_wait": None if estimated_wait is None else round(estimated_wait, 1),
+        "agents_online": agents_online,
+    }
+    if notice is not None:
+        msg["notice"] = dict(notice)
+    return _with_ref(msg, ref)
+
+
+def desk_unavailable(
+    desk: Mapping[str, Any],
+    reason: str,
+    message: str,
+    *,
+    opens_at: float | None = None,
+    estimated_wait: float | None = None,
+    ref: str | None = None,
+) -> Message:
+    assert reason in ("closed", "full", "deleted")
+    msg: Message = {
+        "type": "desk_unavailable",
+        "desk": dict(desk),
+        "reason": reason,
+        "message": message,
+        "opens_at": opens_at,
+        "estimated_wait": None if estimated_wait is None else round(estimated_wait, 1),
+    }
+    return _with_ref(msg, ref)
+
+
+def desk_assigned(
+    *,
+    session: str,
+    desk: Mapping[str, Any],
+    room: str,
+    token: str,
+    agent_name: str | None = None,
+    visitor: Mapping[str, Any] | None = None,
+    transcript: Sequence[Mapping[str, Any]] | None = None,
+    transferred: Mapping[str, Any] | None = None,
+    ref: str | None = None,
+) -> Message:
+    """The visitor's copy names the agent (`with`); the agent's has `visitor` and, after a
+    transfer, what came before."""
+    msg: Message = {
+        "type": "desk_assigned",
+        "session": session,
+        "desk": dict(desk),
+        "room": room,
+        "token": token,
+    }
+    if agent_name is not None:
+        msg["with"] = {"name": agent_name}
+    if visitor is not None:
+        msg["visitor"] = dict(visitor)
+    if transcript is not None:
+        msg["transcript"] = [dict(line) for line in transcript]
+    if transferred is not None:
+        msg["transferred"] = dict(transferred)
+    return _with_ref(msg, ref)
+
+
+def desk_invited(
+    *,
+    session: str,
+    desk: Mapping[str, Any],
+    room: str,
+    token: str,
+    visitor: Mapping[str, Any],
+    by: Mapping[str, Any],
+) -> Message:
+    return {
+        "type": "desk_invited",
+        "session": session,
+        "desk": dict(desk),
+        "room": room,
+        "token": token,
+        "visitor": dict(visitor),
+        "by": dict(by),
+    }
+
+
+def desk_added(
+    session: str,
+    *,
+    agent: str | None = None,
+    link: str | None = None,
+    expires_at: float | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {"type": "desk_added", "session": session}
+    if agent is not None:
+        msg["agent"] = agent
+    if link is not None:
+        msg["link"] = link
+    if expires_at is not None:
+        msg["expires_at"] = round(expires_at, 3)
+    return _with_ref(msg, ref)
+
+
+def desk_ended(
+    session: str, message: str, outcome: str | None = None, ref: str | None = None
+) -> Message:
+    msg: Message = {"type": "desk_ended", "session": session, "message": message}
+    if outcome is not None:
+        msg["outcome"] = outcome
+    return _with_ref(msg, ref)
+
+
+def desk_state(
+    *,
+    desk: Mapping[str, Any],
+    queue: Sequence[Mapping[str, Any]],
+    agents: Sequence[Mapping[str, Any]],
+    sessions: Sequence[Mapping[str, Any]],
+    event: Mapping[str, Any] | None = None,
+    you: Mapping[str, Any] | None = None,
+    ref: str | None = None,
+) -> Message:
+    msg: Message = {
+        "type": "desk_state",
+        "desk": dict(desk),
+        "queue": [dict(e) for e in queue],
+        "agents": [dict(a) for a in agents],
+        "sessions": [dict(s) for s in sessions],
+    }
+    if event is not None:
+        msg["event"] = dict(event)
+    if you is not None:
+        msg["you"] = dict(you)
+    return _with_ref(msg, ref)
+
+
+def desk_event(desk: str, event: Mapping[str, Any]) -> Message:
+    return {"type": "desk_event", "desk": desk, **event}

@@ -184,8 +184,9 @@ class Counter:
         self.kind = kind
         self.arrivals: list[float] = []
 
-    def __call__(self, mime: str, data: bytes, ts: int) -> None:
+    def __call__(self, mime: str, data: bytes, ts: int) -> bool:
         self.arrivals.append(time.monotonic())
+        return True
 
     def window(self, start: float, end: float) -> tuple[float, float]:
         """frames/s and the p95 gap between frames (ms) within [start, end]."""

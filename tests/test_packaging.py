@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import zipfile
@@ -44,6 +45,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "commhub/catalog.json",
         "commhub/web/index.html",
         "commhub/web/commhub.js",
+        "commhub/web/desk.html",
+        "commhub/web/console.html",
+        "commhub/store/migrations/env.py",
+        "commhub/store/migrations/script.py.mako",
+        "commhub/store/migrations/versions/0001_initial.py",
+        "commhub/moderation/filters/lists/es.txt",
+        "commhub/moderation/filters/lists/ko.txt",
     ):
         assert needed in names, f"{needed} is missing from the wheel"
     site = out / "site"
@@ -95,6 +103,14 @@ async def test_installed_hub_serves_the_page_and_speaks_the_protocol(
         assert (await clients[1].expect("chat"))["text"] == "from the wheel"
         for c in clients:
             await c.close()
+        async with aiohttp.ClientSession() as http, http.get(f"{url}/readyz") as ready:
+            assert (await ready.json())["store"] == "ok"  # migrated from the wheel's scripts
+        db = sqlite3.connect(tmp_path / "data" / "commhub.db")
+        try:
+            assert db.execute("select text from chat").fetchall() == [("from the wheel",)]
+            assert db.execute("select version_num from alembic_version").fetchall()
+        finally:
+            db.close()
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 15)

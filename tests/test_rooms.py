@@ -44,15 +44,19 @@ def test_empty_rooms_are_reaped_after_timeout() -> None:
     assert rooms.get("r") is None
 
 
-async def test_live_room_forgotten_and_history_with_it(start_hub: StartHub) -> None:
-    hub = await start_hub(empty_room_timeout=0.2)
+@pytest.mark.parametrize("store", [False, True])
+async def test_live_room_forgotten_and_history_with_it(start_hub: StartHub, store: bool) -> None:
+    """A room left empty is forgotten; its chat history goes with it, unless the store
+    keeps it (then it comes back as after a restart)."""
+    hub = await start_hub(empty_room_timeout=0.2, store=store)
     a = await hub.joined(identity="a")
     await a.send({"type": "chat", "text": "old news"})
-    await a.expect("chat")
+    sent = await a.expect("chat")
     await a.send({"type": "leave"})
     await a.closed()
     async with asyncio.timeout(3):
         while hub.hub.rooms.get("lobby") is not None:
             await asyncio.sleep(0.05)
     b = await hub.client(identity="b")
-    assert (await b.join())["chat"] == []
+    history = (await b.join())["chat"]
+    assert history == ([{k: v for k, v in sent.items() if k != "ref"}] if store else [])

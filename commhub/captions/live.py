@@ -29,6 +29,7 @@ from commhub.captions.gate import GateSettings
 from commhub.captions.metrics import CaptionMetrics
 from commhub.captions.stream import CaptionStream, StreamSettings
 from commhub.config import Settings
+from commhub.moderation.text import TextModeration
 from commhub.protocol import CaptionUnavailableReason, Message
 from commhub.rooms import Participant, Room, Rooms
 from commhub.speech import ModelNotFound, SpeechModels
@@ -97,6 +98,7 @@ class LiveCaptions:
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
         self._lane_ids = itertools.count()
+        self.moderation: TextModeration | None = None  # set by the app: the text filters
 
     @property
     def max_streams(self) -> int:
@@ -304,6 +306,11 @@ class LiveCaptions:
             text: str | None = event.text or None
         else:  # translate_partials: only words the recognizer no longer revises
             text = self._stable_prefix(event) or None
+        if self.moderation is not None:  # partials too: no word may flash by
+            screened = await self.moderation.caption(room_name, p, msg, text)
+            if screened is None:
+                return
+            msg, text = screened
         await self.outbox.publish_text(
             room, msg, text, event.language, lane=lane, to=listeners, droppable=not event.final
         )

@@ -43,7 +43,7 @@ class TeeQueue(queue.Queue[Any]):
     decoder thread and must always pass.
     """
 
-    def __init__(self, on_frame: Callable[[str, bytes, int], None], decode: bool) -> None:
+    def __init__(self, on_frame: Callable[[str, bytes, int], bool], decode: bool) -> None:
         super().__init__()
         self.on_frame = on_frame
         self.decode = decode
@@ -53,14 +53,16 @@ class TeeQueue(queue.Queue[Any]):
             super().put(None)
             return
         codec, frame = item
-        self.on_frame(codec.mimeType.lower(), bytes(frame.data), int(frame.timestamp))
-        if self.decode:
+        # on_frame says whether the frame goes on: a suppressed track feeds no tap either
+        if self.on_frame(codec.mimeType.lower(), bytes(frame.data), int(frame.timestamp)) and (
+            self.decode
+        ):
             super().put(item, block, timeout)
 
 
 def tee_receiver(
     receiver: RTCRtpReceiver,
-    on_frame: Callable[[str, bytes, int], None],
+    on_frame: Callable[[str, bytes, int], bool],
     decode: bool,
     audio_prefetch: int | None = None,
 ) -> None:
@@ -118,6 +120,12 @@ class ForwardTrack(MediaStreamTrack):
         self._queue.append((data, ts + self._offset))
         self._wakeup.set()
 
+    def restart(self) -> None:
+        """Forget what is queued; video resumes at the next key frame (after a suppression,
+        so that the subscriber's decoder never sees a frame whose references it missed)."""
+        self._queue.clear()
+        self.need_keyframe = self.kind == "video"
+
     def switch_source(self, on_keyframe_needed: Callable[[], None] | None) -> None:
         """A new publication feeds this slot: rebase its clock, wait for its key frame."""
         self._queue.clear()
@@ -159,7 +167,14 @@ class Publication:
         self.receiver = receiver
         self.mid = mid
         self.source = "microphone" if kind == "audio" else "camera"
-        self.muted = False
+        self.muted = False  # as the publisher says (`track {muted}`)
+        # Why the hub holds this track back (Media.suppress): while any, nothing is
+        # forwarded or tapped, and everyone is told the track is muted.
+        self.suppressed: set[str] = set()
+        # Called with every encoded frame, forwarded or not (imagery samples through this);
+        # an observer must be cheap: it runs on the event loop for every frame.
+        self.observers: list[Callable[[Publication, bytes], None]] = []
+        self.ended = False
         self.subscribers: set[ForwardTrack] = set()
         self.frames = 0
         self.last_frame = time.monotonic()
@@ -167,13 +182,47 @@ class Publication:
         self._last_pli = 0.0
         self._pli_tasks: set[asyncio.Task[None]] = set()
 
-    def on_frame(self, mime: str, data: bytes, ts: int) -> None:
+    def on_frame(self, mime: str, data: bytes, ts: int) -> bool:
+        """One complete encoded frame; returns whether it went on (not suppressed)."""
         self.frames += 1
         self.last_frame = time.monotonic()
+        for observe in self.observers:
+            try:
+                observe(self, data)
+            except Exception:  # an observer's fault must never stop the relay
+                log.exception("frame observer of %s failed", self.key)
+        if self.suppressed:
+            return False
         if self.muted:
-            return
+            return True
         for sub in self.subscribers:
             sub.feed(data, ts)
+        return True
+
+    def suppress(self, reason: str) -> bool:
+        """Hold the track back for `reason`; True when that stopped it (it was flowing)."""
+        was = bool(self.suppressed)
+        self.suppressed.add(reason)
+        if not was:
+            for sub in self.subscribers:
+                sub.restart()  # what is queued is not sent either
+        return not was
+
+    def release(self, reason: str | None = None) -> bool:
+        """Lift `reason` (None: every reason); True when the track flows again."""
+        if not self.suppressed:
+            return False
+        if reason is None:
+            self.suppressed.clear()
+        else:
+            self.suppressed.discard(reason)
+        if self.suppressed:
+            return False
+        for sub in self.subscribers:
+            sub.restart()
+        self._last_pli = 0.0
+        self.request_keyframe()
+        return True
 
     def request_keyframe(self) -> None:
         """Ask the publisher for a key frame (PLI), at most every 0.5 s."""
@@ -196,9 +245,12 @@ class Publication:
             self._last_pli = 0.0
 
     def wire(self) -> dict[str, Any]:
-        return {"id": self.track_id, "kind": self.kind, "source": self.source, "muted": self.muted}
+        muted = self.muted or bool(self.suppressed)
+        return {"id": self.track_id, "kind": self.kind, "source": self.source, "muted": muted}
 
     def close(self) -> None:
+        self.ended = True
+        self.observers.clear()
         for t in self._pli_tasks:
             t.cancel()
         self.subscribers.clear()

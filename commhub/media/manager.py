@@ -36,6 +36,29 @@ log = logging.getLogger("commhub.media")
 
 MODES = ("auto", "sfu", "p2p")
 TRACK_ID_MAX = 128  # defs.json: a track's id as every participant is told it
+KINDS = ("audio", "video")
+
+VideoTrackCallback = Callable[[str, Participant, Publication], None]
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """A rule holding back some of one participant's tracks (see Media.suppress)."""
+
+    participant: str
+    track_id: str | None  # None: every track (of `kind`)
+    kind: str | None  # None: both kinds
+    reason: str
+
+    def covers(self, pub: Publication) -> bool:
+        return (
+            pub.owner_id == self.participant
+            and self.track_id in (None, pub.track_id)
+            and self.kind in (None, pub.kind)
+        )
+
+    def wire(self) -> dict[str, Any]:
+        return {"track_id": self.track_id, "kind": self.kind, "reason": self.reason}
 
 
 @dataclass
@@ -46,6 +69,7 @@ class RoomMedia:
     peers: tuple[str, str] | None = None  # the pair in p2p mode
     # by (owner, track id): a track id is the client's choice and only unique per client
     publications: dict[tuple[str, str], Publication] = field(default_factory=dict)
+    suppressions: list[Suppression] = field(default_factory=list)
 
 
 class Outbox(Protocol):
@@ -83,6 +107,7 @@ class Media:
         self.pending_meta: dict[str, dict[str, dict[str, Any]]] = {}
         self._reserved: dict[str, int] = {}  # participant id -> tracks of its offer in flight
         self._serial = itertools.count()
+        self._video_watchers: list[VideoTrackCallback] = []
         self._watchdog: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -107,6 +132,92 @@ class Media:
                 yield await queue.get()
         finally:
             remove()
+
+    def on_video_track(self, callback: VideoTrackCallback) -> Callable[[], None]:
+        """Call `callback(room, participant, publication)` for every video track published
+        to the hub from now on (on the event loop; it must not block). The publication's
+        `observers` see each encoded frame, `request_keyframe()` asks the publisher for a
+        key frame, `ended` turns true when it is gone. Returns a function that unregisters.
+        (Video of a p2p room's direct connection never reaches the hub.)"""
+        self._video_watchers.append(callback)
+        return lambda: (
+            self._video_watchers.remove(callback) if callback in self._video_watchers else None
+        )
+
+    async def suppress(
+        self,
+        room_name: str,
+        participant_id: str,
+        *,
+        track_id: str | None = None,
+        kind: str | None = None,
+        reason: str,
+    ) -> list[dict[str, Any]]:
+        """Stop forwarding one participant's tracks at once: `track_id` names one track,
+        `kind` (audio|video) all of that kind, neither all of them. The rule also holds
+        for tracks of theirs that match and are published later, until `release` or until
+        the participant leaves the room. While held back a track reaches no subscriber and
+        no audio tap (no captions), and the room (publisher included) gets `track updated`
+        with `muted: true`. Rules with different reasons stack: a track flows again when
+        the last one covering it is released. Returns the tracks that stopped now (wire
+        form); telling anyone why is the caller's business."""
+        rule = Suppression(participant_id, track_id, _check_kind(kind), _check_reason(reason))
+        rm = self._room(room_name)
+        if rule not in rm.suppressions:
+            rm.suppressions.append(rule)
+        stopped = [
+            pub
+            for pub in rm.publications.values()
+            if rule.covers(pub) and pub.suppress(rule.reason)
+        ]
+        await self._announce(room_name, stopped)
+        return [pub.wire() for pub in stopped]
+
+    async def release(
+        self,
+        room_name: str,
+        participant_id: str,
+        *,
+        track_id: str | None = None,
+        kind: str | None = None,
+        reason: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Undo `suppress`: drops the rules for exactly this (track_id, kind) and `reason`
+        (None: whatever the reason); the tracks no rule holds any more flow again from
+        their next key frame (one is requested) and the room gets `track updated` with
+        the publisher's own `muted`. Returns the tracks that resumed."""
+        kind = _check_kind(kind)
+        rm = self.rooms.get(room_name)
+        if rm is None:
+            return []
+        dropped = [
+            r
+            for r in rm.suppressions
+            if (r.participant, r.track_id, r.kind) == (participant_id, track_id, kind)
+            and reason in (None, r.reason)
+        ]
+        rm.suppressions = [r for r in rm.suppressions if r not in dropped]
+        resumed = []
+        for pub in rm.publications.values():
+            if pub.owner_id != participant_id or not pub.suppressed:
+                continue
+            still = {r.reason for r in rm.suppressions if r.covers(pub)}
+            for gone in pub.suppressed - still:
+                if pub.release(gone):
+                    resumed.append(pub)
+        await self._announce(room_name, resumed)
+        return [pub.wire() for pub in resumed]
+
+    def suppressions(self, room_name: str, participant_id: str) -> list[dict[str, Any]]:
+        """The rules holding back this participant's tracks: {track_id, kind, reason}."""
+        rm = self.rooms.get(room_name)
+        return [r.wire() for r in rm.suppressions if r.participant == participant_id] if rm else []
+
+    async def _announce(self, room_name: str, pubs: list[Publication]) -> None:
+        for pub in pubs:
+            owner = self._participant(room_name, pub.owner_id)
+            if owner is not None:
+                await self.outbox.publish(room_name, _track_msg(TrackState.UPDATED, owner, pub))
 
     async def set_mode(self, room_name: str, mode: str) -> None:
         """Admin: force `sfu` or `p2p` for a room, or `auto` to follow the defaults."""
@@ -176,6 +287,7 @@ class Media:
         await self._end_session(room_name, p, reason, tell=False)
         rm = self.rooms.get(room_name)
         if rm is not None:
+            rm.suppressions = [r for r in rm.suppressions if r.participant != p.id]
             room = self.members.get(room_name)
             if room is None or not room.participants:
                 self.rooms.pop(room_name, None)
@@ -389,6 +501,7 @@ class Media:
         meta = self.pending_meta.get(p.id, {}).pop(track_id, {})
         pub.source = meta.get("source", pub.source)
         pub.muted = meta.get("muted", False)
+        pub.suppressed = {r.reason for r in rm.suppressions if r.covers(pub)}
         decode = kind == "audio" and self.taps.active
         tee_receiver(
             transceiver.receiver, pub.on_frame, decode, self.settings.audio_jitter_prefetch
@@ -397,6 +510,12 @@ class Media:
         rm.publications[(p.id, track_id)] = pub
         if decode:
             self.taps.attach(pub.key, p, transceiver.receiver.track, pub.source)
+        if kind == "video":
+            for watch in list(self._video_watchers):
+                try:
+                    watch(room_name, p, pub)
+                except Exception:
+                    log.exception("video track consumer failed")
         self._spawn(self.outbox.publish(room_name, _track_msg(TrackState.PUBLISHED, p, pub)))
         if rm.mode == "sfu":
             self._subscribe_all(room_name, pub)
@@ -553,6 +672,18 @@ class Media:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("media task failed", exc_info=task.exception())
+
+
+def _check_kind(kind: str | None) -> str | None:
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be audio, video or None, not {kind!r}")
+    return kind
+
+
+def _check_reason(reason: str) -> str:
+    if not isinstance(reason, str) or not 0 < len(reason) <= 64:
+        raise ValueError("reason must be a string of 1..64 characters")
+    return reason
 
 
 def _p2p_grants(p: Participant) -> bool:

@@ -26,6 +26,7 @@ class Room:
     history: deque[dict[str, Any]] = field(init=False)
     # chat id -> read language -> the `translation` made when it was sent, for newcomers
     translations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    recording: bool = False  # caption finals (and their translations) go to the store
 
     def __post_init__(self) -> None:
         self.history = deque(maxlen=self.history_size)
@@ -39,6 +40,14 @@ class Room:
         self.history.append(chat)
         self.translations[chat["id"]] = {}
 
+    def seed(self, stored: list[dict[str, Any]]) -> None:
+        """Restore history from the store (messages with "translations": {lang: info})."""
+        for m in stored:
+            msg = {k: v for k, v in m.items() if k != "translations"}
+            self.remember(msg)
+            if msg["id"] in self.translations:
+                self.translations[msg["id"]].update(m.get("translations", {}))
+
     def recent_chat(self, read: str) -> list[dict[str, Any]]:
         """The chat history as a reader of `read` sees it: translated where it was."""
         lang = base_language(read)
@@ -46,6 +55,20 @@ class Room:
             {**m, "translation": t} if (t := self.translations.get(m["id"], {}).get(lang)) else m
             for m in self.history
         ]
+
+    def forget(self, identity: str | None = None, before: float | None = None) -> int:
+        """Drop chat from the history newcomers get: an identity's (erasure), or what was
+        sent before a time (retention); how many."""
+        gone = [
+            m
+            for m in self.history
+            if (identity is not None and m["from"].get("identity") == identity)
+            or (before is not None and m["ts"] < before)
+        ]
+        for m in gone:
+            self.history.remove(m)
+            self.translations.pop(m["id"], None)
+        return len(gone)
 
     def by_identity(self, identity: str) -> Participant | None:
         return next((p for p in self.participants.values() if p.identity == identity), None)

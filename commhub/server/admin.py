@@ -123,6 +123,7 @@ async def mint_token(request: web.Request) -> web.Response:
         )
     covers(claims, spec["room"])
     allowed = {"room", "identity", "name", "role", "grants", "speak", "read", "ttl", "media_mode"}
+    allowed.add("record")  # the room's recording policy, applied when the holder joins
     unknown = set(spec) - allowed
     if unknown:
         return json_error(400, "invalid_request", f"unknown field(s) {sorted(unknown)[:10]}")

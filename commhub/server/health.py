@@ -18,9 +18,18 @@ async def readyz(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     if hub.closing:
         return web.json_response({"status": "shutting_down"}, status=503)
-    return web.json_response(
-        {"status": "ready", "rooms": len(hub.rooms), "participants": hub.rooms.participant_count()}
-    )
+    body = {
+        "status": "ready",
+        "rooms": len(hub.rooms),
+        "participants": hub.rooms.participant_count(),
+    }
+    if hub.store is not None:
+        ok, detail = hub.store.status()
+        body["store"] = detail
+        if not ok:  # chat cannot be acknowledged: send people elsewhere until it can
+            body["status"] = "store_unavailable"
+            return web.json_response(body, status=503)
+    return web.json_response(body)
 
 
 async def metrics(request: web.Request) -> web.Response:

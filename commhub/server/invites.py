@@ -145,7 +145,8 @@ def validate(spec: Any, max_ttl: float) -> dict[str, Any]:
     if not isinstance(grants, list) or not all(isinstance(g, str) for g in grants):
         raise bad("grants must be a list of grant names")
     if not set(grants) <= set(auth.GRANTS) - {"admin"}:
-        raise bad("grants may be publish, subscribe, chat, moderate (an invite never grants admin)")
+        allowed = ", ".join(g for g in auth.GRANTS if g != "admin")
+        raise bad(f"grants may be {allowed} (an invite never grants admin)")
     mode = spec.get("media_mode")
     if mode not in auth.MEDIA_MODES:
         raise bad("media_mode must be sfu, p2p or auto")

@@ -1,4 +1,5 @@
-"""The page's own routes: join links (/join/<invite>) and the favicon."""
+"""The pages' own routes: join links (/join/<invite>), a desk's visitor page
+(/desk/<desk>) and agent console (/desk/<desk>/console), and the favicon."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ def setup(app: web.Application, root: Path) -> None:
         # The page reads the code from its address and asks /v1/invites/{code} about it.
         return web.FileResponse(root / "index.html", headers=_JOIN_HEADERS)
 
+    async def desk(request: web.Request) -> web.FileResponse:
+        # The page asks /v1/desks/{desk} about the desk; an unknown one is said so there.
+        return web.FileResponse(root / "desk.html", headers=_JOIN_HEADERS)
+
+    async def console(request: web.Request) -> web.FileResponse:
+        # The agent's token comes in the fragment (#token=...): it never reaches a server.
+        return web.FileResponse(root / "console.html", headers=_JOIN_HEADERS)
+
     async def favicon(request: web.Request) -> web.StreamResponse:
         if (root / "favicon.ico").is_file():
             return web.FileResponse(root / "favicon.ico")
@@ -28,6 +37,8 @@ def setup(app: web.Application, root: Path) -> None:
         )
 
     app.router.add_get("/join/{code}", join)
+    app.router.add_get("/desk/{desk}", desk)
+    app.router.add_get("/desk/{desk}/console", console)
     app.router.add_get("/favicon.ico", favicon)
 
 

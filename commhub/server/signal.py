@@ -10,13 +10,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from commhub import protocol
-from commhub.auth import ANY_ROOM, AuthError, Claims, valid_room_name, verify
+from commhub.auth import ANY_ROOM, DESK_ROOM_PREFIX, AuthError, Claims, valid_room_name, verify
+from commhub.desks.service import Desks
+from commhub.desks.state import Link
 from commhub.hub import Hub
 from commhub.media import Media
+from commhub.moderation.actions import Actions
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
 from commhub.rooms import Participant, Room, RoomFull
 from commhub.server.connection import Connection
-from commhub.server.keys import ADMISSION, HUB, MEDIA
+from commhub.server.keys import ACTIONS, ADMISSION, DESKS, HUB, MEDIA
 from commhub.server.limits import RateLimiter
 
 log = logging.getLogger("commhub.signal")
@@ -84,7 +87,16 @@ async def signal(request: web.Request) -> web.StreamResponse:
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
-        session = Session(hub, request.app[MEDIA], ws, transport, claims, room)
+        session = Session(
+            hub,
+            request.app[MEDIA],
+            ws,
+            transport,
+            claims,
+            room,
+            request.app.get(ACTIONS),
+            request.app.get(DESKS),
+        )
         hub.metrics.connections.inc()
         try:
             await session.run()
@@ -106,8 +118,13 @@ class Session:
         transport: asyncio.Transport,
         claims: Claims,
         room: str,
+        actions: Actions | None = None,
+        desks: Desks | None = None,
     ) -> None:
         self.hub = hub
+        self.actions = actions  # reports, moderator actions, bans
+        self.desks = desks  # desk_* messages go there (a desk token's connection)
+        self.desk_link: Link | None = None
         self.media = media  # offers, answers, candidates and track notes go here
         self.ws = ws
         self.claims = claims
@@ -132,8 +149,9 @@ class Session:
         )
         try:
             while not self.conn.closing:
+                engaged = self.participant or (self.desk_link and self.desk_link.tried)
                 deadline = min(
-                    (d for d in (None if self.participant else join_by, expire_at) if d),
+                    (d for d in (None if engaged else join_by, expire_at) if d),
                     default=None,
                 )
                 try:
@@ -155,6 +173,8 @@ class Session:
                 self.leave_reason = "timeout"
             if self.participant is not None:
                 await self.hub.leave(self.room_name, self.participant, self.leave_reason)
+            if self.desk_link is not None and self.desks is not None:
+                await self.desks.disconnected(self.desk_link)
             if not self.ws.closed:
                 await self.conn.end("left", "bye")
             self.conn.stop()
@@ -215,7 +235,14 @@ class Session:
         if kind == "ping":
             self.send(protocol.pong(time.time(), ref))
             return
+        if kind.startswith("desk_"):
+            await self.desk(msg)
+            return
         if kind == "join":
+            if self.claims.desk is not None:
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN, "a desk token enters with desk_join, not join", ref
+                )
             await self.join(msg)
             return
         p, room = self.participant, self.room
@@ -230,6 +257,11 @@ class Session:
             if not p.can("chat"):
                 raise ProtocolError(ErrorCode.FORBIDDEN, "your token has no chat grant", ref)
             await self.hub.chat(room, p, msg["text"].strip(), ref)
+        elif kind in ("report", "moderate"):
+            if self.actions is None:
+                raise ProtocolError(ErrorCode.NOT_SUPPORTED, f"this hub does not take {kind}", ref)
+            handle = self.actions.report if kind == "report" else self.actions.moderate
+            await handle(room, p, msg)
         elif kind == "set_language":
             p.speak = msg.get("speak", p.speak)
             p.read = msg.get("read", p.read)
@@ -237,10 +269,37 @@ class Session:
         else:  # offer / answer / ice / track: media negotiation
             await self.media.handle(self.room_name, p, msg)
 
+    async def desk(self, msg: Message) -> None:
+        """A desk message: only on a desk token's connection (commhub.desks)."""
+        ref, claim = msg.get("id"), self.claims.desk
+        if self.desks is None:
+            raise ProtocolError(ErrorCode.NOT_SUPPORTED, "this hub runs no desks", ref)
+        if claim is None or self.claims.room != DESK_ROOM_PREFIX + claim.name:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "desk messages need a desk token", ref)
+        if self.desk_link is None:
+            self.desk_link = self.desks.link(self.conn, self.claims)
+        if msg["type"] == "desk_join":
+            self.desk_link.tried = True  # answered: no join timeout while it tries again
+        await self.desks.handle(self.desk_link, msg)
+
     async def join(self, msg: Message) -> None:
         if self.participant is not None:
             raise ProtocolError(ErrorCode.ALREADY_JOINED, "already joined", msg.get("id"))
+        if self.desks is not None and self.desks.ended(self.room_name):
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this desk session has ended", msg.get("id"))
         c = self.claims
+        ban = await self.actions.active_ban(self.room_name, c.identity) if self.actions else None
+        if ban is not None:  # whatever token it holds: the ban is on the identity
+            until = ban.get("until")
+            when = (
+                "for good"
+                if until is None
+                else "until " + time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(until))
+            )
+            self.hub.metrics.errors.labels(ErrorCode.BANNED.value).inc()
+            self.send(protocol.banned(f"you are banned from this room {when}", until))
+            await self.conn.end(CloseReason.BANNED, "banned from this room")
+            return
         # A name the token's issuer chose is verified and stands; `join` may name only a
         # participant whose token left the name out (it then equals the identity).
         name = msg.get("name", c.name) if c.name == c.identity else c.name
@@ -260,11 +319,14 @@ class Session:
                 ref=msg.get("id"),
                 capabilities=msg.get("capabilities", {}),
                 media_mode=self.claims.media_mode,  # the token's issuer chose the room's mode
+                record=self.claims.record,  # and may choose whether the room records
             )
         except RoomFull as exc:
             await self.fatal(ErrorCode.ROOM_FULL, str(exc), "room_full")
             return
         self.participant = p
+        if self.actions is not None:
+            await self.actions.joined(self.room_name, p)
 
     def send(self, msg: dict[str, Any]) -> None:
         self.hub.send(self.conn, msg)

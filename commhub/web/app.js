@@ -1,6 +1,7 @@
 // The call page: a join link (/join/<code> or /?invite=) or an access token (/?token= or
 // pasted) -> pre-join (name, languages, devices with a preview) -> the call.
 import { CommHub } from "/static/commhub.js";
+import { base, browserLang, fillLangs, langs, loadLanguages, readNote, shortName, speakNote } from "/static/languages.js";
 import { pickLanguage, translator } from "/static/strings.js";
 
 const UI = pickLanguage();
@@ -19,10 +20,15 @@ const PROCESSING = flag("processing", true);
 const AUDIO = { echoCancellation: PROCESSING, noiseSuppression: PROCESSING, autoGainControl: PROCESSING };
 const VIDEO = { width: { ideal: 640 }, height: { ideal: 360 }, frameRate: { ideal: 24 } };
 const SESSION_KEY = "commhub.session";
+// Inside another page (a desk's visitor page or agent console): no top bar of our own, the
+// state and the end of the call go to that page, and nothing is kept for a reload.
+const EMBED = flag("embed", false) && window.parent !== window;
+function toParent(kind, detail = {}) {
+  if (EMBED) window.parent.postMessage({ source: "commhub-call", kind, ...detail }, location.origin);
+}
 
 const app = {
   hub: null, token: null, invite: null, claims: {}, room: "",
-  langs: { languages: [], pairs: [], loaded: false },
   pre: { mic: flag("mic", true), cam: flag("cam", flag("video", true)), micId: "", camId: "", stream: null },
   local: { audio: null, video: null }, micMuted: false,
   tiles: new Map(), // participant id ("me" for us) -> tile
@@ -53,23 +59,6 @@ function reasonText(reason) {
   return s === key ? t("reason.unknown", { code: reason.code }) : s;
 }
 
-const displayNames = (() => { try { return new Intl.DisplayNames([UI], { type: "language" }); } catch { return null; } })();
-const base = (code) => String(code || "").toLowerCase().split("-")[0];
-
-function langName(code) {
-  const entry = app.langs.languages.find((l) => l.code === code);
-  let local = code;
-  try { local = (displayNames && displayNames.of(code)) || entry?.name || code; } catch { local = entry?.name || code; }
-  const native = entry?.native;
-  return native && native !== local ? `${local} · ${native}` : local;
-}
-const shortName = (code) => { try { return (displayNames && displayNames.of(code)) || code; } catch { return code; } };
-
-function hasPair(from, to) {
-  if (base(from) === base(to)) return true;
-  return app.langs.pairs.some((p) => base(p.from) === base(from) && base(p.to) === base(to));
-}
-
 // -- screens --------------------------------------------------------------------------------
 
 function show(screen) {
@@ -98,6 +87,14 @@ function decodeClaims(token) {
 
 async function boot() {
   applyStrings();
+  document.body.classList.toggle("embed", EMBED);
+  if (EMBED) document.body.dataset.connecting = t("state.connecting"); // shown over the pre-join while it joins by itself
+  // a token in the fragment never reaches the server (nor its logs)
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    history.replaceState(null, "", location.pathname + location.search);
+    return useToken(fromHash);
+  }
   const m = location.pathname.match(/^\/join\/([^/?#]+)/);
   app.invite = m ? decodeURIComponent(m[1]) : params.get("invite");
   const fromUrl = params.get("token");
@@ -167,57 +164,11 @@ async function openInvite(code) {
 
 // -- pre-join -------------------------------------------------------------------------------
 
-async function loadLanguages() {
-  if (app.langs.loaded) return;
-  try {
-    const r = await fetch("/v1/languages", { cache: "no-store" });
-    if (!r.ok) throw new Error(String(r.status));
-    const body = await r.json();
-    app.langs = { languages: body.languages || [], pairs: body.pairs || [], loaded: true };
-  } catch {
-    // an older hub: offer the two languages every hub speaks, marked as unknown
-    app.langs = { languages: [{ code: "ko", captions: true }, { code: "en", captions: true }], pairs: [], loaded: true, unknown: true };
-  }
-}
-
-function browserLang() {
-  for (const l of navigator.languages || []) {
-    const b = base(l);
-    if (app.langs.languages.some((x) => base(x.code) === b)) return app.langs.languages.find((x) => base(x.code) === b).code;
-  }
-  return app.langs.languages[0]?.code || "en";
-}
-
-// Fill a language list; `note(code)` says what is missing for that choice, before it is made.
-function fillLangs(select, chosen, note) {
-  const codes = app.langs.languages.map((l) => l.code);
-  if (chosen && !codes.includes(chosen)) codes.push(chosen);
-  select.replaceChildren(...codes.map((code) => {
-    const why = note(code);
-    const o = el("option", { value: code, textContent: langName(code) + (why ? ` (${why})` : "") });
-    if (why) o.dataset.missing = why;
-    return o;
-  }));
-  if (chosen) select.value = chosen;
-}
-
-function speakNote(code) {
-  const entry = app.langs.languages.find((l) => l.code === code);
-  return entry && entry.captions === false ? t("lang.no_captions") : "";
-}
-
-// A read language is marked when what the others (or, before joining, I) speak cannot reach it.
-function readNote(code, speakers) {
-  const missing = speakers.filter((s) => !hasPair(s, code));
-  if (!missing.length || app.langs.unknown) return "";
-  return t("lang.no_translation", { lang: missing.map(shortName).join(", ") });
-}
-
 function refreshLangNotes() {
   const speak = $("speak-select").value;
   fillLangs($("read-select"), $("read-select").value, (c) => readNote(c, [speak]));
   const s = $("speak-select").selectedOptions[0], r = $("read-select").selectedOptions[0];
-  $("lang-note").textContent = [s?.dataset.missing && `${shortName(speak)}: ${s.dataset.missing}`, r?.dataset.missing && `${shortName(r.value)}: ${r.dataset.missing}`].filter(Boolean).join(" · ") || (app.langs.unknown ? t("lang.unknown") : "");
+  $("lang-note").textContent = [s?.dataset.missing && `${shortName(speak)}: ${s.dataset.missing}`, r?.dataset.missing && `${shortName(r.value)}: ${r.dataset.missing}`].filter(Boolean).join(" · ") || (langs.unknown ? t("lang.unknown") : "");
 }
 
 async function prejoin({ name = "", speak, read }, enabled = true) {
@@ -361,7 +312,7 @@ $("prejoin-form").addEventListener("submit", async (e) => {
 // -- the call -------------------------------------------------------------------------------
 
 async function enterCall({ name, speak, read }) {
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
+  if (!EMBED) sessionStorage.setItem(SESSION_KEY, JSON.stringify({ token: app.token, name, speak, read }));
   const hub = new CommHub({ token: app.token, room: params.get("room") || undefined, name, speak, read, debug: flag("debug", false) });
   app.hub = window.commhub = hub;
   hub.addEventListener("state", (e) => onState(e.detail));
@@ -374,6 +325,7 @@ async function enterCall({ name, speak, read }) {
   hub.addEventListener("trackended", (e) => onTrackEnded(e.detail));
   hub.addEventListener("trackinfo", (e) => onTrackInfo(e.detail));
   hub.addEventListener("caption", (e) => onCaption(e.detail));
+  hub.addEventListener("recording", (e) => setRecording(e.detail));
   hub.addEventListener("notice", (e) => onNotice(e.detail));
   hub.addEventListener("error", (e) => console.warn("commhub error", e.detail));
   // what the preview opened is what we publish: no second permission prompt
@@ -400,8 +352,14 @@ async function enterCall({ name, speak, read }) {
   $("btn-mic").focus({ preventScroll: true });
 }
 
+function setRecording(on) {
+  $("recording").hidden = !on;
+  toParent("recording", { on: !!on }); // embedded, our top bar is hidden: the page around says it
+}
+
 function onJoined(msg) {
   setRoom(msg.room.name);
+  setRecording(msg.recording);
   const me = msg.participant;
   fillLangs($("speak-select-call"), me.speak, speakNote);
   refreshCallReadList();
@@ -411,6 +369,7 @@ function onJoined(msg) {
 function onState(s) {
   document.body.dataset.state = s.state;
   document.body.dataset.media = s.media;
+  toParent("state", { state: s.state, media: s.media, direct: s.direct, reason: s.reason || null });
   $("conn").dataset.state = s.state;
   let text = t("state." + s.state);
   if (s.state === "reconnecting" && s.retryIn) text = t("state.reconnecting_in", { s: Math.max(1, Math.round(s.retryIn / 1000)) });
@@ -429,6 +388,7 @@ function ended(reason) {
   const hub = app.hub;
   if (hub && app.endedHub === hub) return; // the closed state and join() both say so
   app.endedHub = hub;
+  toParent("ended", { reason: reason || null });
   if (hub && hub.state !== "closed") hub.leave();
   stopLocal();
   clearRoomView();
@@ -464,6 +424,7 @@ function stopLocal() {
 }
 
 function clearRoomView() {
+  setRecording(false);
   for (const tile of app.tiles.values()) tile.el.remove();
   app.tiles.clear();
   $("audio-sink").replaceChildren();
@@ -481,7 +442,8 @@ function clearRoomView() {
   document.body.dataset.state = "closed";
 }
 
-$("btn-leave").addEventListener("click", () => ended({ code: "left" }));
+// embedded, the page around the call decides what leaving means (a desk session ends)
+$("btn-leave").addEventListener("click", () => (EMBED ? toParent("leave") : ended({ code: "left" })));
 
 // -- tiles: one per person; audio plays unseen, shown as mute / speaking ----------------------
 

@@ -290,6 +290,7 @@ export class CommHub extends EventTarget {
         this.emit("notice", msg);
         return this.run(() => this.restartHub());
       case "caption": return this.emit("caption", msg);
+      case "recording": return this.emit("recording", msg.recording);
       case "caption_unavailable": case "caption_degraded": return this.emit("notice", msg);
       // The hub is about to close this socket: from now on it is not "connected" (its
       // close frame would otherwise leave it half-closed for a moment, still looking open).

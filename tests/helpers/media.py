@@ -238,3 +238,25 @@ def count_mdns_lookups(monkeypatch: pytest.MonkeyPatch) -> list[object]:
 
     monkeypatch.setattr(aioice.ice, "get_or_create_mdns_protocol", counted)
     return lookups
+
+
+class PictureTrack(MediaStreamTrack):
+    """One still picture (BGR ndarray) as a video track, `fps` frames a second."""
+
+    kind = "video"
+
+    def __init__(self, picture: np.ndarray, fps: int = 10) -> None:
+        super().__init__()
+        self.picture = picture
+        self.fps = fps
+        self.pts = 0
+
+    async def recv(self) -> VideoFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        await asyncio.sleep(1 / self.fps)
+        frame = VideoFrame.from_ndarray(self.picture, format="bgr24")
+        frame.pts = self.pts
+        frame.time_base = fractions.Fraction(1, self.fps)
+        self.pts += 1
+        return frame
