@@ -8,14 +8,15 @@ runs the classifier (nudenet). The relay itself never decodes. The worker has a 
 budget (`imagery_cpu_budget`, in cores): a token bucket filled at that rate pays each
 sample's measured CPU time, so with many tracks each is sampled less often than the
 interval says, and every sample given up is counted (`commhub_imagery_frames_skipped
-{reason="budget"}`); at most `imagery_queue` samples wait for or hold the worker, more
-are dropped (`reason="queue"`). The loop never waits for the worker.
+{reason="budget"}`); at most `imagery_queue` samples are on or queued for the worker; a
+key frame that finds it full waits (one per track) and is dropped after an interval
+(`reason="queue"`). The loop never waits for the worker.
 
 A frame with a blocked label (`imagery_labels`) at or above `imagery_threshold` stops
 its track at once (`Media.suppress(..., reason="imagery")`: the room sees the track
 muted), the publisher and the room's moderators get `track_blocked`, and the frame is
-kept blurred as evidence (`evidence_frames(room, identity)`). The block holds until a
-moderator releases it (`Media.release(..., reason="imagery")`) or the track ends.
+kept blurred as evidence (`evidence_frames(room, identity)`). The block holds until it is
+released (`Media.release(..., reason="imagery")`) or the publisher leaves the room.
 """
 
 from __future__ import annotations
@@ -219,9 +220,16 @@ class ImageryModerator:
             if t.busy or t.pub.muted or t.pub.suppressed:
                 t.grab.armed = False  # nothing of it is forwarded: nothing to look at
                 continue
-            frame = t.grab.take()
+            frame = t.grab.frame
             if frame is not None:
-                self._submit(t, frame, now)
+                if self.in_flight < self.settings.imagery_queue:
+                    t.grab.frame = None
+                    self._submit(t, frame, now)
+                elif now - t.grab.armed_at > interval:
+                    # it waited a whole interval for the worker: give this one up
+                    t.grab.frame = None
+                    t.due = now + interval
+                    self.metrics.skipped.labels("queue").inc()
             elif t.grab.armed:
                 if now - t.grab.armed_at > KEYFRAME_WAIT:
                     t.grab.arm(now)
@@ -235,11 +243,9 @@ class ImageryModerator:
                 t.pub.request_keyframe()
 
     def _submit(self, t: Sampled, frame: bytes, now: float) -> None:
-        t.due = now + self.settings.imagery_interval
+        # counted from the request, so the key frame's delay does not stretch the cadence
+        t.due = t.grab.armed_at + self.settings.imagery_interval
         t.last = now
-        if self.in_flight >= self.settings.imagery_queue:
-            self.metrics.skipped.labels("queue").inc()
-            return
         self.in_flight += 1
         t.busy = True
         # Paid now at the expected cost, corrected when the real cost is known.

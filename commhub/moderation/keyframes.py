@@ -18,7 +18,7 @@ MAX_KEYFRAME_BYTES = 2 * 1024 * 1024  # larger is not a camera picture worth dec
 
 
 class KeyframeGrab:
-    """A publication observer: once `arm()`ed, keeps the next key frame and calls `ready`."""
+    """A publication observer: once `arm()`ed, keeps the next key frame in `frame`."""
 
     def __init__(self) -> None:
         self.armed = False
@@ -33,10 +33,6 @@ class KeyframeGrab:
         if self.armed and is_vp8_keyframe(data) and len(data) <= MAX_KEYFRAME_BYTES:
             self.armed = False
             self.frame = data
-
-    def take(self) -> bytes | None:
-        frame, self.frame = self.frame, None
-        return frame
 
 
 class UndecodableFrame(ValueError):
