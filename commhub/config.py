@@ -123,6 +123,15 @@ class Settings:
     desk_session_ttl: float = 4 * 3600.0  # lifetime of a session's room tokens
     desk_default_handle_time: float = 300.0  # the wait estimate before a desk has handled anyone
     desk_max_queue: int = 100  # a new desk's max_queue
+    # -- capacity --
+    # caption streams per node; one more speaker gets caption_unavailable (busy) until a
+    # stream ends, instead of slowing every speaker; 0 = 4 per recognize thread
+    caption_max_streams: int = 0
+    # Vosk decoder preset: default, or fast (beam 8, max-active 1000: ~25 % less CPU)
+    caption_decoder: str = "default"
+    # from this many open caption streams on, new streams use the fast preset (a second
+    # copy of the model in memory, loaded off the loop when first needed); 0 = never
+    caption_fast_from: int = 0
 
     @classmethod
     def load(
@@ -180,6 +189,13 @@ class Settings:
         for name in ("report_evidence_lines", "report_evidence_participants", "report_limit"):
             need(getattr(self, name) >= 1, name, "expected >= 1")
         need(self.report_window > 0, "report_window", "expected > 0 seconds")
+        need(self.caption_max_streams >= 0, "caption_max_streams", "expected >= 0 (0 = auto)")
+        need(
+            self.caption_decoder in {"default", "fast"},
+            "caption_decoder",
+            "expected default or fast",
+        )
+        need(self.caption_fast_from >= 0, "caption_fast_from", "expected >= 0 (0 = never)")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         for name in ("desk_grace", "desk_agent_grace"):

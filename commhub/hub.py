@@ -188,6 +188,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         await self.lanes.close()
+        if self.moderation is not None:
+            self.moderation.close()
         await self.media.close()
         await self.bus.close()
 

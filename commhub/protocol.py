@@ -260,6 +260,7 @@ class MediaClosedReason(StrEnum):
 class CaptionUnavailableReason(StrEnum):
     NO_MODEL = "no_model"
     MODEL_ERROR = "model_error"
+    BUSY = "busy"  # the node captions its limit of speakers (caption_max_streams)
 
 
 class TranslationStatus(StrEnum):

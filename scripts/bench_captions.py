@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """Live captions over WebRTC: K real-time Korean speakers into one hub, beside bare Vosk.
 
+Open vocabulary by default (no phrase list: what a meeting or a support call needs; the
+espeak-ng Korean is not understood at open vocabulary, so "right" is not counted, only
+timing, CPU and memory); ``--grammar`` restricts both the hub and bare Vosk to the
+sentence's four words (labelled "grammar" in the output).
+
 For each K (a fresh hub each time, run as a subprocess so that its CPU and RSS are its own):
 K speakers (RoomClient, publish-only) each send the same WAV of espeak-ng Korean sentences
 separated by 1.5 s pauses, paced in real time by aiortc's MediaPlayer, all starting at the
 same instant (the worst case: every utterance ends together; --stagger spreads them); one
-listener (signalling only, no media) stamps every caption event on arrival. The hub's
-caption grammar is the sentence's four words, as for bare Vosk. Measured:
+listener (signalling only, no media) stamps every caption event on arrival. Measured:
 
 - end of utterance -> final caption at the listener (p50/p95/max). The utterance's end on
   the wall clock is the moment the speaker's first frame was handed to WebRTC plus the
@@ -16,15 +20,19 @@ caption grammar is the sentence's four words, as for bare Vosk. Measured:
   the first partial's delay after the sentence starts;
 - hub CPU seconds per audio second per stream, and the cores the hub used;
 - hub RSS: idle, after the model is loaded (one warm-up utterance), peak with K streams;
-- sentences recognised right (one final, the exact four words).
+- sentences recognised right (one final, the exact four words; with --grammar only);
+- fairness: each speaker's worst final latency, and the spread of those worsts;
+- warm-up: final p95 of each speaker's first sentence against the rest;
+- speakers refused over the hub's stream limit (caption_unavailable busy): not in the figures.
 
-Bare Vosk on the same audio (16 kHz PCM, same grammar, one KaldiRecognizer per stream in a
+Bare Vosk on the same audio (16 kHz PCM, same vocabulary, one KaldiRecognizer per stream in a
 thread, 200 ms real-time chunks, its own endpointing) is run in this process right after
 each hub has stopped, by scripts/bench_captions_offline.py's code: its CPU seconds per
 audio second is the baseline of the overhead ratio.
 
-    .venv/bin/python scripts/bench_captions.py --speakers 1,2
-    .venv/bin/python scripts/bench_captions.py            # 1,4,8: about 4 minutes
+    .venv/bin/python scripts/bench_captions.py --quick    # K 1,4,8, 4 sentences: ~5 minutes
+    .venv/bin/python scripts/bench_captions.py            # K 1,2,4,6,8,10: ~15 minutes
+    .venv/bin/python scripts/bench_captions.py --grammar --speakers 1,8
     .venv/bin/python scripts/bench_captions.py --speakers 8 --no-baseline \
         --set caption_end_silence_ms=400                  # try a hub setting
 """
@@ -82,12 +90,14 @@ LOOPBACK = ("127.0.0.1",)
 ROOM = "bench"
 FRAME_S = 0.02  # MediaPlayer hands out 20 ms frames
 
-# The issue's goals on this 2-core machine.
-GOAL_FINAL_P95_S = 0.6
-GOAL_PARTIAL_GAP_S = 0.25
+# The goals on a 2-core machine (issue 14, open vocabulary).
+GOAL_FINAL_P95_S = 1.0
+GOAL_FINAL_P95_ONE_S = 0.5  # one speaker
+GOAL_PARTIAL_GAP_S = 0.4
 GOAL_SPEAKERS = 8
-GOAL_CPU_RATIO = 1.2
-GOAL_RSS_PER_STREAM_MIB = 16.0  # "a few MB per stream"; the model itself is ~500 MiB
+GOAL_CPU_RATIO = 1.1
+GOAL_RSS_PER_STREAM_MIB = 50.0  # the model itself is ~500 MiB
+GOAL_WORST_LAG_S = 2.0  # every speaker's worst final, past capacity too
 
 
 # -- audio --------------------------------------------------------------------------------
@@ -110,13 +120,13 @@ def speech_spans(pcm: bytes, ends: list[float]) -> list[tuple[float, float]]:
 
 
 def start_caption_hub(
-    workdir: Path, speakers: int, phrases: list[str], settings: dict[str, str] | None = None
+    workdir: Path, speakers: int, phrases: list[str] | None, settings: dict[str, str] | None = None
 ) -> HubProcess:
     return start_hub(
         workdir,
         {
             "ice_host_addresses": json.dumps(list(LOOPBACK)),
-            "caption_phrases": json.dumps({"ko": phrases}, ensure_ascii=False),
+            "caption_phrases": json.dumps({"ko": phrases} if phrases else {}, ensure_ascii=False),
             "room_capacity": str(max(50, speakers + 4)),
             # speakers stay silent from connecting until all of them start together
             "media_stall_timeout": "120",
@@ -244,6 +254,13 @@ class HubRun:
     client_lag_max: float = float("nan")
     send_late_max: float = float("nan")  # frames handed to WebRTC after their due time
     loadavg_before: float = float("nan")
+    vocabulary: str = "open"
+    busy: int = 0  # speakers refused over the stream limit (caption_unavailable busy)
+    worst_lag_max: float = float("nan")  # the worst speaker's worst final latency
+    worst_lag_min: float = float("nan")  # the best speaker's worst: fairness is their spread
+    first_sentence_p95: float = float("nan")  # each speaker's first sentence (warm-up)
+    rest_sentences_p95: float = float("nan")
+    per_speaker_worst: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list, repr=False)
     first_partials: list[float] = field(default_factory=list, repr=False)
     partial_gaps: list[float] = field(default_factory=list, repr=False)
@@ -256,7 +273,19 @@ def analyse(
     speakers: list[tuple[str, PacedSource]],
     inbox: StampedInbox,
 ) -> None:
+    refused = {
+        m["participant"]
+        for m in inbox
+        if m["type"] == "caption_unavailable" and m["reason"] == "busy"
+    }
+    run.busy = len(refused & {pid for pid, _ in speakers})
+    run.expected = (len(speakers) - run.busy) * len(spans)
+    first: list[float] = []
+    rest: list[float] = []
     for pid, src in speakers:
+        if pid in refused:
+            continue
+        mine: list[float] = []
         captions = inbox.captions(pid)
         finals = [(at, m) for at, m in captions if m["final"]]
         run.finals += len(finals)
@@ -280,7 +309,10 @@ def analyse(
                 run.missed += 1
                 continue
             at, m = min(got, key=lambda x: abs(x[1]["end"] - end))
-            run.latencies.append(at - src.wall(end))
+            latency = float(at - src.wall(end))
+            run.latencies.append(latency)
+            mine.append(latency)
+            (first if j == 0 else rest).append(latency)
             words = [x for _, x in got if x["text"]]
             run.right += len(words) == 1 and m["text"].split() == WORDS
             # the first partial of any segment of this sentence (a split one has several)
@@ -291,7 +323,16 @@ def analyse(
             ]
             if opened:
                 run.first_partials.append(min(opened) - src.wall(start))
-    run.sentences_right = f"{run.right}/{run.expected} ({run.finals} finals)"
+        if mine:
+            run.per_speaker_worst.append(max(mine))
+    run.worst_lag_max = max(run.per_speaker_worst, default=float("nan"))
+    run.worst_lag_min = min(run.per_speaker_worst, default=float("nan"))
+    run.first_sentence_p95, run.rest_sentences_p95 = pct(first, 95), pct(rest, 95)
+    run.sentences_right = (
+        f"{run.right}/{run.expected} ({run.finals} finals)"
+        if run.vocabulary == "grammar"
+        else f"n/a ({run.finals} finals)"
+    )
     run.final_latency_p50 = pct(run.latencies, 50)
     run.final_latency_p95 = pct(run.latencies, 95)
     run.final_latency_max = max(run.latencies, default=float("nan"))
@@ -307,7 +348,10 @@ def analyse(
 def all_sentences_final(
     spans: list[tuple[float, float]], speakers: list[tuple[str, PacedSource]], inbox: StampedInbox
 ) -> bool:
+    refused = {m["participant"] for m in inbox if m["type"] == "caption_unavailable"}
     for pid, _ in speakers:
+        if pid in refused:
+            continue
         ends = [m["end"] for _, m in inbox.captions(pid) if m["final"]]
         if not all(any(abs(e - end) < PAUSE_S for e in ends) for _, end in spans):
             return False
@@ -319,7 +363,10 @@ async def run_hub(
 ) -> HubRun:
     with wave.open(str(wav)) as w:
         audio_s = w.getnframes() / RATE
-    run = HubRun("commhub", k, audio_s, args.stagger, expected=k * len(spans))
+    run = HubRun(
+        "commhub", k, audio_s, args.stagger, expected=k * len(spans),
+        vocabulary="grammar" if args.grammar else "open",
+    )  # fmt: skip
     run.loadavg_before = os.getloadavg()[0]
     ps, me = hub.ps, psutil.Process()
     clients: list[RoomClient] = []
@@ -357,6 +404,15 @@ async def run_hub(
             ) from None
         await warm.close()
         clients.remove(warm)
+
+        async def warm_stream_closed() -> bool:  # its slot counts against the stream limit
+            got = await caption_metrics(hub.url)
+            return got.get("commhub_captions_active_streams{}", 0.0) == 0
+
+        for _ in range(600):
+            if await warm_stream_closed():
+                break
+            await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         run.rss_model_mib = ps.memory_info().rss / 2**20
         before = await caption_metrics(hub.url)
@@ -438,35 +494,40 @@ async def run_hub(
 
 def table(hub_runs: list[HubRun], bare: dict[int, Result]) -> str:
     head = (
-        f"{'system':<9} {'K':>2} {'final p50':>9} {'p95':>6} {'max':>6} "
-        f"{'partial gap p50':>15} {'p95':>6} {'max':>6} {'1st partial':>11} "
-        f"{'CPU s/audio s':>13} {'overhead':>8} {'cores':>5} {'right':>16} "
+        f"{'system':<9} {'vocab':<7} {'K':>2} {'busy':>4} {'final p50':>9} {'p95':>6} "
+        f"{'max':>6} {'worst/speaker':>13} {'1st sent p95':>12} {'partial gap p50':>15} "
+        f"{'p95':>6} {'CPU s/audio s':>13} {'overhead':>8} {'cores':>5} {'right':>16} "
         f"{'RSS MiB':>8} {'+MiB/stream':>11}"
     )
     lines = [head, "-" * len(head)]
     for r in hub_runs:
         b = bare.get(r.streams)
         ratio = r.cpu_per_audio_s / b.cpu_per_audio_s if b else float("nan")
+        worst = f"{r.worst_lag_min:.1f}-{r.worst_lag_max:.1f}s"
         lines.append(
-            f"{'commhub':<9} {r.streams:>2} {r.final_latency_p50:>8.2f}s "
-            f"{r.final_latency_p95:>5.2f}s {r.final_latency_max:>5.2f}s "
+            f"{'commhub':<9} {r.vocabulary:<7} {r.streams:>2} {r.busy:>4} "
+            f"{r.final_latency_p50:>8.2f}s {r.final_latency_p95:>5.2f}s "
+            f"{r.final_latency_max:>5.2f}s {worst:>13} {r.first_sentence_p95:>11.2f}s "
             f"{r.partial_gap_p50:>14.2f}s {r.partial_gap_p95:>5.2f}s "
-            f"{r.partial_gap_max:>5.2f}s {r.first_partial_p50:>10.2f}s "
             f"{r.cpu_per_audio_s:>13.3f} {ratio:>7.2f}x {r.hub_cores:>5.2f} "
             f"{r.sentences_right:>16} {r.rss_peak_mib:>8.0f} {r.rss_per_stream_mib:>11.1f}"
         )
         if b:
             lines.append(
-                f"{'bare vosk':<9} {b.streams:>2} {b.final_latency_p50:>8.2f}s "
-                f"{b.final_latency_p95:>5.2f}s {max(b.latencies, default=float('nan')):>5.2f}s "
-                f"{b.partial_gap_p50:>14.2f}s {b.partial_gap_p95:>5.2f}s {'':>6} {'':>11} "
+                f"{'bare vosk':<9} {r.vocabulary:<7} {b.streams:>2} {'':>4} "
+                f"{b.final_latency_p50:>8.2f}s {b.final_latency_p95:>5.2f}s "
+                f"{max(b.latencies, default=float('nan')):>5.2f}s {'':>13} {'':>12} "
+                f"{b.partial_gap_p50:>14.2f}s {b.partial_gap_p95:>5.2f}s "
                 f"{b.cpu_per_audio_s:>13.3f} {'1.00x':>8} {'':>5} {b.sentences_right:>16} "
                 f"{b.rss_mib:>8.0f} {'':>11}"
             )
     lines.append(
         "commhub: CPU and RSS of the hub process only (peak RSS; +MiB/stream over the RSS "
-        "with the model loaded); cores = its CPU s / wall s; bare vosk: this process, one "
-        "model; overhead = CPU per audio s over bare Vosk's at the same K"
+        "with the model loaded); cores = its CPU s / wall s; busy = speakers refused over "
+        "the stream limit (left out of every figure); worst/speaker = the best and the worst "
+        "speaker's worst final latency (fairness); 1st sent = each speaker's first sentence "
+        "(a fresh recognizer); bare vosk: this process, one model; overhead = CPU per "
+        "audio s over bare Vosk's at the same K"
     )
     return "\n".join(lines)
 
@@ -484,7 +545,8 @@ def details(hub_runs: list[HubRun]) -> str:
             f"{r.rss_model_mib:.0f}, peak {r.rss_peak_mib:.0f}; hub cores idle "
             f"{r.hub_idle_cores:.3f}; recognizer RTF "
             f"{r.hub_recognize_rtf:.2f}; dropped partials {r.dropped_partials}, utterances "
-            f"{r.dropped_utterances}; missed {r.missed}; bench process {r.client_cores:.2f} "
+            f"{r.dropped_utterances}; missed {r.missed}; per-speaker worst "
+            f"{[round(x, 2) for x in r.per_speaker_worst]}; bench process {r.client_cores:.2f} "
             f"cores, loop lag p95 {r.client_lag_p95 * 1000:.0f} ms max "
             f"{r.client_lag_max * 1000:.0f} ms, frames sent up to {r.send_late_max * 1000:.0f} "
             f"ms late; load before {r.loadavg_before:.2f}"
@@ -502,29 +564,37 @@ def goals(hub_runs: list[HubRun], bare: dict[int, Result]) -> tuple[str, dict[st
     for r in hub_runs:
         b = bare.get(r.streams)
         ratio = r.cpu_per_audio_s / b.cpu_per_audio_s if b else float("nan")
-        final_ok = r.final_latency_p95 <= GOAL_FINAL_P95_S and r.missed == 0
+        goal = GOAL_FINAL_P95_ONE_S if r.streams == 1 else GOAL_FINAL_P95_S
+        final_ok = r.final_latency_p95 <= goal and r.missed == 0
         partial_ok = r.partial_gap_p95 <= GOAL_PARTIAL_GAP_S
+        fair_ok = r.worst_lag_max <= GOAL_WORST_LAG_S
+        warm_ok = r.first_sentence_p95 <= max(r.rest_sentences_p95, goal)
         cpu_ok = ratio <= GOAL_CPU_RATIO
         rss_ok = r.rss_per_stream_mib <= GOAL_RSS_PER_STREAM_MIB
-        if final_ok and partial_ok:
+        if final_ok and partial_ok and r.busy == 0:
             held = max(held, r.streams)
         verdict[str(r.streams)] = {
-            "final_p95": final_ok,
-            "partial_gap_p95": partial_ok,
-            "cpu_ratio": cpu_ok,
-            "rss_per_stream": rss_ok,
+            "final_p95": bool(final_ok),
+            "partial_gap_p95": bool(partial_ok),
+            "worst_lag": bool(fair_ok),
+            "first_sentence": bool(warm_ok),
+            "cpu_ratio": bool(cpu_ok),
+            "rss_per_stream": bool(rss_ok),
+            "busy": r.busy,
         }
         lines.append(
-            f"K={r.streams}: final p95 {r.final_latency_p95:.3f} s <= {GOAL_FINAL_P95_S} "
-            f"{mark(final_ok)}; partial gap p95 {r.partial_gap_p95:.3f} s <= "
-            f"{GOAL_PARTIAL_GAP_S} {mark(partial_ok)} (max {r.partial_gap_max:.3f}); CPU "
-            f"{ratio:.2f}x bare <= {GOAL_CPU_RATIO} {mark(cpu_ok)}; "
+            f"K={r.streams}: final p95 {r.final_latency_p95:.3f} s <= {goal} {mark(final_ok)}; "
+            f"partial gap p95 {r.partial_gap_p95:.3f} s <= {GOAL_PARTIAL_GAP_S} "
+            f"{mark(partial_ok)}; every speaker's worst {r.worst_lag_max:.2f} s <= "
+            f"{GOAL_WORST_LAG_S} {mark(fair_ok)}; first sentence p95 "
+            f"{r.first_sentence_p95:.2f} s vs rest {r.rest_sentences_p95:.2f} s {mark(warm_ok)}; "
+            f"CPU {ratio:.2f}x bare <= {GOAL_CPU_RATIO} {mark(cpu_ok)}; "
             f"+{r.rss_per_stream_mib:.1f} MiB/stream <= {GOAL_RSS_PER_STREAM_MIB:.0f} "
-            f"{mark(rss_ok)}"
+            f"{mark(rss_ok)}; refused (busy) {r.busy}"
         )
     lines.append(
-        f"largest K with the latency goals held: {held} (goal >= {GOAL_SPEAKERS}: "
-        f"{mark(held >= GOAL_SPEAKERS)})"
+        f"largest K with the latency goals held (all captioned): {held} "
+        f"(goal >= {GOAL_SPEAKERS}: {mark(held >= GOAL_SPEAKERS)})"
     )
     verdict["speakers_held"] = held
     return "\n".join(lines), verdict
@@ -537,10 +607,20 @@ def main() -> None:
     parser.add_argument(
         "--speakers",
         type=lambda s: [int(x) for x in s.split(",")],
-        default=[1, 4, 8],
-        help="comma-separated K values, a fresh hub each (default 1,4,8)",
+        default=None,
+        help="comma-separated K values, a fresh hub each (default 1,2,4,6,8,10)",
     )
-    parser.add_argument("--sentences", type=int, default=7, help="sentences per speaker")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="K 1,4,8 with 4 sentences each (unless --speakers/--sentences say otherwise)",
+    )
+    parser.add_argument(
+        "--grammar",
+        action="store_true",
+        help="restrict the hub and bare Vosk to the sentence's four words (default: open)",
+    )
+    parser.add_argument("--sentences", type=int, default=None, help="sentences per speaker (7)")
     parser.add_argument(
         "--stagger",
         type=float,
@@ -560,6 +640,10 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, default=Path("bench-results/captions.json"))
     args = parser.parse_args()
+    if args.speakers is None:
+        args.speakers = [1, 4, 8] if args.quick else [1, 2, 4, 6, 8, 10]
+    if args.sentences is None:
+        args.sentences = 4 if args.quick else 7
 
     started = time.monotonic()
     settings = dict(item.split("=", 1) for item in args.set)
@@ -568,7 +652,8 @@ def main() -> None:
     one = speech()
     models = SpeechModels(Path(os.environ.get("COMMHUB_MODELS_DIR", "models/installed")))
     if not args.no_baseline:
-        rec = models.get("ko").recognizer(WORDS)  # warm: the first decode pages the model in
+        # warm: the first decode pages the model in
+        rec = models.get("ko").recognizer(WORDS if args.grammar else None)
         rec.accept(one)
         rec.finish()
         rec.close()
@@ -576,10 +661,14 @@ def main() -> None:
     bare: dict[int, Result] = {}
     with tempfile.TemporaryDirectory(prefix="bench-captions-") as tmp:
         wav = write_wav(Path(tmp) / "speech.wav", pcm, RATE)
-        warm_wav = write_wav(Path(tmp) / "warm.wav", bytes(RATE) + one + bytes(2 * RATE), RATE)
+        # two utterances: with a small caption_max_backlog the first may be shed while the
+        # model is still loading (audio queues meanwhile)
+        warm = bytes(RATE) + (one + bytes(4 * RATE)) * 2
+        warm_wav = write_wav(Path(tmp) / "warm.wav", warm, RATE)
         for k in args.speakers:
             print(f"K={k}: commhub over WebRTC ...", file=sys.stderr)
-            hub = start_caption_hub(Path(tmp) / f"hub-{k}", k, WORDS, settings)
+            phrases = WORDS if args.grammar else None
+            hub = start_caption_hub(Path(tmp) / f"hub-{k}", k, phrases, settings)
             try:
                 run = asyncio.run(run_hub(hub, k, wav, warm_wav, spans, args))
             except BaseException:
@@ -597,14 +686,15 @@ def main() -> None:
                 print(f"K={k}: hub log:\n  " + "\n  ".join(noteworthy[:10]), file=sys.stderr)
             if not args.no_baseline:
                 print(f"K={k}: bare vosk ...", file=sys.stderr)
-                bare[k] = run_bare_vosk(models, k, pcm, ends)
+                bare[k] = run_bare_vosk(models, k, pcm, ends, grammar=args.grammar)
     print(table(hub_runs, bare))
     print(details(hub_runs))
     verdict_text, verdict = goals(hub_runs, bare)
     print(verdict_text)
     print(
         f"audio {hub_runs[0].audio_s if hub_runs else 0:.1f} s per speaker "
-        f"({args.sentences} sentences, {PAUSE_S} s pauses), stagger {args.stagger} s, "
+        f"({args.sentences} sentences, {PAUSE_S} s pauses), vocabulary "
+        f"{'grammar (4 words)' if args.grammar else 'open'}, stagger {args.stagger} s, "
         f"{os.cpu_count()} CPUs, total {time.monotonic() - started:.0f} s"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -615,10 +705,13 @@ def main() -> None:
         "spans": spans,
         "pause_s": PAUSE_S,
         "stagger_s": args.stagger,
+        "vocabulary": "grammar" if args.grammar else "open",
         "hub_settings": settings,
         "cpus": os.cpu_count(),
         "goals": {
             "final_p95_s": GOAL_FINAL_P95_S,
+            "final_p95_one_speaker_s": GOAL_FINAL_P95_ONE_S,
+            "worst_lag_s": GOAL_WORST_LAG_S,
             "partial_gap_s": GOAL_PARTIAL_GAP_S,
             "speakers": GOAL_SPEAKERS,
             "cpu_ratio": GOAL_CPU_RATIO,

@@ -179,7 +179,11 @@ async def run_commhub(models: SpeechModels, k: int, pcm: bytes, ends: list[float
     return summarise(res, finals, gaps, ends, t0, cpu)
 
 
-def run_bare_vosk(models: SpeechModels, k: int, pcm: bytes, ends: list[float]) -> Result:
+def run_bare_vosk(
+    models: SpeechModels, k: int, pcm: bytes, ends: list[float], grammar: bool = True
+) -> Result:
+    """K real-time threads, one KaldiRecognizer each (``grammar``: the sentence's four words,
+    else open vocabulary), Vosk's own endpointing."""
     import vosk
 
     model = models.get("ko")
@@ -190,7 +194,11 @@ def run_bare_vosk(models: SpeechModels, k: int, pcm: bytes, ends: list[float]) -
     t0 = time.monotonic() + 0.1
 
     def play(i: int) -> None:
-        rec = vosk.KaldiRecognizer(model._model, RATE, json.dumps(WORDS, ensure_ascii=False))  # type: ignore[attr-defined]
+        rec = (
+            vosk.KaldiRecognizer(model._model, RATE, json.dumps(WORDS, ensure_ascii=False))  # type: ignore[attr-defined]
+            if grammar
+            else vosk.KaldiRecognizer(model._model, RATE)  # type: ignore[attr-defined]
+        )
         last, last_text = None, ""
         for n in range(0, len(pcm), chunk):
             time.sleep(max(0.0, t0 + (n + chunk) / (2 * RATE) - time.monotonic()))

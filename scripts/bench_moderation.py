@@ -7,7 +7,11 @@ through LiveCaptions._publish (partials and finals), readers in the speaker's la
 direct path) and in another language (translated, then screened again in the reader's: with
 Apertium eng-spa when installed, its cache warmed so translation time does not swamp the
 filter's). Lines: ordinary sentences (ko, en, es) with one in ten holding an insult.
-Also the screen alone per language. Prints a table and writes JSON
+Long chats too: the largest the protocol takes (ordinary sentences to 4000 characters, one
+in ten a hostile text made to be slow to screen: tests/helpers/hostile.py), through Hub.chat
+(screened on the policy's worker thread) and the screen alone per language, with the
+longest time of a text screened inline (INLINE_CHARS of each hostile text): what a text
+can hold the event loop. Also the screen alone per language. Prints a table and writes JSON
 (bench-results/bench_moderation.json by default). On a shared, loaded machine the figures
 are indicative; the on/off difference is what matters.
 """
@@ -33,11 +37,12 @@ from commhub.captions.events import CaptionEvent  # noqa: E402
 from commhub.captions.live import LiveCaptions  # noqa: E402
 from commhub.config import Settings  # noqa: E402
 from commhub.hub import Hub  # noqa: E402
-from commhub.moderation.text import shared_screen, text_moderation  # noqa: E402
+from commhub.moderation.text import INLINE_CHARS, shared_screen, text_moderation  # noqa: E402
 from commhub.rooms import Participant  # noqa: E402
 from commhub.speech import SpeechModels  # noqa: E402
 from commhub.translate import ApertiumTranslator, TranslationService  # noqa: E402
 from commhub.translate.apertium import default_modes_dir  # noqa: E402
+from tests.helpers.hostile import HOSTILE_CHATS, MAX_CHAT  # noqa: E402
 from tests.helpers.sentences import EN, ES, KO  # noqa: E402
 
 DIRTY = {"en": ["you stupid bastard", "what the fuck is this"],
@@ -49,6 +54,24 @@ def lines(lang: str, n: int) -> list[str]:
     dirty = itertools.cycle(DIRTY[lang])
     pool = itertools.cycle(clean)
     return [next(dirty) if i % 10 == 9 else next(pool) for i in range(n)]
+
+
+def long_lines(lang: str, n: int) -> list[str]:
+    """Chats of MAX_CHAT characters: ordinary sentences (each text starting at another),
+    one in ten a hostile text."""
+    clean = {"en": EN, "ko": KO, "es": ES}[lang]
+    hostile = itertools.cycle(HOSTILE_CHATS)
+    out = []
+    for i in range(n):
+        if i % 10 == 9:
+            out.append(next(hostile))
+            continue
+        words: list[str] = []
+        pool = itertools.islice(itertools.cycle(clean), i % len(clean), None)
+        while sum(map(len, words)) + len(words) < MAX_CHAT:
+            words.append(next(pool))
+        out.append(" ".join(words)[:MAX_CHAT].strip())
+    return out
 
 
 class Stamp:
@@ -162,6 +185,29 @@ def screen_costs(n: int) -> dict[str, list[float]]:
     return out
 
 
+def long_screen_costs(n: int) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Per language: times to screen MAX_CHAT-character chats; and the longest time of
+    a hostile text cut to INLINE_CHARS (the most screening holds the event loop)."""
+    screen = shared_screen("", 0.9)
+    costs: dict[str, list[float]] = {}
+    inline: dict[str, float] = {}
+    for lang in ("ko", "en", "es"):
+        times = []
+        for text in long_lines(lang, n):
+            t0 = time.perf_counter()
+            screen.find(text, lang)
+            times.append(time.perf_counter() - t0)
+        costs[lang] = times
+        worst = 0.0
+        for text in HOSTILE_CHATS:
+            for _ in range(3):
+                t0 = time.perf_counter()
+                screen.find(text[:INLINE_CHARS], lang)
+                worst = max(worst, time.perf_counter() - t0)
+        inline[lang] = worst
+    return costs, inline
+
+
 def ms(values: list[float], q: float) -> float:
     return round(pct(values, q) * 1000, 3)
 
@@ -170,10 +216,14 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=400, help="lines per run (chat and captions)")
     ap.add_argument("--rounds", type=int, default=3, help="off/on pairs (best p95 is kept)")
+    ap.add_argument("--long", type=int, default=60, help="long chats per run (MAX_CHAT chars)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench-results" / "bench_moderation.json")
     args = ap.parse_args()
     texts = [t for pair in zip(lines("en", args.n // 2), lines("ko", args.n // 2), strict=True)
              for t in pair]  # fmt: skip
+    long_texts = [t for pair in zip(long_lines("en", args.long // 2),
+                                    long_lines("ko", args.long // 2), strict=True)
+                  for t in pair]  # fmt: skip
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):  # off, on, off, on: drift hits both alike
@@ -184,7 +234,10 @@ async def main() -> None:
                 await run_chat(hub, people, texts)
                 chat = await run_chat(hub, people, texts)
                 caps = await run_captions(hub, people, texts, Path(tmp))
+                long = await run_chat(hub, people, long_texts)
                 for what, values in (("chat direct", chat["direct"]),
+                                     ("long chat direct", long["direct"]),
+                                     ("long chat transl.", long["translated"]),
                                      ("chat translated", chat["translated"]),
                                      ("caption partial", caps["partial"]),
                                      ("caption final", caps["final"])):  # fmt: skip
@@ -194,8 +247,10 @@ async def main() -> None:
                 if isinstance(hub.translator, TranslationService):
                     await hub.translator.aclose()
     costs = screen_costs(args.n)
+    long_costs, inline = long_screen_costs(args.long)
     summary = []
-    for path in ("chat direct", "chat translated", "caption partial", "caption final"):
+    for path in ("chat direct", "chat translated", "caption partial", "caption final",
+                 "long chat direct", "long chat transl."):  # fmt: skip
         off = [r["p95_ms"] for r in rows if r["path"] == path and r["filter"] == "off"]
         on = [r["p95_ms"] for r in rows if r["path"] == path and r["filter"] == "on"]
         summary.append({"path": path, "p95_off_ms": min(off), "p95_on_ms": min(on),
@@ -211,12 +266,22 @@ async def main() -> None:
     print(f"\n{'screen alone':<18}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}")
     for lang, values in costs.items():
         print(f"{lang:<18}{ms(values, 50):>9.3f}{ms(values, 95):>9.3f}{ms(values, 100):>9.3f}")
+    print(f"\n{f'screen {MAX_CHAT} chars':<18}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}"
+          f"{f'inline max ({INLINE_CHARS})':>22}")  # fmt: skip
+    for lang, values in long_costs.items():
+        print(f"{lang:<18}{ms(values, 50):>9.3f}{ms(values, 95):>9.3f}{ms(values, 100):>9.3f}"
+              f"{inline[lang] * 1000:>22.3f}")  # fmt: skip
     write_json(args.out, {
         "bench": "moderation", "host": platform.node(), "python": platform.python_version(),
         "apertium": default_modes_dir() is not None, "lines": len(texts), "rows": rows,
         "summary": summary,
         "screen": {lang: {"p50_ms": ms(v, 50), "p95_ms": ms(v, 95), "max_ms": ms(v, 100)}
                    for lang, v in costs.items()},
+        "screen_long": {lang: {"chars": MAX_CHAT, "p50_ms": ms(v, 50), "p95_ms": ms(v, 95),
+                               "max_ms": ms(v, 100),
+                               "inline_max_ms": round(inline[lang] * 1000, 3),
+                               "inline_chars": INLINE_CHARS}
+                        for lang, v in long_costs.items()},
     })  # fmt: skip
     print(f"\nwrote {args.out}")
 

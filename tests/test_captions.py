@@ -309,27 +309,3 @@ async def test_english_recordings_through_the_stream(
     errors, words = word_errors(" ".join(ref for _, ref in recordings), hypothesis)
     assert words > 60
     assert errors / words <= LIBRIVOX_WER_BOUND, f"WER {errors / words:.2f}: {hypothesis}"
-
-
-async def test_budget_runs_finals_before_waiting_partials() -> None:
-    budget = RecognitionBudget(max_active=1)
-    gate = threading.Event()
-    order: list[str] = []
-    try:
-        busy = asyncio.ensure_future(budget.run(gate.wait))
-        await asyncio.sleep(0.05)  # the only thread is taken
-        jobs = [
-            asyncio.ensure_future(budget.run(lambda n=name: order.append(n), urgent=urgent))
-            for name, urgent in (("partial-1", False), ("partial-2", False), ("final", True))
-        ]
-        cancelled = asyncio.ensure_future(budget.run(lambda: order.append("never")))
-        await asyncio.sleep(0.05)
-        cancelled.cancel()
-        assert budget.waiting == 3  # the cancelled job gave up its place
-        gate.set()
-        await asyncio.gather(busy, *jobs)
-        assert order == ["final", "partial-1", "partial-2"]
-        assert budget.in_flight == 0 and budget.waiting == 0  # no slot leaked
-    finally:
-        gate.set()
-        budget.shutdown()

@@ -16,7 +16,7 @@ from tests.conftest import StartHub
 from tests.helpers.http import admin_headers, call
 from tests.helpers.metrics import metric
 from tests.helpers.translate import needs_apertium
-from tests.helpers.wait import barrier
+from tests.helpers.wait import barrier, wait_for
 
 
 async def test_english_insult_is_masked_for_every_reader(start_hub: StartHub) -> None:
@@ -265,3 +265,47 @@ async def test_a_long_chat_is_screened_off_the_loop(start_hub: StartHub) -> None
     await a.send({"type": "chat", "text": text})
     got = await b.expect("chat")
     assert got["text"].endswith("eres un ******") and got["text"].startswith("hola hola")
+
+
+async def test_hostile_chats_of_the_largest_size_are_screened_in_order(
+    start_hub: StartHub,
+) -> None:
+    """Chats as long as the protocol allows, made to be slow to screen, sent back to back
+    in each language: every sender gets its echoes, masked where its language's filters
+    catch abuse, in the order sent; a bystander's chat sent meanwhile goes through."""
+    from tests.helpers.hostile import HOSTILE, MAX_CHAT
+
+    hub = await start_hub(moderation_strikes=0)
+    bystander = await hub.joined(identity="bystander", speak="en", read="en")
+    for lang in ("ko", "en", "es"):
+        talker = await hub.joined(identity=f"talker-{lang}", speak=lang, read=lang)
+        for i, (_, text, _) in enumerate(HOSTILE):
+            assert len(text) == MAX_CHAT
+            await talker.send({"type": "chat", "id": f"{lang}-{i}", "text": text})
+        await bystander.send({"type": "chat", "id": f"by-{lang}", "text": "still here"})
+        assert (await bystander.expect("chat", ref=f"by-{lang}", timeout=60))["text"] == (
+            "still here"
+        )
+        for i, (name, text, caught) in enumerate(HOSTILE):
+            echo = await talker.expect("chat", ref=f"{lang}-{i}", timeout=60)
+            sent = text.strip()
+            assert len(echo["text"]) == len(sent), name
+            if lang in caught:
+                assert echo["text"].count("*") > sent.count("*"), (lang, name)
+            else:
+                assert echo["text"] == sent, (lang, name)
+        refs = [m["ref"] for m in talker.received("chat") if m.get("ref")]
+        assert refs == [f"{lang}-{i}" for i in range(len(HOSTILE))]
+
+        # the bystander reads every one of them (the others' after translation, on the
+        # sender's lane), each whole
+        def read_all(who: str = f"talker-{lang}") -> bool:
+            got = [m for m in bystander.received("chat") if m["from"]["identity"] == who]
+            return len(got) == len(HOSTILE)
+
+        await wait_for(read_all, 60, f"the bystander's copies of talker-{lang}'s chats")
+        copies = [m for m in bystander.received("chat")
+                  if m["from"]["identity"] == f"talker-{lang}"]  # fmt: skip
+        assert [len(m["text"]) for m in copies] == [len(t.strip()) for _, t, _ in HOSTILE]
+        await talker.close()
+    await barrier(bystander)

@@ -187,3 +187,63 @@ def test_cli_check(tmp_path: Path) -> None:
     gone = str(tmp_path / "no")
     missing = run_cli("moderation", "check", "--lang", "fr", "--wordlist", gone, "x")
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+def test_a_run_of_one_letter_is_no_word(screen: Screen) -> None:
+    # better-profanity lists "xxx": squeezed, every run of x would be it
+    assert masked(screen, "0 " + "x" * 3900, "en") == "0 " + "x" * 3900
+    assert masked(screen, "xxx", "en") == "***"
+    assert masked(screen, "fuuuuck off", "en") == "******* off"  # a stretch still is
+
+
+KORCEN_CORPUS = [
+    "시발놈아", "이 개새끼야", "꺼져 이 병신아", "이번 사업의 시발점은", "미친년", "니미 씨발",
+    "보g 같은", "느금마", "tq", "qt", "10발 뭐야", "www.example.com 시발", "흑형님", "좆같네",
+    "안녕하세요 반갑습니다", "병신 " * 30, "ㅅㅂ", "🖕🏻", "존나 좋아", "엠창",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text", KORCEN_CORPUS)
+def test_korcen_patterns_agree_with_korcen(screen: Screen, text: str) -> None:
+    """The engine runs korcen's pipeline once per level for every match: its first match
+    is what korcen's own check reports."""
+    from commhub.moderation.filters.korean import LEVELS, KorcenFilter
+
+    engine = next(f for f in screen.filters if isinstance(f, KorcenFilter))
+    k = engine._k  # korcen's module
+    for level in LEVELS:
+        expected = k.check_and_report_profanity_pattern(text, level)
+        found = engine.matches(text, level)
+        assert (found[0] if found else None) == expected, level
+
+
+def test_every_hit_of_a_long_korean_text_is_masked(screen: Screen) -> None:
+    text = "꺼져 이 병신아 " * 10
+    assert masked(screen, text, "ko") == "** 이 **아 " * 10
+
+
+@pytest.mark.parametrize("lang", ["ko", "en", "es"])
+def test_hostile_long_texts_stay_in_bounds(screen: Screen, lang: str) -> None:
+    from tests.helpers.hostile import HOSTILE_CHATS
+
+    for text in HOSTILE_CHATS:
+        hits = screen.find(text, lang)
+        for h in hits:
+            assert 0 <= h.start < h.end <= len(text), (text[:20], h)
+        assert len(mask(text, hits)) == len(text)
+
+
+def test_within_agrees_with_a_scan() -> None:
+    import random
+
+    from commhub.moderation.filters.wordlist import Within
+
+    rng = random.Random(7)
+    for _ in range(200):
+        spans = [(s, s + rng.randint(1, 9)) for s in (rng.randint(0, 40) for _ in range(6))]
+        within = Within(spans)
+        for start in range(45):
+            for end in range(start + 1, start + 8):
+                expected = any(s <= start and end <= e for s, e in spans)
+                assert within(start, end) == expected, (spans, start, end)
+    assert not Within([])(0, 1)

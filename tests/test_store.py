@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from commhub import protocol
-from commhub.store import Store, StoreError, default_url
+from commhub.store import Store, StoreError, default_url, migrate
 from commhub.store.models import metadata
 
 
@@ -67,7 +68,8 @@ async def test_start_migrates_a_new_database_and_reports_ok(store: Store) -> Non
         version = (await conn.execute(text("select version_num from alembic_version"))).all()
     assert {"chat", "chat_translations", "captions", "caption_translations", "reports",
             "bans", "moderation_events", "rooms"} <= tables  # fmt: skip
-    assert [tuple(v) for v in version] == [("0001",)]
+    heads = ScriptDirectory.from_config(migrate.config(store.url)).get_heads()
+    assert sorted(v[0] for v in version) == sorted(heads)  # every migration ran
 
 
 async def test_chat_and_translations_come_back_in_order(store: Store) -> None:

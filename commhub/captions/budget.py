@@ -6,6 +6,7 @@ import asyncio
 import heapq
 import itertools
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -21,35 +22,40 @@ def available_cpus() -> int:
 
 
 class RecognitionBudget:
-    """At most ``max_active`` decode jobs run at once, node-wide; urgent jobs go first.
+    """At most ``max_active`` decode jobs run at once, node-wide; the oldest audio goes first.
 
     Vosk and pocketsphinx release the GIL, so one thread per core is the ceiling that
     makes sense; a stream whose job waits for a thread merges its audio (fewer partials)
-    rather than queueing more work. A final (someone stopped speaking and waits for the
-    caption) is urgent: it overtakes partial jobs waiting for a thread, which is what holds
-    the end-of-speech latency when many speakers stop at once.
+    rather than queueing more work. Each stream has at most one job waiting, and a job's
+    ``deadline`` is when the oldest audio in it arrived: serving the earliest deadline
+    first is round-robin weighted by lag, so past capacity every stream falls behind by
+    the same amount instead of some streams starving (finals-first across streams made a
+    stream that had caught up wait behind everyone else's finals). Inside a stream the
+    order is the stream's own: an utterance's final comes before its next one's audio.
     """
 
     def __init__(self, max_active: int | None = None) -> None:
         self.max_active = max_active or available_cpus()
         self._executor = ThreadPoolExecutor(self.max_active, thread_name_prefix="recognize")
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []  # (priority, seq, slot)
+        self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []  # (deadline, seq, slot)
         self._seq = itertools.count()
         self.in_flight = 0  # jobs holding a thread
 
-    async def run(self, fn: Callable[[], T], urgent: bool = False) -> T:
-        await self._acquire(urgent)
+    async def run(self, fn: Callable[[], T], deadline: float | None = None) -> T:
+        """Run ``fn`` on a worker thread; ``deadline`` (monotonic) orders waiting jobs, now
+        if not given."""
+        await self._acquire(time.monotonic() if deadline is None else deadline)
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
         finally:
             self._release()
 
-    async def _acquire(self, urgent: bool) -> None:
+    async def _acquire(self, deadline: float) -> None:
         if self.in_flight < self.max_active and not self._waiting:
             self.in_flight += 1
             return
         slot = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (0 if urgent else 1, next(self._seq), slot))
+        heapq.heappush(self._waiting, (deadline, next(self._seq), slot))
         try:
             await slot  # _release hands its thread over: in_flight already counts us
         except asyncio.CancelledError:

@@ -13,6 +13,7 @@ ask for the final result at once instead of waiting ~1 s for Vosk's own endpoint
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -68,11 +69,18 @@ def energy_db(samples: np.ndarray) -> float:
     return 10.0 * math.log10(power + 1e-10)
 
 
+@functools.lru_cache(maxsize=8)
+def _window(n: int) -> tuple[np.ndarray, int, int]:
+    """The Hann window and the 300-4000 Hz bins for an n-sample frame (made once per size)."""
+    hz_per_bin = SAMPLE_RATE / n
+    return np.hanning(n).astype(np.float32), int(300 / hz_per_bin), int(4000 / hz_per_bin)
+
+
 def spectral_flatness(samples: np.ndarray) -> float:
     """Geometric over arithmetic mean of the 300-4000 Hz power spectrum (1 = white noise)."""
-    power = np.abs(np.fft.rfft(samples * np.hanning(len(samples)))) ** 2
-    hz_per_bin = SAMPLE_RATE / len(samples)
-    band = power[int(300 / hz_per_bin) : int(4000 / hz_per_bin)] + 1e-3
+    window, lo, hi = _window(len(samples))
+    spectrum = np.fft.rfft(samples * window)[lo:hi]
+    band = spectrum.real**2 + spectrum.imag**2 + 1e-3
     return float(np.exp(np.mean(np.log(band))) / np.mean(band))
 
 
@@ -129,9 +137,9 @@ class VoiceGate:
         self._energies.append(energy)
         if energy < min(self._energies) + self.settings.min_snr_db:
             return False
-        if spectral_flatness(samples) > self.settings.max_flatness:
-            return False
-        return bool(self._vad.is_speech(frame, SAMPLE_RATE))
+        if not self._vad.is_speech(frame, SAMPLE_RATE):
+            return False  # webrtcvad first: it is C and cheap, the FFT is not
+        return spectral_flatness(samples) <= self.settings.max_flatness
 
     def _step(self, frame: bytes, events: list[GateEvent]) -> None:
         t = self.time

@@ -37,6 +37,9 @@ from commhub.speech import ModelNotFound, SpeechModels
 log = logging.getLogger("commhub.captions")
 
 DEGRADED_NOTICE_EVERY = 10.0  # seconds between caption_degraded notices per speaker
+# Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
+# cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
+STREAMS_PER_THREAD = 4
 
 
 class AudioSource(Protocol):
@@ -88,12 +91,18 @@ class LiveCaptions:
             max_backlog_s=s.caption_max_backlog,
         )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
+        self._working: set[CaptionStream] = set()  # until their worker is done (close waits)
+        self.streams = 0  # slots taken: streams open or opening (the limit counts these)
         self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
         self._lane_ids = itertools.count()
         self.moderation: TextModeration | None = None  # set by the app: the text filters
+
+    @property
+    def max_streams(self) -> int:
+        return self.config.caption_max_streams or STREAMS_PER_THREAD * self.budget.max_active
 
     def start(self) -> None:
         self._remove = self.audio.on_audio_track(self.run)
@@ -102,9 +111,14 @@ class LiveCaptions:
     async def preload(self) -> None:
         """Load the configured languages' models in the background, so a speaker's first
         words are not queued behind a model load; say at start-up what is missing."""
+        presets = ["default"]
+        if self.config.caption_decoder != "default" or self.config.caption_fast_from:
+            # loaded now, not when the load comes (a second model load then is seconds of CPU)
+            presets = [self.config.caption_decoder, "fast"]
         for language in self.config.caption_preload:
             try:
-                model = await self.models.load(language)
+                for preset in dict.fromkeys(presets):
+                    model = await self.models.load(language, preset)
                 log.info("captions for %s: %s model ready", language, model.engine)
             except ModelNotFound as exc:
                 log.warning("captions for %s unavailable: %s", language, exc)
@@ -116,9 +130,14 @@ class LiveCaptions:
             self._preload.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._preload
-        for stream in list(self.active.values()):
-            await stream.close()
-        self.budget.shutdown()
+        # every stream whose worker still runs (a track's own close may have been cancelled)
+        # gets its last finals before the threads go; the threads are joined off the loop
+        streams = list(self._working)
+        await asyncio.gather(*(stream.close() for stream in streams), return_exceptions=True)
+        await asyncio.gather(
+            *(asyncio.shield(stream.finished) for stream in streams), return_exceptions=True
+        )
+        await asyncio.to_thread(self.budget.shutdown)
 
     async def run(self, p: Participant, track: MediaStreamTrack) -> None:
         """Caption one published track until it ends; follows the speaker's language."""
@@ -130,22 +149,54 @@ class LiveCaptions:
         try:
             while track.readyState == "live":
                 language = p.speak
-                stream = await self._open(p, room_name, language)
-                if stream is None:
-                    track.stop()  # nothing to do with this audio
-                    return
-                self.active[track.id] = stream
+                if self.streams >= self.max_streams:
+                    await self._wait_for_slot(p, room_name, track, language)
+                    continue
+                self.streams += 1  # taken before any await: the limit holds under a rush
                 try:
-                    await self._pump(p, room_name, track, stream, language)
+                    stream = await self._open(p, room_name, language)
+                    if stream is None:
+                        track.stop()  # nothing to do with this audio
+                        return
+                    self.active[track.id] = stream
+                    try:
+                        await self._pump(p, room_name, track, stream, language)
+                    finally:
+                        try:
+                            await stream.close()  # the last utterance still gets its final
+                        finally:
+                            if self.active.get(track.id) is stream:
+                                del self.active[track.id]
                 finally:
-                    self.active.pop(track.id, None)
-                    await stream.close()  # the last utterance still gets its final
+                    self.streams -= 1
         except MediaStreamError:
             pass
 
+    async def _wait_for_slot(
+        self, p: Participant, room_name: str, track: MediaStreamTrack, language: str
+    ) -> None:
+        """Over the stream limit: say so once, then drop this speaker's audio until a
+        stream ends (or the speaker changes language): the others are not slowed."""
+        limit = self.max_streams
+        self.metrics.refused.inc()
+        log.warning("captions for %s refused: %d streams open (the limit)", p.identity, limit)
+        notice = protocol.caption_unavailable(
+            p.id,
+            language,
+            CaptionUnavailableReason.BUSY,
+            f"this hub captions at most {limit} speakers at once; captions for this speaker "
+            "start when another speaker's stream ends",
+        )
+        await self.outbox.publish(room_name, notice)
+        while self.streams >= self.max_streams and p.speak == language:
+            await track.recv()  # raises MediaStreamError when the track ends
+
     async def _open(self, p: Participant, room_name: str, language: str) -> CaptionStream | None:
+        fast_from = self.config.caption_fast_from
+        # degrade by design: past the threshold, accuracy is traded for CPU first
+        preset = "fast" if fast_from and self.streams >= fast_from else self.config.caption_decoder
         try:
-            model = await self.models.load(language)
+            model = await self.models.load(language, preset)
         except ModelNotFound as exc:
             log.warning("no captions for %s: %s", p.identity, exc)
             notice = protocol.caption_unavailable(
@@ -170,6 +221,8 @@ class LiveCaptions:
             metrics=self.metrics,
         )
         self._anchors[stream] = anchor
+        self._working.add(stream)
+        stream.finished.add_done_callback(lambda _: self._working.discard(stream))
         return stream
 
     async def _pump(

@@ -35,6 +35,11 @@ class CaptionMetrics:
             "Utterances not recognised because a stream's backlog was over its bound",
             registry=r,
         )
+        self.refused = Counter(
+            f"{prefix}_refused",
+            "Published audio tracks refused captions over the stream limit (busy)",
+            registry=r,
+        )
         self.audio_seconds = Counter(
             f"{prefix}_audio_seconds", "Audio received by caption streams", registry=r
         )

@@ -1,9 +1,11 @@
 """CaptionStream: one audio stream in, caption events out (resample -> gate -> recognize).
 
-The event loop only resamples and gates (microseconds per 20 ms frame). Decoding runs in
-the shared RecognitionBudget's threads, one job at a time per stream, because a
-recognizer is not thread-safe. Speech audio is queued per stream in chunks of
-``chunk_ms``; a job takes everything queued for the current utterance, so when decoding
+The event loop only resamples and gates (tens of microseconds per 20 ms frame). Decoding
+runs in the shared RecognitionBudget's threads, one job at a time per stream, because a
+recognizer is not thread-safe; so do the recognizer's creation (taken when the stream
+opens, before anyone speaks) and its release (freeing one is ~0.1 s of C). Speech audio
+is queued per stream in chunks of ``chunk_ms``; a job takes what is queued for the
+current utterance (up to ``max_job_s``), so when decoding
 falls behind, chunks merge and their partials are skipped (counted), while every
 utterance still gets its final. The queue holds at most ``max_backlog_s`` of speech: past
 that the oldest queued speech is shed (counted), so a stream that cannot keep up lags by
@@ -44,6 +46,9 @@ class StreamSettings:
     # Room for network and decoder jitter: a partial is re-sent early rather than late.
     partial_margin_ms: int = 60
     max_backlog_s: float = 20.0  # queued speech per stream; beyond, the oldest is shed
+    # A decode job takes at most this much queued speech: big enough that a stream behind
+    # catches up in few calls, small enough that other streams get a thread in between.
+    max_job_s: float = 2.0
     lossless: bool = False  # files: push() waits for room instead of shedding
     gate: GateSettings = field(default_factory=GateSettings)
 
@@ -73,6 +78,7 @@ class _Segment:
 class _Chunk:
     segment: _Segment
     pcm: bytes
+    at: float  # monotonic arrival: the job's deadline in the budget is its oldest audio's
 
 
 @dataclass(eq=False)
@@ -131,6 +137,11 @@ class CaptionStream:
         return self.stats.audio_seconds
 
     @property
+    def finished(self) -> asyncio.Task[None]:
+        """The stream's worker: done once the last job ran and the recognizer is released."""
+        return self._worker
+
+    @property
     def backlog_seconds(self) -> float:
         return (self._queued_bytes + len(self._pending)) / BYTES_PER_SECOND
 
@@ -179,7 +190,7 @@ class CaptionStream:
 
     def _enqueue_pending(self) -> None:
         if self._pending and self._segment is not None:
-            self._enqueue(_Chunk(self._segment, bytes(self._pending)))
+            self._enqueue(_Chunk(self._segment, bytes(self._pending), time.monotonic()))
         self._pending.clear()
 
     def _enqueue(self, item: _Chunk | _End) -> None:
@@ -241,6 +252,18 @@ class CaptionStream:
     # -- decoding (worker task + budget threads) ------------------------------------------
 
     async def _work(self) -> None:
+        try:  # the recognizer now, on a worker, while the speaker has not spoken yet
+            await self._budget.run(self._prepare)
+        except Exception:
+            log.exception("captions %s: recognizer creation failed", self.stream_id)
+        await self._jobs()
+        # Released here, after the last job, by the task that ran them: never while a job
+        # still decodes on it (a close() that was cancelled cannot race it). If this task is
+        # cancelled mid-job the recognizer is left to the garbage collector instead.
+        with contextlib.suppress(Exception):
+            await self._budget.run(self._release)
+
+    async def _jobs(self) -> None:
         while True:
             if not self._queue:
                 if self._closing:
@@ -248,38 +271,51 @@ class CaptionStream:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            deadline = self._arrival(self._queue[0])
             segment, pcm, chunks, end = self._take()
             self._decoding = segment
             try:
-                await self._decode(segment, pcm, chunks, end)
+                await self._decode(segment, pcm, chunks, end, deadline)
             except Exception:
                 log.exception("captions %s: recognition failed, utterance lost", self.stream_id)
-                self._recognizer = None  # a fresh one for the next utterance
             finally:
                 self._decoding = None
             self._progress.set()
 
+    @staticmethod
+    def _arrival(item: _Chunk | _End) -> float:
+        return item.at if isinstance(item, _Chunk) else item.detected_at
+
     def _take(self) -> tuple[_Segment, bytes, int, _End | None]:
-        """Everything queued for the head utterance, up to and including its end."""
+        """What is queued for the head utterance, up to and including its end, at most
+        ``max_job_s`` of audio."""
         head = self._queue.popleft()
         segment = head.segment
         parts: list[bytes] = []
         end = head if isinstance(head, _End) else None
+        limit = self.settings.max_job_s * BYTES_PER_SECOND
         if isinstance(head, _Chunk):
             parts.append(head.pcm)
+            size = len(head.pcm)
             while self._queue and self._queue[0].segment is segment and end is None:
+                nxt = self._queue[0]
+                if isinstance(nxt, _Chunk) and size + len(nxt.pcm) > limit:
+                    break
                 item = self._queue.popleft()
                 if isinstance(item, _Chunk):
                     parts.append(item.pcm)
+                    size += len(item.pcm)
                 else:
                     end = item
         pcm = b"".join(parts)
         self._queued_bytes -= len(pcm)
         return segment, pcm, len(parts), end
 
-    async def _decode(self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None) -> None:
+    async def _decode(
+        self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, deadline: float
+    ) -> None:
         partial, final, elapsed = await self._budget.run(
-            lambda: self._recognize(pcm, end), urgent=end is not None
+            lambda: self._recognize(pcm, end), deadline=deadline
         )
         seconds = len(pcm) / BYTES_PER_SECOND
         segment.fed += seconds
@@ -299,14 +335,28 @@ class CaptionStream:
             return
         await self._emit_partial(segment, partial)
 
+    def _prepare(self) -> None:
+        """Worker thread: take the recognizer (a warm idle one when the model has it)."""
+        if self._recognizer is None:
+            self._recognizer = self.model.recognizer(self._phrases)
+
     def _recognize(
         self, pcm: bytes, end: _End | None
     ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
+        """Worker thread: decode one job."""
         started = time.perf_counter()
-        if self._recognizer is None:
-            self._recognizer = self.model.recognizer(self._phrases)
-        partial = self._recognizer.accept(pcm) if pcm else None
-        final = self._recognizer.finish() if end is not None else None
+        self._prepare()
+        recognizer = self._recognizer
+        assert recognizer is not None
+        try:
+            partial = recognizer.accept(pcm) if pcm else None
+            final = recognizer.finish() if end is not None else None
+        except Exception:
+            # a fresh one for the next utterance; this one is dropped here, off the loop
+            self._recognizer = None
+            with contextlib.suppress(Exception):
+                recognizer.close()
+            raise
         return partial, final, time.perf_counter() - started
 
     async def _emit_partial(self, segment: _Segment, hyp: Hypothesis | None) -> None:
@@ -381,14 +431,16 @@ class CaptionStream:
             self._route(self._gate.flush())
             self._wake.set()
             try:
-                await asyncio.shield(self._worker)
+                await asyncio.shield(self._worker)  # it releases the recognizer last
             finally:
                 self._closed = True
                 self._metrics.active_streams.dec()
-                recognizer, self._recognizer = self._recognizer, None
-                if recognizer is not None:
-                    with contextlib.suppress(Exception):
-                        await self._budget.run(recognizer.close)
+
+    def _release(self) -> None:
+        """Worker thread: the recognizer goes back to its model's idle pool or is freed."""
+        recognizer, self._recognizer = self._recognizer, None
+        if recognizer is not None:
+            recognizer.close()
 
     async def __aenter__(self) -> CaptionStream:
         return self

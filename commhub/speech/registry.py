@@ -69,17 +69,22 @@ class SpeechModels:
             f"`commhub models install vosk:<vosk-model.zip> --language {wanted} --force`",
         )
 
-    def get(self, language: str) -> SpeechModel:
-        """Load (once, blocking) and return the model for ``language``."""
+    def get(self, language: str, preset: str = "default") -> SpeechModel:
+        """Load (once, blocking) and return the model for ``language``; ``preset`` names a
+        decoder preset (commhub.speech.vosk.PRESETS: another copy of a Vosk model, loaded
+        with those settings; other engines have the default only)."""
         key, location = self._resolve(language)
+        if location.engine != "vosk":
+            preset = "default"
+        loaded = key if preset == "default" else f"{key}:{preset}"
         with self._locks_guard:
-            lock = self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.setdefault(loaded, threading.Lock())
         with lock:  # one loader per language; other languages load in parallel
-            model = self._loaded.get(key)
+            model = self._loaded.get(loaded)
             if model is None:
                 started = time.monotonic()
                 try:
-                    model = _load(key, location)
+                    model = _load(key, location, preset)
                 except Exception as exc:  # a corrupt model: say which and how to fix it
                     raise ModelNotFound(
                         language,
@@ -89,27 +94,28 @@ class SpeechModels:
                         f"{key} --force`, or remove it",
                     ) from exc
                 log.info(
-                    "loaded %s speech model %s for %s in %.1f s",
+                    "loaded %s speech model %s for %s (%s decoder) in %.1f s",
                     location.engine,
                     location.name,
                     key,
+                    preset,
                     time.monotonic() - started,
                 )
-                self._loaded[key] = model
+                self._loaded[loaded] = model
             return model
 
-    async def load(self, language: str) -> SpeechModel:
+    async def load(self, language: str, preset: str = "default") -> SpeechModel:
         """``get`` in a worker thread: a model load takes seconds."""
-        return await asyncio.to_thread(self.get, language)
+        return await asyncio.to_thread(self.get, language, preset)
 
 
-def _load(language: str, location: ModelLocation) -> SpeechModel:
+def _load(language: str, location: ModelLocation, preset: str = "default") -> SpeechModel:
     # Engines are imported only when used: importing vosk or pocketsphinx costs memory.
     if location.engine == "vosk":
         from .vosk import VoskModel
 
         assert location.path is not None
-        return VoskModel(language, location.path)
+        return VoskModel(language, location.path, preset=preset)
     if location.engine == "pocketsphinx":
         from .pocketsphinx import PocketsphinxModel
 

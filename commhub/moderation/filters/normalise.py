@@ -9,10 +9,12 @@ folded text masks exactly those characters of what was sent.
 
 from __future__ import annotations
 
-import itertools
+import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import compress
 
 # Hangul Compatibility Jamo (what keyboards type) -> index as choseong / jungseong /
 # jongseong in the syllable formula (U+AC00 + (L*21 + V)*28 + T).
@@ -22,6 +24,7 @@ _T = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋ�
 _LEAD = {c: i for i, c in enumerate(_L)}
 _VOWEL = {c: i for i, c in enumerate(_V)}
 _TAIL = {c: i for i, c in enumerate(_T) if i}
+_LEADS = frozenset(_LEAD)
 # Conjoining jamo (U+1100.., U+1161.., U+11A8..) fold onto the compatibility ones.
 _CONJ = {
     **{chr(0x1100 + i): c for i, c in enumerate(_L)},
@@ -34,7 +37,9 @@ LEET = {
     "0": "o", "1": "i", "2": "z", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b",
     "9": "g", "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l", "¡": "i",
 }  # fmt: skip
-_SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
+SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
+_LEET_TABLE = str.maketrans(LEET)
+_STRETCH = re.compile(r"(.)\1\1", re.DOTALL)
 
 
 def is_hangul(c: str) -> bool:
@@ -74,58 +79,95 @@ def _fold_char(c: str) -> str:
 
 @dataclass(frozen=True)
 class Folded:
-    """`text` folded; `spans[i]` is the [start, end) of the original behind text[i]."""
+    """`text` folded; text[i] stands for the original [starts[i], ends[i]). Plain int
+    sequences (ranges when one to one), not a tuple per character: a long text's view is
+    then a few objects, not thousands for the garbage collector to trace."""
 
     text: str
-    spans: tuple[tuple[int, int], ...]
+    starts: Sequence[int]
+    ends: Sequence[int]
+
+    @classmethod
+    def same(cls, text: str) -> Folded:
+        """The view of text that is text itself."""
+        return cls(text, range(len(text)), range(1, len(text) + 1))
 
     def origin(self, start: int, end: int) -> tuple[int, int]:
         """The original [start, end) behind folded [start, end)."""
-        return self.spans[start][0], self.spans[end - 1][1]
+        return self.starts[start], self.ends[end - 1]
 
 
 def fold(text: str) -> Folded:
-    chars: list[str] = []
-    spans: list[tuple[int, int]] = []
-    for i, c in enumerate(text):
-        for f in _fold_char(c):
-            chars.append(f)
-            spans.append((i, i + 1))
-    _compose_jamo(chars, spans)
-    return Folded("".join(chars), tuple(spans))
+    """The folded view of text (the last few are kept: every engine of a screen asks for
+    the same text's view, and a long text is folded once, not once per engine)."""
+    return _fold(text)
 
 
-def _compose_jamo(chars: list[str], spans: list[tuple[int, int]]) -> None:
-    """ㅅㅣㅂㅏㄹ -> 시발 in place (spaces between the jamo are not skipped: ㅅ ㅂ stays)."""
+@lru_cache(maxsize=8)
+def _fold(text: str) -> Folded:
+    if text.isascii():  # the common case: lower case is all folding does, one to one
+        return Folded(text.lower(), range(len(text)), range(1, len(text) + 1))
+    folded = list(map(_fold_char, text))
+    starts: Sequence[int]
+    ends: Sequence[int]
+    if set(map(len, folded)) == {1}:  # one for one (Hangul, most scripts): no map to build
+        chars = folded
+        starts, ends = range(len(text)), range(1, len(text) + 1)
+    else:
+        chars, starts, ends = [], [], []
+        for i, f in enumerate(folded):
+            for c in f:
+                chars.append(c)
+                starts.append(i)
+                ends.append(i + 1)
+    if not _LEADS.isdisjoint(chars):
+        chars, starts, ends = _compose_jamo(chars, starts, ends)
+    return Folded("".join(chars), starts, ends)
+
+
+def _compose_jamo(
+    chars: list[str], starts: Sequence[int], ends: Sequence[int]
+) -> tuple[list[str], list[int], list[int]]:
+    """ㅅㅣㅂㅏㄹ -> 시발 (spaces between the jamo are not skipped: ㅅ ㅂ stays). One pass
+    into new lists: replacing in place would move the rest of the text at every syllable."""
+    out: list[str] = []
+    out_starts: list[int] = []
+    out_ends: list[int] = []
+    n = len(chars)
     i = 0
-    while i < len(chars) - 1:
-        lead, vowel = _LEAD.get(chars[i]), _VOWEL.get(chars[i + 1])
+    while i < n:
+        lead = _LEAD.get(chars[i])
+        vowel = _VOWEL.get(chars[i + 1]) if lead is not None and i + 1 < n else None
         if lead is None or vowel is None:
+            out.append(chars[i])
+            out_starts.append(starts[i])
+            out_ends.append(ends[i])
             i += 1
             continue
         end = i + 2
         tail = 0
         # a following consonant closes the syllable unless a vowel comes after it
-        if end < len(chars) and chars[end] in _TAIL:
-            nxt = chars[end + 1] if end + 1 < len(chars) else ""
+        if end < n and chars[end] in _TAIL:
+            nxt = chars[end + 1] if end + 1 < n else ""
             if nxt not in _VOWEL:
                 tail = _TAIL[chars[end]]
                 end += 1
-        syllable = chr(0xAC00 + (lead * 21 + vowel) * 28 + tail)
-        chars[i:end] = [syllable]
-        spans[i:end] = [(spans[i][0], spans[end - 1][1])]
-        i += 1
+        out.append(chr(0xAC00 + (lead * 21 + vowel) * 28 + tail))
+        out_starts.append(starts[i])
+        out_ends.append(ends[end - 1])
+        i = end
+    return out, out_starts, out_ends
 
 
 def word_char(c: str) -> bool:
-    return c.isalnum() or c in _SYMBOLS or c == "*"
+    return c.isalnum() or c in SYMBOLS or c == "*"
 
 
 def deleet(token: str) -> str:
     """Leetspeak letters back (only inside a token that has at least one letter)."""
-    if not any(c.isalpha() for c in token):
+    if token.isalpha() or not any(map(str.isalpha, token)):
         return token
-    return "".join(LEET.get(c, c) for c in token)
+    return token.translate(_LEET_TABLE)
 
 
 def squeeze(token: str) -> str:
@@ -139,16 +181,20 @@ def squeeze(token: str) -> str:
 
 def stretched(token: str) -> bool:
     """Three or more of one letter in a row: a deliberate stretch, not spelling."""
-    run = 1
-    for a, b in itertools.pairwise(token):
-        run = run + 1 if a == b else 1
-        if run >= 3:
-            return True
-    return False
+    return _STRETCH.search(token) is not None
 
 
 def letters_only(f: Folded) -> Folded:
     """Only letters (what spacing, punctuation and digits split apart comes back together):
     for substring matching of Hangul and CJK terms."""
-    keep = [i for i, c in enumerate(f.text) if c.isalpha()]
-    return Folded("".join(f.text[i] for i in keep), tuple(f.spans[i] for i in keep))
+    keep = list(map(str.isalpha, f.text))  # map and compress: no Python step per character
+    if all(keep):
+        return f
+    text = "".join(compress(f.text, keep))
+    return Folded(text, list(compress(f.starts, keep)), list(compress(f.ends, keep)))
+
+
+@lru_cache(maxsize=8)
+def folded_letters(text: str) -> Folded:
+    """letters_only(fold(text)), kept like fold's for the engines that share it."""
+    return letters_only(fold(text))

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from .base import Filter, Hit
-from .wordlist import ListFile, WordList, load_list, parse_list
+from .wordlist import ListFile, Within, WordList, load_list, parse_list
 
 
 def data_lists() -> dict[str, ListFile]:
@@ -76,8 +76,10 @@ class Screen:
         if not hits:
             return judged
         allow = (self._allow.get(lang), self._every, room.allow if room else None)
-        allowed = [(a.start, a.end) for w in allow if w is not None for a in w.find(text, lang)]
-        kept = [h for h in hits if not any(s <= h.start and h.end <= e for s, e in allowed)]
+        allowed = Within(
+            (a.start, a.end) for w in allow if w is not None for a in w.find(text, lang)
+        )
+        kept = [h for h in hits if not allowed(h.start, h.end)]
         return kept + judged
 
 

@@ -16,45 +16,67 @@ Lookups are hash-set probes per word: cost grows with the text, not the list.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from .base import Hit
-from .normalise import Folded, deleet, fold, is_cjk, letters_only, squeeze, stretched, word_char
+from .normalise import (
+    SYMBOLS,
+    Folded,
+    deleet,
+    fold,
+    folded_letters,
+    is_cjk,
+    letters_only,
+    squeeze,
+    stretched,
+)
 
 MAX_TERM = 64  # characters of one term
 MAX_PHRASE_WORDS = 4
 _GAP = re.compile(r"[\s.\-_,·•/\\]{1,2}")  # what may separate spelled-out letters
 
 
-@dataclass(frozen=True)
-class _Token:
+class _Token(NamedTuple):  # a tuple: a long text makes thousands
     text: str  # folded
     start: int  # folded indices
     end: int
 
 
 _EDGE = "!¡|+"  # leet inside a word (b!tch), punctuation at its edges (damn!)
+# A token: letters and digits (str.isalnum), leet symbols and `*`, but not Hangul or CJK
+# (matched as substrings instead); one regex pass instead of a Python step per character.
+_CJK_RANGES = "\uac00-\ud7a3\u3131-\u318e\u3040-\u30ff\u4e00-\u9fff\u3400-\u4dbf"
+_TOKEN = re.compile(
+    "(?:[^\\W_" + _CJK_RANGES + "]|[" + re.escape("".join(sorted(SYMBOLS))) + "*])+"
+)
 
 
-def _tokens(f: Folded) -> list[_Token]:
+def _tokens(f: Folded) -> tuple[_Token, ...]:
+    return _tokens_of(f.text)
+
+
+@lru_cache(maxsize=8)
+def _tokens_of(text: str) -> tuple[_Token, ...]:
     out: list[_Token] = []
-    start = -1
-    for i, c in enumerate([*f.text, " "]):
-        if word_char(c) and not is_cjk(c):
-            if start < 0:
-                start = i
-        elif start >= 0:
-            s, e = start, i
-            while s < e and f.text[s] in _EDGE:
+    make = _Token._make
+    for m in _TOKEN.finditer(text):
+        tok = m.group()
+        s, e = m.span()
+        if tok[0] in _EDGE or tok[-1] in _EDGE:
+            while s < e and text[s] in _EDGE:
                 s += 1
-            while e > s and f.text[e - 1] in _EDGE:
+            while e > s and text[e - 1] in _EDGE:
                 e -= 1
-            if e > s:
-                out.append(_Token(f.text[s:e], s, e))
-            start = -1
-    return out
+            if e == s:
+                continue
+            tok = text[s:e]
+        out.append(make((tok, s, e)))
+    return tuple(out)
 
 
 def _key(term: str) -> str:
@@ -78,6 +100,7 @@ class WordList:
         self.squeezed: dict[str, str] = {}
         self.prefixes: dict[str, list[str]] = {}  # first 3 letters -> prefixes
         self.phrases: set[str] = set()
+        self._phrase_first: set[str] = set()
         cjk: list[str] = []
         for raw in terms:
             term = raw.strip()
@@ -95,10 +118,17 @@ class WordList:
                 words = key.split()
                 if len(words) <= MAX_PHRASE_WORDS:
                     self.phrases.add(" ".join(words))
+                    self._phrase_first.add(words[0])
                 self.words["".join(words)] = term  # blowjob as well as blow job
             else:
                 self.words[key] = term
-                self.squeezed.setdefault(squeeze(key), term)
+                if len(set(key)) > 1:  # xxx squeezed is x: a run of one letter is no word
+                    self.squeezed.setdefault(squeeze(key), term)
+        # f*ck: the words with a given letter at a given place, for starred tokens
+        self._at: dict[tuple[int, int, str], set[str]] = {}
+        for w in self.words:
+            for i, c in enumerate(w):
+                self._at.setdefault((len(w), i, c), set()).add(w)
         cjk = sorted({t for t in cjk if t}, key=len, reverse=True)
         self.cjk = re.compile("|".join(map(re.escape, cjk))) if cjk else None
         allow = [a for a in allow if a.strip()]
@@ -119,7 +149,7 @@ class WordList:
     # -- matching ------------------------------------------------------------------------
 
     def _word_hit(self, token: str) -> bool:
-        if token in self.allow or not any(c.isalpha() for c in token):
+        if token in self.allow or not (token.isalpha() or any(map(str.isalpha, token))):
             return False
         plain = deleet(token)
         if plain in self.allow:
@@ -134,26 +164,31 @@ class WordList:
 
     def _starred(self, token: str) -> bool:
         """f*ck, sh*t: a star stands for one letter (only words with a star pay for this)."""
-        known = [(i, c) for i, c in enumerate(token) if c != "*"]
+        known = [(len(token), i, c) for i, c in enumerate(token) if c != "*"]
         if len(known) < 2:
             return False
-        return any(len(w) == len(token) and all(w[i] == c for i, c in known) for w in self.words)
+        sets = sorted((self._at.get(k, set()) for k in known), key=len)
+        return bool(sets[0].intersection(*sets[1:]))
 
     def find(self, text: str, lang: str) -> list[Hit]:
         f = fold(text)
         hits: list[tuple[int, int]] = []
         tokens = _tokens(f)
+        seen: dict[str, bool] = {}  # a long text repeats its words: judge each once
         for t in tokens:
-            if self._word_hit(t.text):
+            hit = seen.get(t.text)
+            if hit is None:
+                hit = seen[t.text] = self._word_hit(t.text)
+            if hit:
                 hits.append((t.start, t.end))
         hits.extend(self._joined(f, tokens))
         if self.phrases:
             hits.extend(self._phrase_hits(tokens))
         if self.cjk is not None:
-            hits.extend(self._cjk_hits(f))
+            hits.extend(self._cjk_hits(text, f))
         return [Hit(*f.origin(s, e), self.name) for s, e in _merge(hits)]
 
-    def _joined(self, f: Folded, tokens: list[_Token]) -> list[tuple[int, int]]:
+    def _joined(self, f: Folded, tokens: tuple[_Token, ...]) -> list[tuple[int, int]]:
         """Letters spelled out one by one (f u c k), and a word split in two (fu ck)."""
         out: list[tuple[int, int]] = []
         run: list[_Token] = []
@@ -162,44 +197,80 @@ class WordList:
             if len(run) >= 3 and self._word_hit("".join(t.text for t in run)):
                 out.append((run[0].start, run[-1].end))
 
-        for i, t in enumerate(tokens):
-            near = i > 0 and _GAP.fullmatch(f.text[tokens[i - 1].end : t.start]) is not None
-            if len(t.text) == 1 and run and near:
+        text = f.text
+        prev: _Token | None = None
+        for t in tokens:
+            n = len(t.text)
+            # a run's last token is the one before t: letters with a gap between them join
+            # (a gap is one or two characters: the lengths first, the regex only then)
+            if (
+                n == 1
+                and run
+                and t.start - run[-1].end <= 2
+                and _GAP.fullmatch(text, run[-1].end, t.start)
+            ):
                 run.append(t)
             else:
-                close()
-                run = [t] if len(t.text) == 1 else []
-            if near and 1 < len(t.text) <= 3 and 1 < len(tokens[i - 1].text) <= 3:
-                a = tokens[i - 1]
-                if self._word_hit(a.text + t.text):
-                    out.append((a.start, t.end))
+                if len(run) >= 3:
+                    close()
+                run = [t] if n == 1 else []
+            if (
+                prev is not None
+                and 1 < n <= 3
+                and 1 < len(prev.text) <= 3
+                and t.start - prev.end <= 2
+                and _GAP.fullmatch(text, prev.end, t.start)
+                and self._word_hit(prev.text + t.text)
+            ):
+                out.append((prev.start, t.end))
+            prev = t
         close()
         return out
 
-    def _phrase_hits(self, tokens: list[_Token]) -> list[tuple[int, int]]:
+    def _phrase_hits(self, tokens: tuple[_Token, ...]) -> list[tuple[int, int]]:
         out = []
         words = [deleet(t.text) for t in tokens]
-        for n in range(2, MAX_PHRASE_WORDS + 1):
-            for i in range(len(words) - n + 1):
+        for i, first in enumerate(words):
+            if first not in self._phrase_first:  # most words start no phrase
+                continue
+            for n in range(2, min(MAX_PHRASE_WORDS, len(words) - i) + 1):
                 if " ".join(words[i : i + n]) in self.phrases:
                     out.append((tokens[i].start, tokens[i + n - 1].end))
         return out
 
-    def _cjk_hits(self, f: Folded) -> list[tuple[int, int]]:
+    def _cjk_hits(self, text: str, f: Folded) -> list[tuple[int, int]]:
         assert self.cjk is not None
-        bare = letters_only(f)
-        allowed = [m.span() for m in self.allow_cjk.finditer(bare.text)] if self.allow_cjk else []
+        bare = folded_letters(text)
+        allowed = (
+            Within(m.span() for m in self.allow_cjk.finditer(bare.text)) if self.allow_cjk else None
+        )
         out = []
         for m in self.cjk.finditer(bare.text):
             s, e = m.span()
-            if any(a <= s and e <= b for a, b in allowed):
+            if allowed is not None and allowed(s, e):
                 continue
-            # back to the folded text's indices through the original positions
+            # back to the folded text's indices through the original positions (in order:
+            # a binary search, not a scan per match)
             o_start, o_end = bare.origin(s, e)
-            fs = next(i for i, sp in enumerate(f.spans) if sp[0] >= o_start)
-            fe = max(i for i, sp in enumerate(f.spans) if sp[1] <= o_end) + 1
-            out.append((fs, fe))
+            out.append((bisect_left(f.starts, o_start), bisect_right(f.ends, o_end)))
         return out
+
+
+class Within:
+    """Whether [start, end) lies inside one of some spans: a binary search over their
+    starts and the furthest end reached so far, not a scan of every span per question
+    (a long text can have hundreds of each)."""
+
+    def __init__(self, spans: Iterable[tuple[int, int]]) -> None:
+        ordered = sorted(spans)
+        self._starts = [s for s, _ in ordered]
+        self._reach: list[int] = []
+        for _, e in ordered:
+            self._reach.append(max(e, self._reach[-1]) if self._reach else e)
+
+    def __call__(self, start: int, end: int) -> bool:
+        i = bisect_right(self._starts, start) - 1
+        return i >= 0 and self._reach[i] >= end
 
 
 def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
