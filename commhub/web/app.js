@@ -37,6 +37,7 @@ const app = {
   segments: new Map(), // caption segment -> line on the bar
   history: [], // final captions: {at, name, text, orig}
   shownNotices: new Set(),
+  reportFor: null, // the participant whose report form is open (People tab)
   startedAt: 0, showOriginal: true, captionsOn: true, meter: null,
 };
 window.commhubApp = app; // for tests and debugging
@@ -327,7 +328,8 @@ async function enterCall({ name, speak, read }) {
   hub.addEventListener("caption", (e) => onCaption(e.detail));
   hub.addEventListener("recording", (e) => setRecording(e.detail));
   hub.addEventListener("notice", (e) => onNotice(e.detail));
-  hub.addEventListener("error", (e) => console.warn("commhub error", e.detail));
+  hub.addEventListener("moderation", (e) => onModeration(e.detail));
+  hub.addEventListener("error", (e) => { console.warn("commhub error", e.detail); onHubError(e.detail); });
   // what the preview opened is what we publish: no second permission prompt
   const stream = app.pre.stream;
   app.pre.stream = null;
@@ -514,8 +516,67 @@ function renderPeople() {
   $("people-count").textContent = `(${hub.participants.size})`;
   $("people").replaceChildren(...[...hub.participants.values()].map((p) => el("li", {},
     el("strong", { textContent: p.name + (p.id === hub.me.id ? ` (${t("you")})` : "") }),
-    el("span", { className: "muted-text", textContent: t("people.langs", { speak: shortName(p.speak), read: shortName(p.read) }) }))));
+    el("span", { className: "muted-text", textContent: t("people.langs", { speak: shortName(p.speak), read: shortName(p.read) }) }),
+    p.id === hub.me.id ? null : reportControl(p))));
   refreshCallReadList();
+}
+
+// -- reports: "Report" on another participant, a reason, then the hub's acknowledgement -------
+
+const REPORT_REASONS = ["harassment", "hate", "sexual", "violence", "spam", "self_harm", "impersonation", "other"];
+
+function reportControl(p) {
+  const open = app.reportFor === p.id;
+  const button = el("button", { type: "button", className: "report", textContent: t("report.action") });
+  button.setAttribute("aria-label", t("report.action_for", { name: p.name }));
+  button.setAttribute("aria-expanded", String(open));
+  button.addEventListener("click", () => { app.reportFor = open ? null : p.id; renderPeople(); if (!open) $("report-reason")?.focus(); });
+  if (!open) return button;
+  const reason = el("select", { id: "report-reason" }, ...REPORT_REASONS.map((r) => el("option", { value: r, textContent: t("report.reason." + r) })));
+  const label = el("label", { htmlFor: "report-reason", textContent: t("report.reason") });
+  const form = el("form", { className: "report-form" }, label, reason,
+    el("button", { type: "submit", className: "primary", textContent: t("report.send") }),
+    el("button", { type: "button", className: "cancel", textContent: t("report.cancel") }));
+  form.querySelector(".cancel").addEventListener("click", () => { app.reportFor = null; renderPeople(); });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    if (!app.hub.report(p.id, reason.value)) return showNotice("report:offline:" + Date.now(), t("report.offline"), true);
+    app.reportFor = null;
+    renderPeople();
+  });
+  return el("div", { className: "report-box" }, button, form);
+}
+
+// -- moderation notices: the sender's, the publisher's, the moderators', about me --------------
+
+function onModeration(m) {
+  const me = app.hub?.me;
+  if (!me) return;
+  if (m.type === "moderated") {
+    let text = t(`mod.${m.action}.${m.kind}`);
+    if (m.strike_limit) text += " " + t("mod.strikes", { n: m.strikes, limit: m.strike_limit });
+    if (m.muted) text += " " + t("mod.strike_muted");
+    showNotice(`moderated:${m.ref || m.segment || ""}:${m.kind}:${m.lang}:${Date.now()}`, text, false, "strikes");
+  } else if (m.type === "track_blocked") {
+    const mine = m.participant === me.id;
+    const what = t(`mod.blocked_${m.track.kind === "audio" ? "microphone" : "camera"}`);
+    showNotice(`blocked:${m.participant}:${m.track.id}`, mine ? t("mod.blocked_mine", { what }) : t("mod.blocked_other", { name: nameOf(m.participant) || "?", what }));
+  } else if (m.type === "report_filed") {
+    const r = m.report;
+    showNotice("report_filed:" + r.id, t("mod.report_filed", { reporter: r.reporter?.name || r.reporter?.identity || "?", name: r.participant?.name || r.participant?.identity || "?", reason: t("report.reason." + r.reason) }));
+  } else if (m.type === "reported") {
+    showNotice("reported:" + m.report_id, t("report.done"), true);
+  } else if (m.type === "moderation_action") {
+    const about = m.participant?.id === me.id || (!m.participant?.id && m.participant?.identity === me.identity);
+    if (!about) return;
+    const kind = m.kind ? t("mod.kind." + m.kind) : t("mod.kind.all");
+    showNotice(`action:${m.action}:${m.kind || ""}:${Date.now()}`, t("mod.action." + m.action, { kind }), false, "action");
+  }
+}
+
+function onHubError(e) {
+  if (e.code === "strike_muted") showNotice("strike_muted:" + Date.now(), t("mod.chat_refused"), false, "strikes");
+  else if (e.ref && String(e.ref).startsWith("report-")) showNotice("report_error:" + e.ref, t("report.failed", { why: e.message || e.code }), true);
 }
 
 function onTrack(r) {
@@ -891,12 +952,15 @@ function onNotice(n) {
   }
 }
 
-function showNotice(key, text, transient = false) {
+// `group`: a newer notice of the same group replaces the one shown (strikes, moderator actions)
+function showNotice(key, text, transient = false, group = "") {
   if (app.shownNotices.has(key)) return;
   app.shownNotices.add(key);
+  if (group) for (const old of $("notices").querySelectorAll(`[data-group="${group}"]`)) old.remove();
   const close = el("button", { type: "button", className: "close", textContent: "×" });
   close.setAttribute("aria-label", t("notice.dismiss"));
   const p = el("p", { className: "notice" }, el("span", { textContent: text }), close);
+  if (group) p.dataset.group = group;
   close.addEventListener("click", () => p.remove());
   $("notices").append(p);
   while ($("notices").children.length > 3) $("notices").firstElementChild.remove();

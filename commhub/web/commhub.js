@@ -9,6 +9,7 @@
 //   track         a remote track arrived {key, participant, kind, meta, track, stream, receiver, via}
 //   trackended    it went away;  trackinfo: a publication's metadata changed (muted, source)
 //   mode          media_mode;  outbox: the chat messages not yet confirmed;  error: hub errors
+//   moderation    moderated / track_blocked / report_filed / reported / moderation_action
 //
 // Media: one RTCPeerConnection with the hub (what we publish; what the hub relays in sfu rooms)
 // and, when the hub puts a two-party room in p2p mode, a direct one with the other party.
@@ -91,6 +92,14 @@ export class CommHub extends EventTarget {
     this.flush();
     this.emit("outbox", this.outbox.slice());
     return item;
+  }
+
+  // Report another participant (reason: harassment, hate, sexual, violence, spam, self_harm,
+  // impersonation, other); the hub answers `reported` (a moderation event) or an error.
+  report(participant, reason, note = "") {
+    const msg = { type: "report", id: "report-" + ++this.seq, participant, reason };
+    if (note.trim()) msg.note = note.trim().slice(0, 1000);
+    return this.send(msg) ? msg.id : null;
   }
 
   setLanguage({ speak, read }) {
@@ -292,6 +301,12 @@ export class CommHub extends EventTarget {
       case "caption": return this.emit("caption", msg);
       case "recording": return this.emit("recording", msg.recording);
       case "caption_unavailable": case "caption_degraded": return this.emit("notice", msg);
+      case "moderated":
+        // a dropped chat gets no echo: what the sender typed leaves the outbox here
+        if (msg.kind === "chat" && msg.action === "drop" && msg.ref) this.confirm({ ...msg, from: this.me, text: null });
+        return this.emit("moderation", msg);
+      case "track_blocked": case "report_filed": case "reported": case "moderation_action":
+        return this.emit("moderation", msg);
       // The hub is about to close this socket: from now on it is not "connected" (its
       // close frame would otherwise leave it half-closed for a moment, still looking open).
       case "server_shutdown":
@@ -362,7 +377,9 @@ export class CommHub extends EventTarget {
 
   confirm(msg) {
     if (!this.me || msg.from.identity !== this.me.identity) return;
-    const i = this.outbox.findIndex((x) => x.status === "sent" && x.text === msg.text);
+    // by the echoed ref (a masked echo's text is not what was sent), else by its text
+    let i = msg.ref ? this.outbox.findIndex((x) => x.id === msg.ref) : -1;
+    if (i < 0) i = this.outbox.findIndex((x) => x.status === "sent" && x.text === msg.text);
     if (i < 0) return;
     this.outbox.splice(i, 1);
     this.emit("outbox", this.outbox.slice());
