@@ -205,13 +205,15 @@ def en(models: SpeechModels) -> SpeechModel:
 async def no_leaks() -> AsyncIterator[None]:
     """Fail the test when peer connections, tasks or decoder threads outlive it."""
     before = census()
+    tasks_before = asyncio.all_tasks()
     yield
     for _ in range(150):  # closing transports settle over loop turns (slower when busy)
         now = census()
         if all(now[k] <= before[k] for k in now):
             return
         await asyncio.sleep(0.1)
-    pytest.fail(f"leaked: before {before}, after {census()}")
+    left = sorted(t.get_name() + " " + repr(t.get_coro()) for t in asyncio.all_tasks() - tasks_before)
+    pytest.fail(f"leaked: before {before}, after {census()}; tasks: {left}")
 
 
 @pytest.fixture
