@@ -212,7 +212,7 @@ async def no_leaks() -> AsyncIterator[None]:
         if all(now[k] <= before[k] for k in now):
             return
         await asyncio.sleep(0.1)
-    left = sorted(t.get_name() + " " + repr(t.get_coro()) for t in asyncio.all_tasks() - tasks_before)
+    left = sorted(f"{t.get_name()} {t.get_coro()!r}" for t in asyncio.all_tasks() - tasks_before)
     pytest.fail(f"leaked: before {before}, after {census()}; tasks: {left}")
 
 
