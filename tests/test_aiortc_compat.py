@@ -237,3 +237,38 @@ async def test_aioice_hooks_put_host_candidates_on_the_policy_addresses_and_port
     assert ice._get_host_addresses(True, False) == compat.original_get_host_addresses(
         use_ipv4=True, use_ipv6=False
     )
+
+
+async def test_a_connection_closed_as_its_checks_complete_leaves_no_consent_checks() -> None:
+    # close() lands after the check list completed but before connect() resumed: aioice
+    # would then start consent checks after close and never stop them (a leaked task).
+    ice.install()
+    assert aioice.ice.Connection.connect is compat._connect_unless_closed
+    a = aioice.ice.Connection(ice_controlling=True)
+    b = aioice.ice.Connection(ice_controlling=False)
+    with policy_scope(LOOPBACK):
+        await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for near, far in ((a, b), (b, a)):
+        near.remote_username, near.remote_password = far.local_username, far.local_password
+        for candidate in far.local_candidates:
+            await near.add_remote_candidate(candidate)
+        await near.add_remote_candidate(None)
+    closing: list[asyncio.Future[None]] = []
+    state = a._check_list_state
+    put = state.put_nowait
+
+    def close_on_completion(item: int) -> None:
+        if item == aioice.ice.ICE_COMPLETED:
+            closing.append(asyncio.ensure_future(a.close()))  # runs before connect() resumes
+        put(item)
+
+    state.put_nowait = close_on_completion  # type: ignore[method-assign]
+    try:
+        await asyncio.wait_for(asyncio.gather(a.connect(), b.connect()), 30)
+        assert closing, "the check list never completed"
+        await asyncio.wait_for(closing[0], 30)
+        consent = a._query_consent_task
+        assert consent is None or consent.done()
+    finally:
+        await a.close()
+        await b.close()

@@ -15,6 +15,9 @@ pins the versions they were checked against). Touch points:
   ``__setSignalingState``: undoing a refused local offer (aiortc has no rollback).
 - ``aioice.ice.get_host_addresses`` and ``aioice.ice.asyncio``: module globals replaced so
   that host candidates follow an address and port policy (commhub.rtc.ice).
+- ``aioice.ice.Connection.connect`` wrapped, reading ``_closing`` / ``_query_consent_task``:
+  a connection closed after its check list completed but before ``connect()`` resumed
+  would otherwise start consent checks that nothing ever stops (see ``guard_connect``).
 """
 
 from __future__ import annotations
@@ -158,3 +161,28 @@ def hook_aioice(get_host_addresses: Callable[[bool, bool], list[str]], asyncio_f
     (whose create_datagram_endpoint binds host candidates)."""
     aioice.ice.get_host_addresses = get_host_addresses  # type: ignore[assignment]
     aioice.ice.asyncio = asyncio_facade  # type: ignore[attr-defined]
+
+
+# -- aioice: consent checks started after close -------------------------------------------
+
+_original_connect: Callable[[aioice.ice.Connection], Awaitable[None]] = (
+    aioice.ice.Connection.connect
+)
+
+
+async def _connect_unless_closed(connection: aioice.ice.Connection) -> None:
+    await _original_connect(connection)
+    if connection._closing:
+        # close() ran between the check list completing and connect() resuming: it stopped
+        # the consent task that did not exist yet, and connect() then started one, which
+        # runs forever (it checks no pairs, close() cleared them) and keeps the connection.
+        task = connection._query_consent_task
+        connection._query_consent_task = None
+        if task is not None:
+            task.cancel()  # not awaited: that could swallow a cancellation of the caller
+
+
+def guard_connect() -> None:
+    """Make ``Connection.connect`` leave no consent checks running when the connection was
+    closed meanwhile (what it returns or raises is unchanged)."""
+    aioice.ice.Connection.connect = _connect_unless_closed  # type: ignore[method-assign,assignment]

@@ -89,6 +89,7 @@ def install() -> None:
     if _installed:
         return
     compat.hook_aioice(_get_host_addresses, _AsyncioFacade())
+    compat.guard_connect()
     _installed = True
 
 
