@@ -33,27 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchlib import HubProcess, cpu_seconds, pct, start_hub, write_json
+from benchlib import UNLIMITED, HubProcess, cpu_seconds, pct, start_hub, write_json
 
 from commhub import auth
 from commhub.desks.tokens import issue_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 DESK = "bench-desk"
-SETTINGS = {
-    "rate_limit": "100000",
-    "rate_burst": "100000",
-    "byte_rate": str(10**9),
-    "byte_burst": str(10**9),
-    "max_connections_per_ip": "100000",
-    "join_rate": "100000",
-    "join_burst": "100000",
-    "log_level": "warning",
-    "captions": "false",
-    "translation": "false",
-    "send_buffer": str(64 * 2**20),
-    "desk_max_queue": "10000",
-}
+SETTINGS = {**UNLIMITED, "captions": "false", "translation": "false", "desk_max_queue": "10000"}
 LANGS = ("ko", "en", "es", "vi", "zh")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 import psutil
-from benchlib import pct, start_hub, write_json
+from benchlib import UNLIMITED, pct, start_hub, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -211,20 +211,8 @@ async def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "signalling.json"))
     args = ap.parse_args()
 
-    settings = {
-        "rate_limit": "100000",
-        "rate_burst": "100000",
-        "byte_rate": str(10**9),
-        "byte_burst": str(10**9),
-        # every client comes from 127.0.0.1
-        "max_connections_per_ip": "100000",
-        "join_rate": "100000",
-        "join_burst": "100000",
-        "room_capacity": "10000",
-        "log_level": "warning",
-        "caption_preload": "[]",  # signalling only: no speech models in the hub's RSS
-        "send_buffer": str(64 * 2**20),
-    }
+    # signalling only: no speech models in the hub's RSS
+    settings = {**UNLIMITED, "caption_preload": "[]"}
     results = []
 
     with tempfile.TemporaryDirectory() as data:

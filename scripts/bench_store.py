@@ -26,24 +26,11 @@ from typing import Any
 
 import aiohttp
 from bench_signalling import Client, pct_ms
-from benchlib import HubProcess, scrape, start_hub, write_json
+from benchlib import UNLIMITED, HubProcess, scrape, start_hub, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SETTINGS = {
-    "rate_limit": "100000",
-    "rate_burst": "100000",
-    "byte_rate": str(10**9),
-    "byte_burst": str(10**9),
-    "max_connections_per_ip": "100000",
-    "join_rate": "100000",
-    "join_burst": "100000",
-    "room_capacity": "10000",
-    "log_level": "warning",
-    "captions": "false",
-    "translation": "false",
-    "send_buffer": str(64 * 2**20),
-}
+SETTINGS = {**UNLIMITED, "captions": "false", "translation": "false"}
 
 
 async def run(hub: HubProcess, store: bool, args: argparse.Namespace) -> dict[str, Any]:

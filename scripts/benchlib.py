@@ -28,6 +28,20 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Settings of a hub that a load generator on one address must not trip: no limits.
+UNLIMITED = {
+    "rate_limit": "100000",
+    "rate_burst": "100000",
+    "byte_rate": str(10**9),
+    "byte_burst": str(10**9),
+    "max_connections_per_ip": "100000",  # every client comes from 127.0.0.1
+    "join_rate": "100000",
+    "join_burst": "100000",
+    "room_capacity": "10000",
+    "log_level": "warning",
+    "send_buffer": str(64 * 2**20),
+}
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the checkout's commhub, not the copy installed in the venv
 

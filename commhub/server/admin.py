@@ -30,7 +30,8 @@ def covers(claims: Claims, room: str | None) -> None:
         raise refusal(web.HTTPForbidden, "forbidden", "this admin token does not cover that room")
 
 
-def admin_claims(request: web.Request) -> tuple[Hub, Claims]:
+def verified(request: web.Request) -> tuple[Hub, Claims]:
+    """The request's bearer token, verified (401 with the refusal's code otherwise)."""
     hub = request.app[HUB]
     try:
         claims = auth.verify(
@@ -41,6 +42,11 @@ def admin_claims(request: web.Request) -> tuple[Hub, Claims]:
         )
     except AuthError as exc:
         raise refusal(web.HTTPUnauthorized, exc.code, exc.message) from None
+    return hub, claims
+
+
+def admin_claims(request: web.Request) -> tuple[Hub, Claims]:
+    hub, claims = verified(request)
     if "admin" not in claims.grants:
         raise refusal(web.HTTPForbidden, "forbidden", "this API needs a token with the admin grant")
     return hub, claims

@@ -13,12 +13,11 @@ from aiohttp import web
 from sqlalchemy.exc import SQLAlchemyError
 
 from commhub import auth
-from commhub.auth import AuthError, Claims
+from commhub.auth import Claims
 from commhub.hub import Hub
 from commhub.protocol import unsafe
-from commhub.server.admin import authorise, covers, refusal
+from commhub.server.admin import authorise, covers, refusal, verified
 from commhub.server.keys import HUB
-from commhub.server.signal import bearer
 from commhub.store import export
 from commhub.store.retention import Retention, erase
 from commhub.store.writer import StoreError
@@ -56,16 +55,7 @@ def setup(app: web.Application) -> None:
 
 def reader(request: web.Request, room: str) -> tuple[Hub, Claims]:
     """A token that may read `room`'s transcript: admin covering it, or its transcript grant."""
-    hub = request.app[HUB]
-    try:
-        claims = auth.verify(
-            hub.secret,
-            bearer(request),
-            issuer=hub.settings.issuer,
-            leeway=hub.settings.token_leeway,
-        )
-    except AuthError as exc:
-        raise refusal(web.HTTPUnauthorized, exc.code, exc.message) from None
+    hub, claims = verified(request)
     if "admin" in claims.grants:
         covers(claims, room)
     elif "transcript" not in claims.grants:
