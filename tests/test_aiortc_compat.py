@@ -28,7 +28,12 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtcpParameters,
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
 
 from commhub.rtc import compat, ice
 from commhub.rtc.ice import IcePolicy, policy_scope
@@ -272,3 +277,25 @@ async def test_a_connection_closed_as_its_checks_complete_leaves_no_consent_chec
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_sender_stopped_before_it_started_is_not_started_by_a_late_connect() -> None:
+    # pc.close() stops senders before transports; a connect that finishes its DTLS handshake
+    # meanwhile calls send() next: the sender must stay stopped (no RTCP loop left running).
+    ice.install()
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTrack(AudioStreamTrack())
+        opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, channels=2,
+                                     payloadType=111)  # fmt: skip
+        parameters = RTCRtpSendParameters(codecs=[opus], rtcp=RTCRtcpParameters(cname="c"),
+                                          muxId="0")  # fmt: skip
+        await sender.stop()
+        before = set(asyncio.all_tasks())
+        await sender.send(parameters)
+        started = [t for t in asyncio.all_tasks() - before if "RTCRtpSender" in repr(t)]
+        for t in started:
+            t.cancel()
+        assert started == []
+    finally:
+        await asyncio.wait_for(pc.close(), 30)  # a started sender hangs it without the fix

@@ -18,6 +18,8 @@ pins the versions they were checked against). Touch points:
 - ``aioice.ice.Connection.connect`` wrapped, reading ``_closing`` / ``_query_consent_task``:
   a connection closed after its check list completed but before ``connect()`` resumed
   would otherwise start consent checks that nothing ever stops (see ``guard_connect``).
+- ``RTCRtpSender.stop`` / ``send`` wrapped (``_commhub_stopped`` set on the sender): a pc
+  closed while its DTLS handshake finished would start a stopped sender (see ``guard_send``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ from typing import Any
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.jitterbuffer import JitterBuffer
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
+from aiortc.rtcrtpparameters import (
+    RTCRtpCodecParameters,
+    RTCRtpHeaderExtensionParameters,
+    RTCRtpSendParameters,
+)
 from aiortc.sdp import SessionDescription
 
 # -- transceivers ----------------------------------------------------------------------
@@ -186,3 +192,29 @@ def guard_connect() -> None:
     """Make ``Connection.connect`` leave no consent checks running when the connection was
     closed meanwhile (what it returns or raises is unchanged)."""
     aioice.ice.Connection.connect = _connect_unless_closed  # type: ignore[method-assign,assignment]
+
+
+# -- aiortc: a sender started after it was stopped -----------------------------------------
+
+_original_sender_stop = RTCRtpSender.stop
+_original_sender_send = RTCRtpSender.send
+
+
+async def _stop_for_good(sender: RTCRtpSender) -> None:
+    sender._commhub_stopped = True  # type: ignore[attr-defined]
+    await _original_sender_stop(sender)
+
+
+async def _send_unless_stopped(sender: RTCRtpSender, parameters: RTCRtpSendParameters) -> None:
+    # RTCPeerConnection.close() stops senders first; a connect still finishing its DTLS
+    # handshake then calls send(), which would start RTP/RTCP tasks that nothing stops
+    # (the RTCP loop ignores the closed transport and runs forever, keeping the pc).
+    if getattr(sender, "_commhub_stopped", False):
+        return
+    await _original_sender_send(sender, parameters)
+
+
+def guard_send() -> None:
+    """Make ``RTCRtpSender.send`` a no-op once the sender was stopped."""
+    RTCRtpSender.stop = _stop_for_good  # type: ignore[method-assign,assignment]
+    RTCRtpSender.send = _send_unless_stopped  # type: ignore[method-assign,assignment]

@@ -90,6 +90,7 @@ def install() -> None:
         return
     compat.hook_aioice(_get_host_addresses, _AsyncioFacade())
     compat.guard_connect()
+    compat.guard_send()
     _installed = True
 
 
