@@ -12,6 +12,8 @@ from typing import Literal, TextIO
 import av
 from tqdm import tqdm
 
+from commhub.timecode import timecode
+
 from ..speech.registry import SpeechModels
 from .events import CaptionEvent
 from .stream import CaptionStream, StreamSettings
@@ -130,17 +132,9 @@ def render(finals: Sequence[CaptionEvent], fmt: Format, language: str) -> str:
         return json.dumps(doc, ensure_ascii=False, indent=2) + "\n"
     if fmt == "srt":
         return "".join(
-            f"{i}\n{_stamp(e.start, ',')} --> {_stamp(e.end, ',')}\n{e.text}\n\n"
+            f"{i}\n{timecode(e.start, ',')} --> {timecode(e.end, ',')}\n{e.text}\n\n"
             for i, e in enumerate(finals, 1)
         )
     return "WEBVTT\n\n" + "".join(
-        f"{_stamp(e.start, '.')} --> {_stamp(e.end, '.')}\n{e.text}\n\n" for e in finals
+        f"{timecode(e.start, '.')} --> {timecode(e.end, '.')}\n{e.text}\n\n" for e in finals
     )
-
-
-def _stamp(seconds: float, sep: str) -> str:
-    ms = max(0, round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from commhub.rooms import base_language
+from commhub.timecode import timecode
 
 Format = Literal["vtt", "srt", "json", "txt"]
 FORMATS: tuple[Format, ...] = ("vtt", "srt", "json", "txt")
@@ -124,7 +125,7 @@ def vtt(
             f"<lang {_vtt_tag(code)}>{_vtt_text(text)}</lang>"
             for code, text in _shown(c, bilingual)
         )
-        out.append(f"\n{i}\n{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n")
+        out.append(f"\n{i}\n{timecode(c.start, '.')} --> {timecode(c.end, '.')}\n")
         out.append(f"<v {_vtt_text(c.name)}>{body}</v>\n")
     return "".join(out)
 
@@ -137,7 +138,9 @@ def srt(made: list[Cue], *, bilingual: bool = False) -> str:
         lines[0] = f"{c.name}: {lines[0]}"
         lines = [_srt_text(x) for x in lines]
         out.append(
-            f"{i}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n" + "\n".join(lines) + "\n\n"
+            f"{i}\n{timecode(c.start, ',')} --> {timecode(c.end, ',')}\n"
+            + "\n".join(lines)
+            + "\n\n"
         )
     return "".join(out)
 
@@ -147,7 +150,7 @@ def txt(made: list[Cue], *, bilingual: bool = False) -> str:
     out = []
     for c in made:
         shown = _shown(c, bilingual)
-        out.append(f"[{_stamp(c.start, '.')[:8]}] {c.name}: {_indent(shown[0][1])}\n")
+        out.append(f"[{timecode(c.start, '.')[:8]}] {c.name}: {_indent(shown[0][1])}\n")
         out.extend(f"    {_indent(text)}\n" for _, text in shown[1:])
     return "".join(out)
 
@@ -243,11 +246,3 @@ def _srt_text(text: str) -> str:
 def _vtt_tag(code: str) -> str:
     """A language tag as a `lang` span annotation (tags never hold these, but be sure)."""
     return _vtt_text(code).replace(" ", "") or "und"
-
-
-def _stamp(seconds: float, sep: str) -> str:
-    ms = max(0, round(seconds * 1000))
-    h, ms = divmod(ms, 3_600_000)
-    m, ms = divmod(ms, 60_000)
-    s, ms = divmod(ms, 1000)
-    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
