@@ -190,6 +190,7 @@ class CloseReason(StrEnum):
     JOIN_TIMEOUT = "join_timeout"
     INTERNAL_ERROR = "internal_error"
     BANNED = "banned"
+    REDIRECT = "redirect"
 
     @property
     def code(self) -> int:
@@ -213,6 +214,7 @@ _CLOSE_CODES = {
     CloseReason.EXPIRED: 4006,
     CloseReason.JOIN_TIMEOUT: 4008,
     CloseReason.BANNED: 4009,
+    CloseReason.REDIRECT: 4010,
 }
 _BYE = frozenset(
     {
@@ -348,6 +350,10 @@ def bye(reason: CloseReason, message: str, ref: str | None = None) -> Message:
 
 def server_shutdown(reconnect_after: float) -> Message:
     return {"type": "server_shutdown", "reconnect_after": reconnect_after}
+
+
+def redirect(url: str, reason: str) -> Message:
+    return {"type": "redirect", "url": url, "reason": reason}
 
 
 def media_mode(mode: MediaMode, peer: str | None = None, offerer: bool = False) -> Message:

@@ -22,6 +22,7 @@ from commhub.sdk import RoomClient, signal
 from commhub.server.keys import HUB
 from commhub.speech import SpeechModel, SpeechModels
 from tests.helpers.media import census
+from tests.helpers.services import RedisServer
 from tests.wsclient import SignalClient
 
 SECRET = "test-secret-" + "x" * 40
@@ -221,3 +222,16 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for plain HTTP calls to a hub (admin API, invites, metrics)."""
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A real redis-server on a loopback port, killed after the test."""
+    if not RedisServer.available():
+        pytest.skip("redis-server is not installed (scripts/test installs it)")
+    server = RedisServer(tmp_path / "redis")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
