@@ -6,6 +6,7 @@ import dataclasses
 import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -132,6 +133,14 @@ class Settings:
     # from this many open caption streams on, new streams use the fast preset (a second
     # copy of the model in memory, loaded off the loop when first needed); 0 = never
     caption_fast_from: int = 0
+    # -- several nodes: COMMHUB_REDIS_URL turns it on (docs in README "Several nodes") --
+    redis_url: str = ""  # redis://host:port/db; empty: one node, nothing shared
+    redis_prefix: str = "commhub"  # the keys' prefix (several clusters may share one Redis)
+    node_id: str = ""  # this node's name in the registry; empty: host-port-random
+    node_url: str = ""  # the base URL clients reach this node at; empty: http://host:port
+    lease_ttl: float = 10.0  # seconds a silent node keeps its rooms and its registry entry
+    drain_timeout: float = 30.0  # seconds a stopping node's rooms run before the hand-over
+    translate_cache_shared: bool = True  # with Redis: translations cached there for every node
 
     @classmethod
     def load(
@@ -261,6 +270,37 @@ class Settings:
             "expected an SQLAlchemy URL like sqlite+aiosqlite:///path/commhub.db",
         )
         self._validate_imagery(need)
+        self._validate_cluster(need)
+
+    def _validate_cluster(self, need: Any) -> None:
+        need(
+            self.redis_url == "" or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "redis_url",
+            "expected a URL like redis://127.0.0.1:6379/0 (or empty: one node)",
+        )
+        need(
+            re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.redis_prefix) is not None,
+            "redis_prefix",
+            "expected 1..64 letters, digits, '.', '_' or '-'",
+        )
+        need(
+            self.node_id == "" or re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", self.node_id),
+            "node_id",
+            "expected 1..64 letters, digits, '.', '_' or '-' (or empty: generated)",
+        )
+        need(
+            self.node_url == "" or re.fullmatch(r"https?://[^\s/?#]+", self.node_url),
+            "node_url",
+            "expected a base URL like https://hub-2.example.org (no path)",
+        )
+        need(1 <= self.lease_ttl <= 600, "lease_ttl", "expected 1..600 seconds")
+        need(0 <= self.drain_timeout <= 86400, "drain_timeout", "expected 0..86400 seconds")
+        need(
+            self.redis_url == "" or self.secret != "",
+            "secret",
+            "several nodes (redis_url set) must share one signing secret: set COMMHUB_SECRET "
+            "to the same value on every node",
+        )
 
     def _validate_imagery(self, need: Any) -> None:
         from commhub.moderation.labels import NUDENET_LABELS
