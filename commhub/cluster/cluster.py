@@ -178,6 +178,7 @@ class Cluster:
             if not others:
                 return None
             target = min(others, key=Node.load)
+            self._claimed.pop(name, None)
             if await self.leases.move(name, self.id, target.id):
                 return target.url
         except _UNREACHABLE:

@@ -68,6 +68,5 @@ class Leases:
         if not names:
             return {}
         owners = await self.redis.mget(names)
-        return {
-            k[len(self.prefix) :]: str(o) for k, o in zip(names, owners, strict=True) if o is not None
-        }
+        pairs = zip(names, owners, strict=True)
+        return {k[len(self.prefix) :]: str(o) for k, o in pairs if o is not None}

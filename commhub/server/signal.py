@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 
 from commhub import protocol
 from commhub.auth import ANY_ROOM, DESK_ROOM_PREFIX, AuthError, Claims, valid_room_name, verify
+from commhub.cluster import HERE, Unroutable
 from commhub.desks.service import Desks
 from commhub.desks.state import Link
 from commhub.hub import Hub
@@ -83,10 +84,21 @@ async def signal(request: web.Request) -> web.StreamResponse:
         hub.metrics.errors.labels(refusal[0]).inc()
         return json_error(429, *refusal)
     try:
+        try:
+            route = await hub.cluster.route(room) if hub.cluster else HERE
+        except Unroutable as exc:
+            hub.metrics.errors.labels("cluster_unavailable").inc()
+            return json_error(503, "cluster_unavailable", f"{exc}; try again shortly")
         await ws.prepare(request)
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
+        if not route.local:  # the room runs on another node: the client goes there
+            conn = Connection(ws, transport, hub.settings.send_buffer, hub.outgoing)
+            hub.send(conn, protocol.redirect(route.url, "owner"))
+            await conn.end(CloseReason.REDIRECT, "the room runs on another node")
+            conn.stop()
+            return ws
         session = Session(
             hub,
             request.app[MEDIA],
