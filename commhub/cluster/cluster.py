@@ -135,13 +135,13 @@ class Cluster:
             owner = target.id
         else:
             owner = await self.leases.owner(name) or target.id
+        self._placed.setdefault(owner, []).append(time.monotonic())
         if owner == self.id:
             self._claimed[name] = time.monotonic()
             return HERE
         node = target if owner == target.id else await self.registry.get(owner)
         if node is None:
             return await self._route(name)  # its owner vanished meanwhile: again
-        self._placed.setdefault(node.id, []).append(time.monotonic())
         return Route(local=False, url=node.url)
 
     async def claim_here(self, name: str) -> bool:
@@ -162,7 +162,7 @@ class Cluster:
         nodes = [n for n in await self.registry.live() if not n.draining]
         if not nodes:
             return self._measure()
-        now, fresh = time.monotonic(), self.ttl / 3
+        now, fresh = time.monotonic(), self.ttl * 2 / 3  # until the next heartbeat shows it
 
         def score(n: Node) -> float:
             recent = [t for t in self._placed.get(n.id, []) if now - t < fresh]

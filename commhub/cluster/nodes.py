@@ -21,9 +21,10 @@ class Node:
     started: float = field(default_factory=time.time)
 
     def load(self) -> float:
-        """What placing one more room here costs, relatively: a caption stream weighs
-        as much as eight participants (a core serves ~4-8 open-vocabulary speakers)."""
-        return self.participants + 8 * self.recognizers + 20 * self.cpu + self.rooms
+        """How busy the node is, in participants: a caption stream weighs eight (a core
+        serves ~4-8 open-vocabulary speakers), a room one; CPU (noisy: other processes, model
+        loads) only breaks near-ties."""
+        return self.participants + 8 * self.recognizers + self.rooms + 2 * self.cpu
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))

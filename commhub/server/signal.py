@@ -11,7 +11,7 @@ from aiohttp import WSMsgType, web
 
 from commhub import protocol
 from commhub.auth import ANY_ROOM, DESK_ROOM_PREFIX, AuthError, Claims, valid_room_name, verify
-from commhub.cluster import HERE, Unroutable
+from commhub.cluster import HERE, Route, Unroutable
 from commhub.desks.service import Desks
 from commhub.desks.state import Link
 from commhub.hub import Hub
@@ -77,6 +77,9 @@ async def signal(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         # A browser cannot read why an upgrade was refused; it asks again without upgrading
         # and reads the refusal above, or this answer when the token would have been taken.
+        route = await _route(hub, room)
+        if isinstance(route, web.Response):
+            return route
         return json_error(426, "upgrade_required", "the token is valid; upgrade to a WebSocket")
     admission, ip = request.app[ADMISSION], request.remote or ""
     refusal = admission.admit(ip, room, claims.identity)
@@ -84,11 +87,9 @@ async def signal(request: web.Request) -> web.StreamResponse:
         hub.metrics.errors.labels(refusal[0]).inc()
         return json_error(429, *refusal)
     try:
-        try:
-            route = await hub.cluster.route(room) if hub.cluster else HERE
-        except Unroutable as exc:
-            hub.metrics.errors.labels("cluster_unavailable").inc()
-            return json_error(503, "cluster_unavailable", f"{exc}; try again shortly")
+        route = await _route(hub, room)
+        if isinstance(route, web.Response):
+            return route
         await ws.prepare(request)
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
@@ -117,6 +118,17 @@ async def signal(request: web.Request) -> web.StreamResponse:
     finally:
         admission.release(ip, room, claims.identity)
     return ws
+
+
+async def _route(hub: Hub, room: str) -> Route | web.Response:
+    """Where the room runs (always here on one node), or the refusal when nobody can say."""
+    if hub.cluster is None:
+        return HERE
+    try:
+        return await hub.cluster.route(room)
+    except Unroutable as exc:
+        hub.metrics.errors.labels("cluster_unavailable").inc()
+        return json_error(503, "cluster_unavailable", f"{exc}; try again shortly")
 
 
 class Session:
