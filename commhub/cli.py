@@ -114,7 +114,8 @@ def parser() -> argparse.ArgumentParser:
         "invite",
         help="print a join link (an invite) for a room",
         description="Mint an invite and print its join URL. Works while the hub runs: "
-        "invites live in the data dir (use the same --data-dir as `serve`).",
+        "invites live in the hub's database (the same --data-dir or COMMHUB_DATABASE_URL "
+        "as `serve`).",
     )
     _settings_args(inv)
     inv.add_argument("--room", required=True, help="room name")
@@ -379,11 +380,11 @@ def invite(args: argparse.Namespace, settings: Settings) -> int:
     except invites.InviteError as exc:
         print(f"commhub invite: {exc.message}", file=sys.stderr)
         return 2
-    db = invites.InviteDB(invites.db_path(settings.data_dir))
-    try:
-        made = db.create(checked)
-    finally:
-        db.close()
+    try:  # the hub's database (database_url, else the data dir's): every node sees it
+        made = asyncio.run(invites.mint(settings.database_url, settings.data_dir, checked))
+    except invites.InviteError as exc:
+        print(f"commhub invite: {exc.message}", file=sys.stderr)
+        return 1
     uses = "unlimited uses" if made.uses is None else f"{made.uses} use(s)"
     until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(made.expires_at))
     print(f"invite to room {made.room}: {uses}, valid until {until}", file=sys.stderr)
