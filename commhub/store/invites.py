@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.store import migrate
+from commhub.store.writer import describe
 
 log = logging.getLogger("commhub.invites")
 
@@ -78,7 +79,9 @@ class InviteError(Exception):
 
 
 def unavailable(exc: BaseException) -> InviteError:
-    return InviteError(503, "store_unavailable", f"the invite database failed: {exc}"[:300])
+    """A database fault: the details to the log, not to whoever called."""
+    log.warning("the invite database failed: %s", describe(exc))
+    return InviteError(503, "store_unavailable", "the invite database cannot answer now; retry")
 
 
 @dataclass(frozen=True)
