@@ -1,6 +1,6 @@
 """Admission across nodes through a real redis-server: two nodes' limits (each an Admission
-plus its SharedAdmission, on its own Redis client, through the same admit()/release() the
-signalling edge calls) hold per client address across both; a dead node's sockets stop
+and its SharedAdmission on its own Redis client, asked in the order the signalling edge
+asks them) hold per client address across both; a dead node's sockets stop
 counting; Redis dying falls back to each node's own limits, never to refusing everyone."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from commhub.server.limits import Admission, SharedAdmission, admit, release
+from commhub.server.limits import Admission, SharedAdmission
 from tests.helpers.services import RedisServer
 
 TOO_MANY = "too_many_connections"
@@ -25,14 +25,22 @@ class Node:
         self.redis = Redis.from_url(url, decode_responses=True)
         self.local = Admission(per_ip, 4, join_rate, join_burst)
         self.shared = SharedAdmission(self.redis, "test", name, per_ip, join_rate, join_burst, **kw)
+        self.local.shared = self.shared
         self.shared.start()
 
     async def admit(self, ip: str, identity: str, room: str = "lobby") -> str | None:
-        refusal = await admit(self.local, self.shared, ip, room, identity)
+        """As signal.py: the node's limits, then (the socket stays here) the cluster's."""
+        refusal = self.local.admit(ip, room, identity)
+        if refusal is None and self.local.shared is not None:
+            refusal = await self.local.shared.admit(ip)
+            if refusal is not None:
+                self.local.release(ip, room, identity)
         return None if refusal is None else refusal[0]
 
     def release(self, ip: str, identity: str, room: str = "lobby") -> None:
-        release(self.local, self.shared, ip, room, identity)
+        self.local.release(ip, room, identity)
+        if self.local.shared is not None:
+            self.local.shared.release(ip)
 
     async def close(self) -> None:
         await self.shared.close()

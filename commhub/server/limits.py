@@ -105,6 +105,9 @@ class Admission:
         self.by_ip: Counter[str] = Counter()
         self.by_identity: Counter[tuple[str, str]] = Counter()
         self.joins = AddressBuckets(join_rate, join_burst)
+        # with Redis: the per-address limits across every node, asked (async) once a socket
+        # is known to stay on this node; None: one node
+        self.shared: SharedAdmission | None = None
 
     def admit(self, ip: str, room: str, identity: str) -> tuple[str, str] | None:
         """Count the connection in, or say why not: (code, message)."""
@@ -306,24 +309,3 @@ class SharedAdmission:
         if self._down:
             self._down = False
             log.info("cluster-wide connection limits available again")
-
-
-async def admit(
-    local: Admission, shared: SharedAdmission | None, ip: str, room: str, identity: str
-) -> tuple[str, str] | None:
-    """The node's limits, then (with Redis) the cluster's: None, or why not."""
-    refusal = local.admit(ip, room, identity)
-    if refusal is None and shared is not None:
-        refusal = await shared.admit(ip)
-        if refusal is not None:
-            local.release(ip, room, identity)
-    return refusal
-
-
-def release(
-    local: Admission, shared: SharedAdmission | None, ip: str, room: str, identity: str
-) -> None:
-    """A socket admit() let in has closed."""
-    local.release(ip, room, identity)
-    if shared is not None:
-        shared.release(ip)
