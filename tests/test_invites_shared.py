@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from commhub.store import default_url
-from commhub.store.invites import InviteStore, metadata
+from commhub.store.invites import InviteError, InviteStore, metadata
 from tests.conftest import Running, StartHub
 from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import free_port
@@ -188,3 +188,28 @@ async def test_a_dead_database_is_503_and_the_hub_runs_on(
     assert "x@" not in body["message"]  # the password stays out of answers
     status, _ = await call(http, "GET", f"{hub.url}/healthz")
     assert status == 200
+
+
+async def test_a_hanging_database_is_503_within_the_timeout_not_a_hung_page() -> None:
+    # a database host that accepts connections and never answers (a hung server, a
+    # half-open network path): each call gives up after the store's timeout
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = InviteStore(f"postgresql+asyncpg://commhub:x@127.0.0.1:{port}/commhub", timeout=1.0)
+    try:
+        for _ in range(2):
+            with pytest.raises(InviteError) as refused:
+                await store.get("A" * 22)
+            assert (refused.value.status, refused.value.code) == (503, "store_unavailable")
+        assert len(accepted) == 1  # the second call waited for the first's migration
+    finally:
+        server.close()
+        for writer in accepted:  # the migration thread's connection fails now, and it ends
+            writer.close()
+        await server.wait_closed()
+        await store.close()

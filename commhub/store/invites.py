@@ -14,11 +14,13 @@ copies its rows in once (codes already present are kept) and renames it `.import
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,8 +177,15 @@ class InviteStore:
     """The invite table, async. `legacy_dir`: the data dir whose old `invites.sqlite3` is
     imported by open() (None: nothing to import)."""
 
-    def __init__(self, url: str, legacy_dir: Path | None = None, busy_timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        legacy_dir: Path | None = None,
+        busy_timeout: float = 5.0,
+        timeout: float = 10.0,
+    ) -> None:
         self.url = url
+        self.timeout = timeout
         self.legacy_dir = legacy_dir
         parsed = make_url(url)
         sqlite = parsed.get_backend_name() == "sqlite"
@@ -187,6 +196,7 @@ class InviteStore:
             url, connect_args=self._connect_args, pool_pre_ping=not sqlite
         )
         self._migrated = False
+        self._migration: asyncio.Future[None] | None = None
         if sqlite:
 
             @event.listens_for(self.engine.sync_engine, "connect")
@@ -199,18 +209,44 @@ class InviteStore:
         """The schema at its newest (a no-op once the hub's store migrated it), the old
         file imported, invites that ended long ago purged. Raises when the database cannot
         be used; every call tries again later (see _ready)."""
-        await self._ready()
+        async with asyncio.timeout(self.timeout):
+            await self._ready()
         if self.legacy_dir is not None:
             await self.import_legacy(self.legacy_dir / LEGACY_FILE)
-        async with self.engine.begin() as conn:
+        async with asyncio.timeout(self.timeout), self.engine.begin() as conn:
             await conn.execute(
                 delete(invites).where(invites.c.expires_at < time.time() - KEEP_ENDED)
             )
 
     async def _ready(self) -> None:
-        if not self._migrated:
-            await asyncio.to_thread(migrate.upgrade, self.url, connect_args=self._connect_args)
-            self._migrated = True
+        """Migrated once. One migration at a time: a caller that gives up (timeout) leaves
+        it running for the next, which waits for it instead of starting another."""
+        if self._migrated:
+            return
+        running = self._migration
+        if running is None:
+            running = self._migration = asyncio.ensure_future(
+                asyncio.to_thread(migrate.upgrade, self.url, connect_args=self._connect_args)
+            )
+            running.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen
+        try:
+            await asyncio.shield(running)
+        except Exception:
+            if self._migration is running:
+                self._migration = None  # failed: the next call tries again
+            raise
+        self._migrated = True
+
+    @contextlib.asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """A call on a migrated database, bounded in time (a database that hangs must not
+        hold a join page); any fault becomes InviteError 503 store_unavailable."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._ready()
+                yield
+        except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
+            raise unavailable(exc) from exc
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -230,50 +266,34 @@ class InviteStore:
             media_mode=spec["media_mode"],
             revoked_at=None,
         )
-        try:
-            await self._ready()
-            async with self.engine.begin() as conn:
-                await conn.execute(insert(invites).values(**_values(invite)))
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(exc) from exc
+        async with self._guard(), self.engine.begin() as conn:
+            await conn.execute(insert(invites).values(**_values(invite)))
         return invite
 
     async def get(self, code: str) -> Invite | None:
-        try:
-            await self._ready()
-            async with self.engine.connect() as conn:
-                row = (await conn.execute(select(invites).where(invites.c.code == code))).first()
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(exc) from exc
+        async with self._guard(), self.engine.connect() as conn:
+            row = (await conn.execute(select(invites).where(invites.c.code == code))).first()
         return _row(row) if row else None
 
     async def list(self, room: str | None = None) -> list[Invite]:
         query = select(invites).order_by(invites.c.created_at)
         if room is not None:
             query = query.where(invites.c.room == room)
-        try:
-            await self._ready()
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(query)).all()
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(exc) from exc
+        async with self._guard(), self.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
         return [_row(r) for r in rows]
 
     async def revoke(self, code: str, now: float | None = None) -> bool:
         stamp = time.time() if now is None else now
-        try:
-            await self._ready()
-            async with self.engine.begin() as conn:
-                cur = await conn.execute(
-                    update(invites)
-                    .where(invites.c.code == code, invites.c.revoked_at.is_(None))
-                    .values(revoked_at=stamp)
-                )
-                if cur.rowcount == 0:  # revoked before (kept as it was) or no such code
-                    found = await conn.execute(select(invites.c.code).where(invites.c.code == code))
-                    return found.first() is not None
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(exc) from exc
+        async with self._guard(), self.engine.begin() as conn:
+            cur = await conn.execute(
+                update(invites)
+                .where(invites.c.code == code, invites.c.revoked_at.is_(None))
+                .values(revoked_at=stamp)
+            )
+            if cur.rowcount == 0:  # revoked before (kept as it was) or no such code
+                found = await conn.execute(select(invites.c.code).where(invites.c.code == code))
+                return found.first() is not None
         return True
 
     async def redeem(self, code: str, now: float | None = None) -> Invite:
@@ -287,17 +307,13 @@ class InviteStore:
             invites.c.expires_at > now,
             or_(invites.c.uses_left.is_(None), invites.c.uses_left > 0),
         )
-        try:
-            await self._ready()
-            async with self.engine.begin() as conn:
-                # uses_left NULL (unlimited) stays NULL: NULL - 1 is NULL
-                cur = await conn.execute(
-                    update(invites).where(usable).values(uses_left=invites.c.uses_left - 1)
-                )
-                # in the same transaction: the row is ours (locked) until the commit
-                row = (await conn.execute(select(invites).where(invites.c.code == code))).first()
-        except (SQLAlchemyError, OSError) as exc:
-            raise unavailable(exc) from exc
+        async with self._guard(), self.engine.begin() as conn:
+            # uses_left NULL (unlimited) stays NULL: NULL - 1 is NULL
+            cur = await conn.execute(
+                update(invites).where(usable).values(uses_left=invites.c.uses_left - 1)
+            )
+            # in the same transaction: the row is ours (locked) until the commit
+            row = (await conn.execute(select(invites).where(invites.c.code == code))).first()
         if row is None:
             raise InviteError(404, "invite_not_found", "no such invite")
         invite = _row(row)
