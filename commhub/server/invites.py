@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.exc import SQLAlchemyError
 
 from commhub import auth
 from commhub.server.admin import admin_claims, authorise, covers, json_body
@@ -29,7 +28,13 @@ from commhub.server.keys import HUB
 from commhub.server.limits import AddressBuckets
 from commhub.server.signal import json_error
 from commhub.store import default_url
-from commhub.store.invites import Invite, InviteError, InviteStore, unavailable
+from commhub.store.invites import (
+    DATABASE_FAULTS,
+    Invite,
+    InviteError,
+    InviteStore,
+    unavailable,
+)
 
 __all__ = ["INVITES", "Invite", "InviteError", "InviteStore", "mint", "setup", "validate"]
 
@@ -253,7 +258,7 @@ async def mint(url: str, data_dir: Path, spec: dict[str, Any]) -> Invite:
     try:
         try:
             await store.open()
-        except (SQLAlchemyError, OSError) as exc:
+        except DATABASE_FAULTS as exc:
             raise unavailable(exc) from exc
         return await store.create(spec)
     finally:

@@ -46,10 +46,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.store import migrate
-from commhub.store.writer import describe
+from commhub.store.writer import StoreError, describe
 
 log = logging.getLogger("commhub.invites")
 
+# what a database that is down, hung or refusing raises (StoreError: the store's migration
+# says "unreachable" in its own words); TimeoutError is an OSError
+DATABASE_FAULTS = (SQLAlchemyError, OSError, StoreError)
 KEEP_ENDED = 7 * 86400.0  # ended invites are still listed this long, then purged
 LEGACY_FILE = "invites.sqlite3"  # where invites lived before they moved to the store
 
@@ -245,7 +248,7 @@ class InviteStore:
             async with asyncio.timeout(self.timeout):
                 await self._ready()
                 yield
-        except (SQLAlchemyError, OSError) as exc:  # TimeoutError is an OSError
+        except DATABASE_FAULTS as exc:
             raise unavailable(exc) from exc
 
     async def close(self) -> None:
