@@ -1,10 +1,10 @@
-"""The store on a real SQLite file: migrations, chat with translations, captions and the
-transcript, reports, bans, events, purge, erasure, group commit and back-pressure."""
+"""The store on a real SQLite file and a real PostgreSQL: migrations, chat with translations,
+captions and the transcript, reports, bans, events, purge, erasure, group commit and
+back-pressure."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +16,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from commhub import protocol
 from commhub.store import Store, StoreError, default_url, migrate
@@ -33,29 +32,18 @@ def chat(n: int, identity: str = "alice", text: str | None = None) -> dict[str, 
     )
 
 
-# The same tests on PostgreSQL when one is given (the schema must stay portable), e.g.
-# COMMHUB_TEST_POSTGRES_URL=postgresql+asyncpg://commhub@127.0.0.1:55432/postgres
-POSTGRES = os.environ.get("COMMHUB_TEST_POSTGRES_URL", "")
-
-
-async def empty_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    await engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on SQLite and on a real PostgreSQL (a fresh database each): the schema
+    and every query must stay portable."""
     if request.param == "sqlite":
-        url = default_url(tmp_path / "data")
-    elif not POSTGRES:
-        pytest.skip("COMMHUB_TEST_POSTGRES_URL is not set")
-    else:
-        url = POSTGRES
-        await empty_postgres(url)
-    s = Store(url, busy_timeout=0.5, retry=0.2)
+        return default_url(tmp_path / "data")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url, busy_timeout=0.5, retry=0.2)
     await s.start()
     yield s
     await s.close()
