@@ -1,7 +1,8 @@
 """The store: rooms' policy, chat and its translations, caption finals and theirs, reports,
 bans and moderation events, behind one small async API (the Store protocol others code
 against). Writes go through one batching writer (writer.py); reads use their own
-connections (SQLite in WAL mode lets them run beside a commit)."""
+connections (SQLite in WAL mode lets them run beside a commit; PostgreSQL's pool checks a
+connection before lending it, so a restarted server is reconnected to)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,10 @@ from sqlalchemy import delete, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from commhub.store import migrate
+from commhub.store import migrate, server
 from commhub.store import models as t
 from commhub.store.metrics import StoreMetrics
-from commhub.store.writer import Row, StoreError, Writer, describe
+from commhub.store.writer import Row, StoreError, StoreUnreachable, Writer, describe
 
 log = logging.getLogger("commhub.store")
 
@@ -58,7 +59,7 @@ class Store:
         sqlite = make_url(url).get_backend_name() == "sqlite"
         self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = self._engine(url, busy_timeout)
-        self.where = make_url(url).render_as_string(hide_password=True)
+        self.where = server.redacted(url)
         self._status = (False, "starting")
         self.writer = Writer(
             self.engine,
@@ -75,7 +76,9 @@ class Store:
     def _engine(url: str, busy_timeout: float) -> AsyncEngine:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite":
-            return create_async_engine(url, pool_pre_ping=True)
+            return create_async_engine(
+                url, pool_pre_ping=True, connect_args=server.connect_args(url, {})
+            )
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
@@ -95,15 +98,21 @@ class Store:
 
     async def start(self) -> None:
         """Migrate (in a worker thread: Alembic is blocking), then start the writer. A
-        database that cannot be opened or migrated is logged and reported by status(); the
-        writer keeps probing it, and the hub runs on."""
+        database server that cannot be connected to raises StoreUnreachable (a hub cannot
+        run on a store it never reached; commhub serve says so and exits). A database that
+        was reached but cannot be opened or migrated (an SQLite file locked, a full disk) is
+        logged and reported by status(); the writer keeps probing it, and the hub runs on."""
         try:
             await self._migrate()
+        except StoreUnreachable:
+            await self.engine.dispose()
+            self._set_status(False, "unreachable")
+            raise
         except Exception as exc:
             detail = f"database error: {describe(exc)}"
             log.error("store at %s is unusable: %s", self.where, detail)
             self._set_status(False, detail)
-            self.writer.unhealthy()
+            self.writer.unhealthy(detail)
         else:
             self._set_status(True, "ok")
             log.info("store at %s", self.where)
@@ -115,11 +124,8 @@ class Store:
             self._migrated = True
 
     async def _recover(self) -> None:
-        """The writer's probe: migrated, and a write commits."""
+        """Before the writer's probe write: the schema is there."""
         await self._migrate()
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(t.meta).where(t.meta.c.key == "probe"))
-            await conn.execute(insert(t.meta).values(key="probe", value=str(time.time())))
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.writer.close(timeout)
@@ -560,4 +566,4 @@ class Store:
         return result
 
 
-__all__ = ["Store", "StoreError", "default_url"]
+__all__ = ["Store", "StoreError", "StoreUnreachable", "default_url"]
