@@ -342,3 +342,34 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
         assert len(await again.events("lobby")) == 50
     finally:
         await again.close()
+
+
+async def test_a_batch_whose_commit_reply_was_lost_is_not_written_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection fails around COMMIT: before it (nothing saved: the queued writes are
+    retried) and after it (saved, reply lost: the probe finds the batch's mark and does not
+    write them again). Each event is stored exactly once."""
+    real = store.writer._transaction
+    faults = ["before", "after"]
+
+    async def flaky(items: Any, number: int) -> Any:
+        if faults and faults[0] == "before":
+            faults.pop(0)
+            raise ConnectionResetError("connection lost before COMMIT")
+        result = await real(items, number)
+        if faults:
+            faults.pop(0)
+            raise ConnectionResetError("connection lost before the reply to COMMIT")
+        return result
+
+    monkeypatch.setattr(store.writer, "_transaction", flaky)
+    for n in range(5):
+        store.add_event("lobby", "note", {"n": n})
+    async with asyncio.timeout(60):
+        while faults or store.writer.pending or not store.status()[0]:
+            await asyncio.sleep(0.02)
+    assert sorted(e["data"]["n"] for e in await store.events("lobby")) == list(range(5))
+    with pytest.raises(StoreError, match="unavailable"):  # an awaited write fails at once
+        store.writer.unhealthy("database error: test")
+        await store.add_chat("lobby", chat(1))
