@@ -373,3 +373,37 @@ async def test_a_batch_whose_commit_reply_was_lost_is_not_written_twice(
     with pytest.raises(StoreError, match="unavailable"):  # an awaited write fails at once
         store.writer.unhealthy("database error: test")
         await store.add_chat("lobby", chat(1))
+
+
+async def test_queued_writes_outlast_a_database_fault_and_held_writers_get_an_answer(
+    tmp_path: Path,
+) -> None:
+    """A locked SQLite file stands for any database fault: the queued events wait for the
+    database and are all saved after it; a chat held back by the full queue is answered
+    (store unavailable) instead of waiting for the database."""
+    url = default_url(tmp_path)
+    first = Store(url)
+    await first.start()
+    await first.close()
+    s = Store(url, queue=2, batch=1, busy_timeout=0.2, retry=0.2)
+    await s.start()
+    holder = sqlite3.connect(tmp_path / "commhub.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(4):
+            s.add_event("lobby", "note", {"n": n})
+        with pytest.raises(StoreError, match=r"unavailable.*locked"):
+            async with asyncio.timeout(30):
+                await s.add_chat("lobby", chat(1))
+        assert s.writer.pending == 4 and not s.status()[0]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        async with asyncio.timeout(60):
+            while s.writer.pending or not s.status()[0]:
+                await asyncio.sleep(0.05)
+        assert [e["data"]["n"] for e in await s.events("lobby")] == [0, 1, 2, 3]
+        assert await s.recent_chat("lobby", 5) == []
+    finally:
+        await s.close()

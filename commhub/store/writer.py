@@ -347,6 +347,7 @@ class Writer:
         if not self._healthy:
             self._detail = detail
             self._on_status(False, detail)
+            self._space.set()  # writers held back by a full queue get their answer now
 
     def _recovered(self) -> None:
         if not self._healthy:
