@@ -30,6 +30,12 @@ def connect_args(url: str, given: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
+def engine_options(url: str, given: dict[str, Any]) -> dict[str, Any]:
+    """create_async_engine's options for url: a server's pooled connections are checked
+    before use (a restarted server is reconnected to, not failed on once per connection)."""
+    return {"connect_args": connect_args(url, given), "pool_pre_ping": is_server(url)}
+
+
 def redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 

@@ -76,9 +76,7 @@ class Store:
     def _engine(url: str, busy_timeout: float) -> AsyncEngine:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite":
-            return create_async_engine(
-                url, pool_pre_ping=True, connect_args=server.connect_args(url, {})
-            )
+            return create_async_engine(url, **server.engine_options(url, {}))
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
