@@ -23,6 +23,7 @@ from commhub.moderation.text import text_moderation
 from commhub.server import (
     admin,
     desks_api,
+    forward,
     health,
     invites,
     languages,
@@ -82,6 +83,8 @@ def create_app(settings: Settings, secret: str) -> web.Application:
             settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
         )
     frames = imagery.setup(app, settings, media, hub.rooms, hub, hub.registry)
+    if settings.redis_url:
+        forward.setup(app)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
