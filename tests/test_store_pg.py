@@ -22,7 +22,7 @@ from commhub.store import Store, StoreError, StoreUnreachable, migrate
 from commhub.store.server import LOCK_KEY
 from tests.conftest import SECRET, StartHub, run_cli
 from tests.helpers.desks import make_desk
-from tests.helpers.http import call
+from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import free_port
 from tests.helpers.services import PostgresServer
 from tests.helpers.wait import barrier
@@ -261,6 +261,8 @@ async def test_a_hub_on_postgresql_keeps_history_across_a_hub_restart_and_a_serv
         assert err["code"] == "store_unavailable"
         status, body = await call(http, "GET", f"{hub.url}/readyz")
         assert (status, body["status"]) == (503, "store_unavailable")
+        status, body = await call(http, "GET", f"{hub.url}/v1/reports", headers=admin_headers())
+        assert (status, body["error"]) == (503, "store_unavailable")  # reads say so too
         await barrier(a, b)
         assert "while down" not in [m["text"] for m in b.received("chat")]  # nothing unsaved
     finally:

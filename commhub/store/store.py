@@ -7,16 +7,18 @@ connection before lending it, so a restarted server is reconnected to)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from commhub.store import migrate, server
@@ -130,6 +132,16 @@ class Store:
         await self.engine.dispose()
         self._set_status(False, "closed")
 
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading; a database fault is a StoreError (503 store_unavailable
+        at the edges), not whatever the driver raised."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, OSError) as exc:
+            raise StoreError(f"not read: {describe(exc)}") from exc
+
     def status(self) -> tuple[bool, str]:
         """(ok, detail) for /readyz: detail names the database fault when not ok."""
         return self._status
@@ -171,7 +183,7 @@ class Store:
         "translations": {lang: the `translation` readers of lang got}."""
         if limit <= 0:
             return []
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(t.chat.c.chat_id, t.chat.c.message)
@@ -232,7 +244,7 @@ class Store:
         by start (epoch seconds): {kind, participant, identity, name, lang, start, end, ts,
         text, translations: {lang: text}}."""
         lines: list[dict[str, Any]] = []
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             caps = (
                 await conn.execute(
                     select(t.captions).where(t.captions.c.room == room).order_by(t.captions.c.seq)
@@ -314,7 +326,7 @@ class Store:
         await self.writer.write(op, "room")
 
     async def recording(self, room: str) -> bool | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             value = await conn.scalar(select(t.rooms.c.recording).where(t.rooms.c.name == room))
         return None if value is None else bool(value)
 
@@ -363,11 +375,11 @@ class Store:
             q = q.where(t.reports.c.room == room)
         if status is not None:
             q = q.where(t.reports.c.status == status)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return [self._report(r) for r in await conn.execute(q)]
 
     async def get_report(self, report_id: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             r = (await conn.execute(select(t.reports).where(t.reports.c.id == report_id))).first()
         return None if r is None else self._report(r)
 
@@ -439,7 +451,7 @@ class Store:
             )
             .order_by(t.bans.c.until.is_(None).desc(), t.bans.c.until.desc())
         )
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             b = (await conn.execute(q)).first()
         return None if b is None else self._ban(b)
 
@@ -448,7 +460,7 @@ class Store:
         q = select(t.bans).where(self._active(time.time())).order_by(t.bans.c.created_at.desc())
         if room is not None:
             q = q.where(t.bans.c.room == room)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return [self._ban(b) for b in await conn.execute(q)]
 
     async def lift_ban(self, ban_id: str) -> bool:
@@ -482,7 +494,7 @@ class Store:
         q = select(t.events).order_by(t.events.c.seq.desc()).limit(limit)
         if room is not None:
             q = q.where(t.events.c.room == room)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(q)).all()
         return [
             {"room": e.room, "kind": e.kind, "identity": e.identity, "ts": e.ts, "data": e.data}
