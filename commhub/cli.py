@@ -34,7 +34,7 @@ from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.server.keys import HUB
 from commhub.speech import ModelNotFound, SpeechModels
-from commhub.store import export
+from commhub.store import StoreUnreachable, export
 from commhub.translate import (
     TranslationError,
     TranslationService,
@@ -513,7 +513,7 @@ async def serve(
     )
     try:
         await runner.setup()
-    except ClusterError as exc:  # a service it needs: one line, no traceback
+    except (ClusterError, StoreUnreachable) as exc:  # a service it needs: one line, no traceback
         print(f"commhub serve: {exc}", file=sys.stderr, flush=True)
         return UNREACHABLE
     site = web.TCPSite(runner, settings.host, settings.port)
