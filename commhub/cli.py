@@ -265,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InstallError, ModelNotFound, TranslationError) as exc:
         print(f"commhub {args.command}: {exc}", file=sys.stderr)
         return 1
+    except StoreUnreachable as exc:  # `commhub desk ...`, `invite` against a database away
+        print(f"commhub {args.command}: {exc}", file=sys.stderr)
+        return UNREACHABLE
     return 1
 
 

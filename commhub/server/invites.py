@@ -35,6 +35,7 @@ from commhub.store.invites import (
     InviteStore,
     unavailable,
 )
+from commhub.store.writer import describe
 
 __all__ = ["INVITES", "Invite", "InviteError", "InviteStore", "mint", "setup", "validate"]
 
@@ -274,8 +275,8 @@ def setup(app: web.Application, data_dir: Path) -> None:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         try:
             await store.open()
-        except Exception:  # the hub runs on; invite calls answer 503 until the database works
-            log.exception("the invites' database at %s is unusable", store.engine.url)
+        except Exception as exc:  # the hub runs on; invite calls answer 503 until it works
+            log.error("the invites' database is unusable: %s", describe(exc))
         yield
         await store.close()
 

@@ -45,7 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from commhub.store import migrate
+from commhub.store import migrate, server
 from commhub.store.writer import StoreError, describe
 
 log = logging.getLogger("commhub.invites")
@@ -196,7 +196,7 @@ class InviteStore:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = create_async_engine(
-            url, connect_args=self._connect_args, pool_pre_ping=not sqlite
+            url, **server.engine_options(url, self._connect_args)
         )
         self._migrated = False
         self._migration: asyncio.Future[None] | None = None
