@@ -357,8 +357,8 @@ class Hub:
         try:
             stored = await self.store.recent_chat(room_name, self.settings.chat_history)
             return stored, await self.store.recording(room_name)
-        except Exception:
-            log.exception("store: could not read room %s", room_name)
+        except StoreError as exc:
+            log.warning("store: could not read room %s: %s", room_name, exc)
             return [], None
 
     def _records(self, policy: bool | None) -> bool:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.desks.model import DeskDef, DeskError
-from commhub.store import default_url, migrate
+from commhub.store import default_url, migrate, server
 
 metadata = MetaData()
 desks = Table(
@@ -88,7 +88,7 @@ class DeskStore:
         if sqlite and parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         args = {"timeout": busy_timeout} if sqlite else {}
-        self.engine: AsyncEngine = create_async_engine(url, connect_args=args)
+        self.engine: AsyncEngine = create_async_engine(url, **server.engine_options(url, args))
         if sqlite:
 
             @event.listens_for(self.engine.sync_engine, "connect")

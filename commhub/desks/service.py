@@ -35,6 +35,7 @@ from commhub.desks.state import (
 from commhub.desks.support import LanguageSupport
 from commhub.hub import Hub
 from commhub.protocol import CloseReason, ErrorCode, Message, ProtocolError
+from commhub.store.writer import describe
 
 log = logging.getLogger("commhub.desks")
 
@@ -74,8 +75,8 @@ class Desks:
     async def start(self) -> None:
         try:
             await self.store.open()
-        except Exception:  # the hub runs on; the desks' calls fail until the database works
-            log.exception("the desks' database at %s is unusable", self.store.engine.url)
+        except Exception as exc:  # the hub runs on; the desks' calls fail until it works
+            log.error("the desks' database is unusable: %s", describe(exc))
         await self.support.refresh()
         if self.hub.cluster is not None:  # a desk in use runs on one node, like a room
             self.hub.cluster.held.append(self._in_use)
