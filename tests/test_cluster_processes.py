@@ -1,4 +1,4 @@
-"""Several `commhub serve` processes on one real redis-server and one store: rooms meet on
+"""Several `commhub serve` processes on one real redis-server and one PostgreSQL: rooms meet on
 their owner, drain and SIGKILL hand them over with their history, a Redis restart loses no
 chat, and a node that cannot reach Redis at start says so and exits.
 
@@ -37,10 +37,13 @@ MakeCluster = Callable[..., Awaitable[Cluster]]
 
 
 @pytest.fixture
-async def make_cluster(tmp_path: Path) -> AsyncIterator[MakeCluster]:
+async def make_cluster(tmp_path: Path, postgres_url: str) -> AsyncIterator[MakeCluster]:
+    """Clusters whose nodes share one PostgreSQL database (the deployment README describes):
+    a room that moves keeps its history."""
     made: list[Cluster] = []
 
     async def make(nodes: int = 3, **kw: Any) -> Cluster:
+        kw.setdefault("database_url", postgres_url)
         cluster = Cluster(tmp_path / f"cluster{len(made)}", nodes, **kw)
         made.append(cluster)
         await cluster.start()
