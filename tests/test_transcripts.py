@@ -172,8 +172,10 @@ async def test_a_recorded_call_exports_what_was_said(
     assert spanish["status"] == "ok" and spanish["text"]
 
     stored = await wait_lines(
-        http, hub, "desk", lambda ls: [line["kind"] for line in ls] == ["caption"] * n + ["chat"],
-        "the caption finals and the chat line in the transcript",
+        http, hub, "desk",
+        lambda ls: [line["kind"] for line in ls] == ["caption"] * n + ["chat"]
+        and "es" in (ls[-1].get("translations") or {}),  # its translation is a later write
+        "the caption finals and the chat line (with its translation) in the transcript",
     )  # fmt: skip
     assert [(line["kind"], line["identity"], line["text"]) for line in stored] == [
         *[("caption", "minji", c["text"]) for c in captions],
