@@ -130,7 +130,7 @@ class RoomClient:
         self.reason: str | None = None  # why the last state was entered (hub's words)
         self.state_log: list[tuple[float, str, str | None]] = []  # (monotonic, state, reason)
         self.reconnects = 0
-        self.redirects = 0  # redirects followed, in all
+        self.redirects = 0  # redirects followed, in all (one refused as too many is not)
         self.last_redirect: dict[str, Any] | None = None
         self._join_fields: dict[str, Any] = {}
         self._wants_media = False  # negotiate() was asked for: receive even with no tracks
@@ -232,10 +232,10 @@ class RoomClient:
                 return await self._open_at(self.node_url)
             except Redirected as exc:
                 await self._abandon()
-                self._note_redirect(exc.url, exc.reason)
                 in_row += 1
-                if in_row > MAX_REDIRECTS:
+                if in_row > MAX_REDIRECTS:  # a loop, or leases moving: back off, then entry
                     raise ConnectionError(f"{in_row} redirects in a row; backing off") from exc
+                self._note_redirect(exc.url, exc.reason)
                 self.node_url = exc.url
 
     def _note_redirect(self, url: str, reason: str) -> None:
