@@ -193,6 +193,33 @@ async def test_a_redirect_to_something_that_is_not_a_node_is_not_followed(
 # -- real nodes: two hubs sharing a redis-server -------------------------------------------
 
 
+class Nodes:
+    """In-process hubs that are nodes of one cluster: the shared Redis and secret, each with
+    its own node id, data folder and port, and the URL it advertises."""
+
+    def __init__(self, settings: Settings, redis: RedisServer, folder: Path) -> None:
+        self.settings, self.redis, self.folder = settings, redis, folder
+        self.started: list[Running] = []
+
+    async def start(self, node_id: str, **changes: Any) -> Running:
+        port = free_port()
+        node = self.settings.replace(
+            redis_url=self.redis.url, node_id=node_id, node_url=f"http://127.0.0.1:{port}",
+            lease_ttl=2.0, data_dir=self.folder / node_id, ice_host_addresses=list(LOOPBACK),
+            **{**QUIET, **changes},
+        )  # fmt: skip
+        server = TestServer(create_app(node, SECRET), host="127.0.0.1", port=port)
+        await server.start_server()
+        running = Running(server)
+        assert running.url == f"http://127.0.0.1:{port}"
+        self.started.append(running)
+        return running
+
+    async def close(self) -> None:
+        for running in self.started:
+            await running.server.close()
+
+
 StartNode = Callable[..., Awaitable[Running]]
 
 
@@ -200,27 +227,9 @@ StartNode = Callable[..., Awaitable[Running]]
 async def start_node(
     settings: Settings, redis_server: RedisServer, tmp_path: Path
 ) -> AsyncIterator[StartNode]:
-    """An in-process hub that is one node of a cluster: the shared Redis and secret, its own
-    node id, data folder and port, and the URL it advertises."""
-    started: list[Running] = []
-
-    async def start(node_id: str, **changes: Any) -> Running:
-        port = free_port()
-        node = settings.replace(
-            redis_url=redis_server.url, node_id=node_id, node_url=f"http://127.0.0.1:{port}",
-            lease_ttl=2.0, data_dir=tmp_path / node_id, ice_host_addresses=list(LOOPBACK),
-            **{**QUIET, **changes},
-        )  # fmt: skip
-        server = TestServer(create_app(node, SECRET), host="127.0.0.1", port=port)
-        await server.start_server()
-        running = Running(server)
-        assert running.url == f"http://127.0.0.1:{port}"
-        started.append(running)
-        return running
-
-    yield start
-    for running in started:
-        await running.server.close()
+    nodes = Nodes(settings, redis_server, tmp_path)
+    yield nodes.start
+    await nodes.close()
 
 
 async def test_a_client_sent_to_another_node_joins_on_the_owner_and_chats(

@@ -1,0 +1,153 @@
+"""The call page on a hub of two nodes (signalling/PROTOCOL.md, "Several nodes"): a page
+served by one node opens its socket at the room's owner (a cross-origin WebSocket), says so
+in its `state` events, chats and is captioned there; when the owner stops it comes back
+through the node that served it (its entry URL), where the room goes on."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from commhub import auth
+from commhub.config import Settings
+from commhub.sdk import RoomClient
+from tests.conftest import SECRET
+from tests.e2e.test_call_page import artifacts, page_url
+from tests.helpers.audio import LIBRIVOX
+from tests.helpers.browser import chromium, wait_state
+from tests.helpers.services import RedisServer
+from tests.helpers.wait import wait_for
+from tests.test_sdk_redirect import Nodes
+
+pytestmark = pytest.mark.e2e
+
+# Runs before the page's scripts: every `state` event the page's clients dispatch, with the
+# node they say they are on.
+RECORD_STATES = """
+window.__states = [];
+const dispatch = EventTarget.prototype.dispatchEvent;
+EventTarget.prototype.dispatchEvent = function (e) {
+  if (e.type === "state" && e.detail && "node" in e.detail)
+    window.__states.push({state: e.detail.state, node: e.detail.node,
+                          redirects: e.detail.redirects, reason: e.detail.reason?.code || null});
+  return dispatch.call(this, e);
+};
+"""
+
+
+@pytest.fixture
+def english_speech(tmp_path: Path) -> Path:
+    """A real English recording (LibriVox, pocketsphinx-testdata), looped by the browser."""
+    src = LIBRIVOX / "sense_and_sensibility_01_austen_64kb-0880.wav"
+    if not src.is_file():
+        pytest.skip("pocketsphinx-testdata is not installed")
+    out = tmp_path / "english48.wav"
+    subprocess.run(
+        ["sox", str(src), "-r", "48000", "-c", "1", "-b", "16", str(out), "pad", "0.5", "2.5"],
+        check=True,
+    )
+    return out
+
+
+@pytest.fixture
+async def nodes(
+    settings: Settings, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[Nodes]:
+    made = Nodes(settings, redis_server, tmp_path)
+    yield made
+    await made.close()
+
+
+async def states(page: Any) -> list[dict[str, Any]]:
+    shown: list[dict[str, Any]] = await page.evaluate("window.__states")
+    return shown
+
+
+async def test_a_page_served_by_one_node_calls_on_the_rooms_owner(
+    nodes: Nodes, english_speech: Path, tmp_path: Path
+) -> None:
+    captioned = {"captions": True, "caption_preload": ["en"]}
+    a = await nodes.start("node-a", **captioned)
+    b = await nodes.start("node-b", **captioned)
+    # Alice (SDK) opens the room at A; the node she ends on is its owner.
+    alice_token = auth.issue(SECRET, room="plaza", identity="alice", name="Alice",
+                             speak="en", read="en")  # fmt: skip
+    alice = RoomClient(a.url, alice_token)
+    try:
+        await alice.connect()
+        owner = alice.node_url
+        entry = b if owner == a.url else a  # the node that serves Bob's page
+        await alice.negotiate()  # receive what Bob publishes (and be captioned ourselves)
+
+        async with chromium(english_speech) as browser:
+            bob_token = auth.issue(SECRET, room="plaza", identity="bob", name="Bob",
+                                   speak="en", read="en")  # fmt: skip
+            page = await browser.page("")
+            await page.add_init_script(RECORD_STATES)
+            await page.goto(page_url(entry.url, bob_token, mic="1", cam="0"))
+            await wait_state(page, "connected", timeout=60)
+            assert page.url.startswith(entry.url)  # the page is the entry node's
+            hub = await page.evaluate(
+                "({node: commhub.node, http: commhub.http, redirects: commhub.redirects})"
+            )
+            assert hub == {"node": owner, "http": entry.url, "redirects": 1}
+            shown = await states(page)
+            # connecting at the entry, a redirect (still connecting, never closed), then
+            # connected at the owner
+            assert "closed" not in [s["state"] for s in shown], shown
+            assert shown[0] == {"state": "connecting", "node": entry.url, "redirects": 0,
+                                "reason": None}  # fmt: skip
+            moved = next(s for s in shown if s["reason"] == "redirect")
+            assert moved["state"] == "connecting" and moved["node"] == owner, shown
+            connected = [s for s in shown if s["state"] == "connected"]
+            assert connected and all(s["node"] == owner for s in connected), shown
+
+            # Chat both ways through the owner.
+            heard = alice.expect("chat", timeout=30.0, text="Hello from the page")
+            await page.fill("#chat-input", "Hello from the page")
+            await page.press("#chat-input", "Enter")
+            assert (await heard)["from"]["identity"] == "bob"
+            await alice.chat("Hello from the SDK")
+            await page.wait_for_selector("#chat-log li:has-text('Hello from the SDK')")
+
+            # Bob's microphone reaches the owner: it captions him, Alice gets the finals.
+            await wait_for(
+                lambda: any(
+                    m["final"] and m["text"].strip() and m["speaker"] != alice.pid
+                    for m in alice.received("caption")
+                ),
+                timeout=120.0,
+                what="a final caption of Bob's speech at Alice",
+            )
+            await page.wait_for_selector("#caption-bar:not([hidden]) .line", timeout=60000)
+            await page.screenshot(path=artifacts(tmp_path) / "redirect-call.png")
+
+            # The owner stops: the page comes back through its entry URL, where the room
+            # now runs (the entry node takes it over).
+            owner_node = a if owner == a.url else b
+            await owner_node.server.close()
+            await page.wait_for_function(
+                f"commhub.state === 'connected' && commhub.node === '{entry.url}'",
+                timeout=60000,
+            )
+            shown = await states(page)
+            assert "closed" not in [s["state"] for s in shown], shown
+            assert any(s["state"] == "reconnecting" for s in shown), shown
+            assert await page.evaluate("window.__lies") == []  # never "connected" while closed
+            carol = RoomClient(entry.url, entry.token("plaza", "carol"))
+            try:
+                await carol.connect()
+                assert carol.node_url == entry.url
+                heard = carol.expect("chat", timeout=30.0, text="Still here")
+                await page.fill("#chat-input", "Still here")
+                await page.press("#chat-input", "Enter")
+                await heard
+            finally:
+                await carol.close()
+            assert page.errors == []
+    finally:
+        await alice.close()
