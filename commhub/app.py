@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator
 from functools import cache
 from importlib import resources
@@ -13,6 +14,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from commhub.captions.live import LiveCaptions
+from commhub.cluster import Cluster, Load, connect
 from commhub.config import Settings
 from commhub.hub import Hub
 from commhub.media import Media
@@ -99,6 +101,8 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         pages.setup(app, root)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if settings.redis_url:  # ClusterError when unreachable: `serve` says so and exits
+            hub.cluster = await join_cluster(settings, hub, app.get(CAPTIONS))
         if settings.translation:
             hub.translator = await asyncio.to_thread(translation_service, settings, hub.registry)
         if settings.moderation:  # engines load in a worker thread, once per process
@@ -121,6 +125,22 @@ def create_app(settings: Settings, secret: str) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+async def join_cluster(settings: Settings, hub: Hub, captions: LiveCaptions | None) -> Cluster:
+    def load() -> Load:
+        streams = captions.streams if captions is not None else 0
+        return Load(hub.rooms.participant_count(), len(hub.rooms), streams)
+
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return Cluster(
+        await connect(settings.redis_url),
+        node_id=settings.node_id or f"{socket.gethostname()[:40]}-{settings.port}",
+        url=settings.node_url or f"http://{host}:{settings.port}",
+        prefix=settings.redis_prefix,
+        ttl=settings.lease_ttl,
+        load=load,
+    )
 
 
 def translation_service(settings: Settings, registry: CollectorRegistry) -> TranslationService:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,11 +25,14 @@ from aiohttp import web
 from commhub import auth, catalog, installers
 from commhub.app import create_app
 from commhub.captions.transcribe import transcribe_file
+from commhub.cluster import ClusterError
 from commhub.config import Settings, SettingsError
 from commhub.download import InstallError
+from commhub.hub import Hub
 from commhub.moderation import reports_cli
 from commhub.server import invites
 from commhub.server.accesslog import AccessLog
+from commhub.server.keys import HUB
 from commhub.speech import ModelNotFound, SpeechModels
 from commhub.store import export
 from commhub.translate import (
@@ -39,6 +43,7 @@ from commhub.translate import (
 )
 
 log = logging.getLogger("commhub")
+UNREACHABLE = 3  # exit code: a service the hub needs (Redis, the database) cannot be reached
 
 
 def duration(text: str) -> float:
@@ -505,7 +510,11 @@ async def serve(
         handle_signals=False,
         access_log_class=AccessLog,
     )
-    await runner.setup()
+    try:
+        await runner.setup()
+    except ClusterError as exc:  # a service it needs: one line, no traceback
+        print(f"commhub serve: {exc}", file=sys.stderr, flush=True)
+        return UNREACHABLE
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     port = runner.addresses[0][1]
@@ -535,10 +544,26 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    stop.clear()
+    await _drain(app[HUB], stop)
     log.info("shutting down: closing connections within %.1f s", settings.shutdown_timeout)
     await runner.cleanup()  # stops accepting, runs on_shutdown (tells participants), closes
     log.info("stopped")
     return 0
+
+
+async def _drain(hub: Hub, again: asyncio.Event) -> None:
+    """With several nodes the rooms here move to other nodes first; a second signal
+    skips the wait."""
+    if hub.cluster is None:
+        return
+    drain = asyncio.create_task(hub.drain())
+    signalled = asyncio.create_task(again.wait())
+    await asyncio.wait((drain, signalled), return_when=asyncio.FIRST_COMPLETED)
+    for task in (drain, signalled):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # -- desks --

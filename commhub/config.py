@@ -293,6 +293,11 @@ class Settings:
             "node_url",
             "expected a base URL like https://hub-2.example.org (no path)",
         )
+        need(
+            self.redis_url == "" or self.node_url != "" or self.port != 0,
+            "node_url",
+            "several nodes: set node_url (the URL clients reach this node at) or a fixed port",
+        )
         need(1 <= self.lease_ttl <= 600, "lease_ttl", "expected 1..600 seconds")
         need(0 <= self.drain_timeout <= 86400, "drain_timeout", "expected 0..86400 seconds")
         need(

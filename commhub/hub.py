@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from commhub import protocol
 from commhub.bus import Bus, Inbox, MemoryBus
+from commhub.cluster import Cluster
 from commhub.config import Settings
 from commhub.lanes import Job, Lanes
 from commhub.metrics import HubMetrics
@@ -153,9 +154,10 @@ class Hub:
         self.translator: Translating | None = None  # set by the app when translation runs
         self.store: Store | None = None  # set by the app when the store runs
         self.moderation: TextModeration | None = None  # set by the app when text filters run
+        self.cluster: Cluster | None = None  # set by the app with several nodes (redis_url)
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.lanes = Lanes()
         # what reports carry: each participant's last chat lines and captions, as delivered
         self.evidence = Evidence(
@@ -168,6 +170,10 @@ class Hub:
         if self.store is not None:
             await self.store.start()
         await self.media.start()
+        if self.cluster is not None:
+            self.cluster.held.append(lambda: [room.name for room in self.rooms])
+            self.cluster.on_lost = self.hand_over
+            await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_loop(), name="commhub-room-reaper")
 
     async def shutdown(self) -> None:
@@ -192,6 +198,52 @@ class Hub:
             self.moderation.close()
         await self.media.close()
         await self.bus.close()
+        if self.cluster is not None:
+            await self.cluster.close()
+
+    async def drain(self) -> None:
+        """SIGTERM with several nodes: no new room lands here; the rooms here run until
+        they empty or `drain_timeout` passes, then each is handed to another node and its
+        participants are sent there (`redirect {reason: drain}`)."""
+        if self.cluster is None:
+            return
+        await self.cluster.drain()
+        log.info("draining: rooms run up to %.0f s more, then move", self.settings.drain_timeout)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.drain_timeout):
+                while self.rooms.participant_count():  # noqa: ASYNC110 (rooms empty many ways)
+                    await asyncio.sleep(0.25)
+        for room in list(self.rooms):
+            url = await self.cluster.handover(room.name)
+            await self.hand_over(room.name, url or "", "drain")
+
+    async def hand_over(self, room_name: str, url: str, reason: str = "moved") -> None:
+        """The room runs elsewhere now: everyone in it is sent to `url` (`redirect`, close
+        4010), or, when no node can take it, told to come back (`server_shutdown`) to be
+        placed again."""
+        room = self.rooms.drop(room_name)
+        if room is None:
+            return
+        everyone = list(room.participants.values())
+        await self.media.close_room(room_name, everyone)
+        notice = protocol.redirect(url, reason) if url else protocol.server_shutdown(1)
+        why = CloseReason.REDIRECT if url else CloseReason.SHUTDOWN
+        for p in everyone:
+            self.bus.detach(room_name, p.id)
+            self.send(p.conn, notice)
+        log.info("room %s moved to %s (%s)", room_name, url or "no node yet", reason)
+        await asyncio.gather(
+            *(p.conn.end(why, f"the room moved ({reason})") for p in everyone),
+            return_exceptions=True,
+        )
+        self._gauge()
+
+    def reserve(self, room_name: str) -> None:
+        """A room about to start here (a desk's call room: it runs where its desk runs)."""
+        if self.cluster is not None:
+            task = asyncio.create_task(self.cluster.claim_here(room_name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def close_store(self) -> None:
         """Commit what is queued and close the store: last, after shutdown and after the
@@ -205,6 +257,8 @@ class Hub:
             await asyncio.sleep(period)
             for name in self.rooms.reap():
                 log.info("room %s closed after %.0f s empty", name, self.rooms.empty_timeout)
+                if self.cluster is not None:
+                    await self.cluster.release(name)
             self._gauge()
 
     # -- delivery --------------------------------------------------------------------------
@@ -498,6 +552,8 @@ class Hub:
         room = self.rooms.drop(room_name)
         if room is None:
             return False
+        if self.cluster is not None:
+            await self.cluster.release(room_name)
         await self.media.close_room(room_name, list(room.participants.values()))
         for p in list(room.participants.values()):
             self.bus.detach(room_name, p.id)

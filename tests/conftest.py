@@ -120,8 +120,9 @@ StartHub = Callable[..., Awaitable[Running]]
 async def start_hub(settings: Settings) -> AsyncIterator[StartHub]:
     started: list[Running] = []
 
-    async def start(**changes: Any) -> Running:
-        server = TestServer(create_app(settings.replace(**changes), SECRET), host="127.0.0.1")
+    async def start(port: int = 0, **changes: Any) -> Running:
+        app = create_app(settings.replace(**changes), SECRET)
+        server = TestServer(app, host="127.0.0.1", port=port or None)
         await server.start_server()
         running = Running(server)
         started.append(running)

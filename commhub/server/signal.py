@@ -11,6 +11,7 @@ from aiohttp import WSMsgType, web
 
 from commhub import protocol
 from commhub.auth import ANY_ROOM, DESK_ROOM_PREFIX, AuthError, Claims, valid_room_name, verify
+from commhub.cluster import HERE, Route, Unroutable
 from commhub.desks.service import Desks
 from commhub.desks.state import Link
 from commhub.hub import Hub
@@ -76,6 +77,9 @@ async def signal(request: web.Request) -> web.StreamResponse:
     if not ws.can_prepare(request).ok:
         # A browser cannot read why an upgrade was refused; it asks again without upgrading
         # and reads the refusal above, or this answer when the token would have been taken.
+        route = await _route(hub, room)
+        if isinstance(route, web.Response):
+            return route
         return json_error(426, "upgrade_required", "the token is valid; upgrade to a WebSocket")
     admission, ip = request.app[ADMISSION], request.remote or ""
     refusal = admission.admit(ip, room, claims.identity)
@@ -83,10 +87,19 @@ async def signal(request: web.Request) -> web.StreamResponse:
         hub.metrics.errors.labels(refusal[0]).inc()
         return json_error(429, *refusal)
     try:
+        route = await _route(hub, room)
+        if isinstance(route, web.Response):
+            return route
         await ws.prepare(request)
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
             return ws  # the peer went away during the handshake
+        if not route.local:  # the room runs on another node: the client goes there
+            conn = Connection(ws, transport, hub.settings.send_buffer, hub.outgoing)
+            hub.send(conn, protocol.redirect(route.url, "owner"))
+            await conn.end(CloseReason.REDIRECT, "the room runs on another node")
+            conn.stop()
+            return ws
         session = Session(
             hub,
             request.app[MEDIA],
@@ -105,6 +118,17 @@ async def signal(request: web.Request) -> web.StreamResponse:
     finally:
         admission.release(ip, room, claims.identity)
     return ws
+
+
+async def _route(hub: Hub, room: str) -> Route | web.Response:
+    """Where the room runs (always here on one node), or the refusal when nobody can say."""
+    if hub.cluster is None:
+        return HERE
+    try:
+        return await hub.cluster.route(room)
+    except Unroutable as exc:
+        hub.metrics.errors.labels("cluster_unavailable").inc()
+        return json_error(503, "cluster_unavailable", f"{exc}; try again shortly")
 
 
 class Session:
