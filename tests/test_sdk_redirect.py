@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -23,8 +22,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from commhub import auth
-from commhub.app import create_app
-from commhub.config import Settings
 from commhub.sdk import Refused, RoomClient
 from commhub.sdk.signal import MAX_REDIRECTS, REDIRECT_CLOSE
 from tests.conftest import SECRET, Running, StartHub
@@ -193,92 +190,72 @@ async def test_a_redirect_to_something_that_is_not_a_node_is_not_followed(
 # -- real nodes: two hubs sharing a redis-server -------------------------------------------
 
 
-class Nodes:
-    """In-process hubs that are nodes of one cluster: the shared Redis and secret, each with
-    its own node id, data folder and port, and the URL it advertises."""
-
-    def __init__(self, settings: Settings, redis: RedisServer, folder: Path) -> None:
-        self.settings, self.redis, self.folder = settings, redis, folder
-        self.started: list[Running] = []
-
-    async def start(self, node_id: str, **changes: Any) -> Running:
-        port = free_port()
-        node = self.settings.replace(
-            redis_url=self.redis.url, node_id=node_id, node_url=f"http://127.0.0.1:{port}",
-            lease_ttl=2.0, data_dir=self.folder / node_id, ice_host_addresses=list(LOOPBACK),
-            **{**QUIET, **changes},
-        )  # fmt: skip
-        server = TestServer(create_app(node, SECRET), host="127.0.0.1", port=port)
-        await server.start_server()
-        running = Running(server)
-        assert running.url == f"http://127.0.0.1:{port}"
-        self.started.append(running)
-        return running
-
-    async def close(self) -> None:
-        for running in self.started:
-            await running.server.close()
+async def start_node(start_hub: StartHub, redis: RedisServer, node_id: str, **kw: Any) -> Running:
+    """An in-process hub that is a node of the cluster: the shared Redis, secret and store,
+    its own node id and port, and the URL it advertises (short leases: failover in seconds)."""
+    port = free_port()
+    return await start_hub(
+        port=port, redis_url=redis.url, node_id=node_id, node_url=f"http://127.0.0.1:{port}",
+        lease_ttl=2.0, ice_host_addresses=list(LOOPBACK), **{**QUIET, **kw},
+    )  # fmt: skip
 
 
-StartNode = Callable[..., Awaitable[Running]]
-
-
-@pytest.fixture
-async def start_node(
-    settings: Settings, redis_server: RedisServer, tmp_path: Path
-) -> AsyncIterator[StartNode]:
-    nodes = Nodes(settings, redis_server, tmp_path)
-    yield nodes.start
-    await nodes.close()
+async def owned_by(node: Running, room: str) -> None:
+    """`room` runs on `node` (it takes the lease now, before anyone comes)."""
+    assert node.hub.cluster is not None
+    assert await node.hub.cluster.claim_here(room)
 
 
 async def test_a_client_sent_to_another_node_joins_on_the_owner_and_chats(
-    start_node: StartNode, clients: list[RoomClient]
+    start_hub: StartHub, redis_server: RedisServer, clients: list[RoomClient]
 ) -> None:
-    a, b = await start_node("node-a"), await start_node("node-b")
-    # Alice opens the room at node A: whichever node it lands on is its owner.
+    a = await start_node(start_hub, redis_server, "node-a")
+    b = await start_node(start_hub, redis_server, "node-b")
+    await owned_by(a, "plaza")
     alice = RoomClient(a.url, a.token("plaza", "alice"))
     clients.append(alice)
     await alice.connect()
-    owner = alice.node_url
-    other = b if owner == a.url else a
-    # Bob is given the other node: it redirects him to the owner at once.
-    bob = RoomClient(other.url, other.token("plaza", "bob"))
+    assert alice.node_url == a.url and alice.redirects == 0
+    # Bob is given B: it redirects him to A at once.
+    bob = RoomClient(b.url, b.token("plaza", "bob"))
     clients.append(bob)
     joined = await bob.connect()
-    assert bob.url == other.url and bob.node_url == owner
-    assert bob.redirects >= 1 and bob.last_redirect is not None
-    assert bob.last_redirect["url"] == owner and bob.last_redirect["reason"] == "owner"
-    assert states(bob) == ["connecting", "connected"]
+    assert bob.url == b.url and bob.node_url == a.url
+    assert bob.redirects == 1
+    assert bob.last_redirect == {"url": a.url, "reason": "owner", "from": b.url}
+    assert states(bob) == ["connecting", "connected"]  # never closed in between
     assert {p["identity"] for p in joined["participants"]} == {"alice"}
     await chats(bob, alice, "hello from the other node")
     await chats(alice, bob, "hello back")
-    # both are participants of one room on one node
-    owner_hub, other_hub = (a, b) if owner == a.url else (b, a)
-    room = owner_hub.hub.rooms.get("plaza")
+    # one room, on one node
+    room = a.hub.rooms.get("plaza")
     assert room is not None and len(room.participants) == 2
-    assert other_hub.hub.rooms.get("plaza") is None
+    assert b.hub.rooms.get("plaza") is None
 
 
 async def test_when_the_owner_stops_clients_come_back_through_their_entry_url(
-    start_node: StartNode, clients: list[RoomClient]
+    start_hub: StartHub, redis_server: RedisServer, clients: list[RoomClient]
 ) -> None:
-    a, b = await start_node("node-a"), await start_node("node-b")
-    # The room is opened at A and stays there (Alice's entry is A).
+    a = await start_node(start_hub, redis_server, "node-a")
+    b = await start_node(start_hub, redis_server, "node-b")
+    await owned_by(a, "plaza")
     alice = RoomClient(a.url, a.token("plaza", "alice"), backoff=(0.2, 1.0))
-    clients.append(alice)
-    await alice.connect()
-    if alice.node_url != a.url:
-        pytest.skip("the cluster placed the room on B; this test needs it on A")
     bob = RoomClient(b.url, b.token("plaza", "bob"), backoff=(0.2, 1.0))
-    clients.append(bob)
+    clients.extend((alice, bob))
+    await alice.connect()
     await bob.connect()
     assert bob.node_url == a.url
-    # A stops. Bob's entry URL (B) routes him again: the room now runs on B.
+    await chats(alice, bob, "before the move")
+    # A stops (its leases go with it). Bob's entry URL, B, routes him again: the room now
+    # runs on B. Retrying A, the node he was on, would fail for ever.
     await a.server.close()
     await wait_for(lambda: bob.connected and bob.node_url == b.url, 40.0, "bob back on B")
     assert "closed" not in states(bob) and "refused" not in states(bob)
-    assert bob.reconnects >= 1
+    assert bob.reconnects == 1 and bob.redirects == 1  # no redirect this time: B is the owner
+    assert b.hub.rooms.get("plaza") is not None
+    # the room goes on there, with its history (the nodes share the store)
+    assert bob.joined is not None
+    assert "before the move" in [m["text"] for m in bob.joined["chat"]]
     carol = RoomClient(b.url, b.token("plaza", "carol"))
     clients.append(carol)
     await carol.connect()
@@ -287,40 +264,83 @@ async def test_when_the_owner_stops_clients_come_back_through_their_entry_url(
     await chats(bob, carol, "it does")
 
 
-async def test_without_redis_a_node_refuses_a_room_it_does_not_hold_until_redis_is_back(
-    start_node: StartNode, redis_server: RedisServer, clients: list[RoomClient]
+async def test_a_drained_node_sends_its_participants_to_the_next_owner_at_once(
+    start_hub: StartHub, redis_server: RedisServer, clients: list[RoomClient]
 ) -> None:
-    a, b = await start_node("node-a"), await start_node("node-b")
+    a = await start_node(start_hub, redis_server, "node-a", drain_timeout=0.0)
+    b = await start_node(start_hub, redis_server, "node-b")
+    await owned_by(a, "plaza")
+    # a long backoff: coming back in time proves the redirect was followed without one
+    alice = RoomClient(a.url, a.token("plaza", "alice"), backoff=(30.0, 30.0))
+    bob = RoomClient(b.url, b.token("plaza", "bob"), backoff=(30.0, 30.0))
+    clients.extend((alice, bob))
+    await alice.connect()
+    await bob.connect()
+    await a.hub.drain()  # the room is handed to B: `redirect {reason: drain}` to everyone
+    for c in (alice, bob):
+        await wait_for(lambda c=c: c.connected and c.node_url == b.url, 20.0, "moved to B")  # type: ignore[misc]
+        assert c.last_redirect is not None and c.last_redirect["reason"] == "drain"
+        assert c.last_redirect["url"] == b.url and c.last_redirect["from"] == a.url
+        assert c.url in (a.url, b.url) and c.reconnects == 1
+        # reconnecting (reason: redirect), then connected: never closed
+        assert states(c)[-2:] == ["reconnecting", "connected"], c.state_log
+        assert [r for _, s, r in c.state_log if s == "reconnecting"] == ["redirect"]
+    await chats(alice, bob, "after the drain")
+
+
+async def test_without_redis_a_node_refuses_a_room_it_does_not_hold_until_redis_is_back(
+    start_hub: StartHub, redis_server: RedisServer, clients: list[RoomClient]
+) -> None:
+    a = await start_node(start_hub, redis_server, "node-a")
+    b = await start_node(start_hub, redis_server, "node-b")
+    await owned_by(a, "plaza")
     alice = RoomClient(a.url, a.token("plaza", "alice"))
     clients.append(alice)
     await alice.connect()
-    other = b if alice.node_url == a.url else a
     await redis_server.stop()
-    # The other node cannot tell where the room runs: 503 cluster_unavailable, retryable.
-    bob = RoomClient(other.url, other.token("plaza", "bob"))
+    # B cannot tell where the room runs: 503 cluster_unavailable, to be retried.
+    bob = RoomClient(b.url, b.token("plaza", "bob"))
     clients.append(bob)
     with pytest.raises(Refused) as refused:
         await bob.connect()
     assert (refused.value.code, refused.value.status) == ("cluster_unavailable", 503)
     assert refused.value.retryable
+    assert bob.state == "refused" and bob.node_url == b.url
+    # A still holds it: a client that reaches A directly joins meanwhile
+    dora = RoomClient(a.url, a.token("plaza", "dora"))
+    clients.append(dora)
+    await dora.connect()
     await redis_server.start()
-    # Once the nodes have reconnected to Redis, the same client is routed to the owner.
-    bob = RoomClient(other.url, other.token("plaza", "bob"))
-    clients.append(bob)
-
-    async def joins() -> bool:
-        try:
-            await bob.connect()
-        except Refused as exc:
-            assert exc.code == "cluster_unavailable", exc
-            return False
-        return True
-
+    # Once the nodes are back on Redis, the same entry gets in. Redis came back empty: A
+    # takes its lease back at its next heartbeat, unless B placed the room first; then A
+    # hands its participants over. Either way the room ends on one node, and nobody was
+    # closed on the way.
+    joined = False
     async with asyncio.timeout(60):
-        while not await joins():
-            await asyncio.sleep(0.5)
-    assert bob.node_url == alice.node_url
+        while not joined:
+            bob = RoomClient(b.url, b.token("plaza", "bob"))
+            clients.append(bob)
+            try:
+                await bob.connect()
+                joined = True
+            except Refused as exc:
+                assert exc.code == "cluster_unavailable", exc
+                await asyncio.sleep(0.5)
+    together = (alice, bob, dora)
+    await wait_for(
+        lambda: all(c.connected for c in together) and len({c.node_url for c in together}) == 1,
+        30.0,
+        "everyone on one node",
+    )
+    if alice.node_url != a.url:
+        # B won the race: A sent its participants there (`moved`), or, when B was not yet
+        # registered again, told them to come back (`server_shutdown`): their entry, A,
+        # then sent them to B (`owner`)
+        assert alice.last_redirect is not None and alice.last_redirect["url"] == b.url
+        assert alice.last_redirect["reason"] in ("moved", "owner")
+    assert not {"closed", "refused"} & set(states(alice) + states(dora))
     await chats(bob, alice, "redis is back")
+    await chats(dora, bob, "all here")
 
 
 def test_refusals_to_retry() -> None:
