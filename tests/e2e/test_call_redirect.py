@@ -6,22 +6,20 @@ through the node that served it (its entry URL), where the room goes on."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from commhub import auth
-from commhub.config import Settings
 from commhub.sdk import RoomClient
-from tests.conftest import SECRET
+from tests.conftest import SECRET, StartHub
 from tests.e2e.test_call_page import artifacts, page_url
 from tests.helpers.audio import LIBRIVOX
 from tests.helpers.browser import chromium, wait_state
 from tests.helpers.services import RedisServer
 from tests.helpers.wait import wait_for
-from tests.test_sdk_redirect import Nodes
+from tests.test_sdk_redirect import owned_by, start_node
 
 pytestmark = pytest.mark.e2e
 
@@ -53,34 +51,25 @@ def english_speech(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture
-async def nodes(
-    settings: Settings, redis_server: RedisServer, tmp_path: Path
-) -> AsyncIterator[Nodes]:
-    made = Nodes(settings, redis_server, tmp_path)
-    yield made
-    await made.close()
-
-
 async def states(page: Any) -> list[dict[str, Any]]:
     shown: list[dict[str, Any]] = await page.evaluate("window.__states")
     return shown
 
 
 async def test_a_page_served_by_one_node_calls_on_the_rooms_owner(
-    nodes: Nodes, english_speech: Path, tmp_path: Path
+    start_hub: StartHub, redis_server: RedisServer, english_speech: Path, tmp_path: Path
 ) -> None:
     captioned = {"captions": True, "caption_preload": ["en"]}
-    a = await nodes.start("node-a", **captioned)
-    b = await nodes.start("node-b", **captioned)
-    # Alice (SDK) opens the room at A; the node she ends on is its owner.
+    a = await start_node(start_hub, redis_server, "node-a", **captioned)
+    b = await start_node(start_hub, redis_server, "node-b", **captioned)
+    await owned_by(a, "plaza")
+    owner, entry = a.url, b  # the room runs on A; B serves Bob's page
     alice_token = auth.issue(SECRET, room="plaza", identity="alice", name="Alice",
                              speak="en", read="en")  # fmt: skip
     alice = RoomClient(a.url, alice_token)
     try:
         await alice.connect()
-        owner = alice.node_url
-        entry = b if owner == a.url else a  # the node that serves Bob's page
+        assert alice.node_url == owner
         await alice.negotiate()  # receive what Bob publishes (and be captioned ourselves)
 
         async with chromium(english_speech) as browser:
@@ -128,8 +117,7 @@ async def test_a_page_served_by_one_node_calls_on_the_rooms_owner(
 
             # The owner stops: the page comes back through its entry URL, where the room
             # now runs (the entry node takes it over).
-            owner_node = a if owner == a.url else b
-            await owner_node.server.close()
+            await a.server.close()
             await page.wait_for_function(
                 f"commhub.state === 'connected' && commhub.node === '{entry.url}'",
                 timeout=60000,
