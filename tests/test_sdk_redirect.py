@@ -37,12 +37,14 @@ QUIET = {"captions": False, "translation": False, "imagery": False}
 
 class Misrouting:
     """A node that routes badly: every upgrade gets `redirect {url: target}` (None: itself,
-    a loop) and close 4010. Keeps the query and the time of every upgrade."""
+    a loop) and close 4010. Keeps the query and the time of every upgrade, and answers a
+    probe (the same GET without upgrading) as a node does for a token it takes: 426."""
 
     def __init__(self) -> None:
         self.target: str | None = None
         self.url_override: str | None = None  # send this `url` verbatim (hostile values)
         self.upgrades: list[tuple[float, dict[str, str]]] = []
+        self.probes: list[dict[str, str]] = []
         app = web.Application()
         app.router.add_get("/v1/signal", self._signal)
         self.server = TestServer(app, host="127.0.0.1")
@@ -55,9 +57,13 @@ class Misrouting:
     def queries(self) -> list[dict[str, str]]:
         return [q for _, q in self.upgrades]
 
-    async def _signal(self, request: web.Request) -> web.WebSocketResponse:
-        self.upgrades.append((time.monotonic(), dict(request.query)))
+    async def _signal(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse()
+        if not ws.can_prepare(request).ok:
+            self.probes.append(dict(request.query))
+            body = {"error": "upgrade_required", "message": "upgrade to a WebSocket"}
+            return web.json_response(body, status=426)
+        self.upgrades.append((time.monotonic(), dict(request.query)))
         await ws.prepare(request)
         url = self.url_override or self.target or self.url
         await ws.send_json({"type": "redirect", "url": url, "reason": "owner"})

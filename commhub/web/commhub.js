@@ -37,7 +37,7 @@ export class CommHub extends EventTarget {
     this.debug = debug; // log signalling (types, and the mids of every description)
     this.http = url.replace(/\/$/, ""); // the entry URL: every retry after a drop starts here
     this.node = this.http; // the node of the current socket (a redirect moves it)
-    this.redirects = 0; // followed, in all
+    this.redirects = 0; // redirects followed, in all
     this.redirectsInRow = 0;
     this.token = token;
     this.roomName = room; // only for tokens valid in any room
@@ -205,7 +205,6 @@ export class CommHub extends EventTarget {
     this.run(() => this.teardownMedia());
     if (this.state === "closed") return;
     this.requeueOutbox();
-    this.redirects += 1;
     this.redirectsInRow += 1;
     const reason = { code: "redirect", message: msg.reason, from: this.node, to: url };
     if (this.redirectsInRow > MAX_REDIRECTS) { // a loop, or lease churn: back off, then the entry URL
@@ -213,6 +212,7 @@ export class CommHub extends EventTarget {
       this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
       return this.scheduleRetry(null);
     }
+    this.redirects += 1; // followed, in all
     this.node = url;
     this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
     this.open();

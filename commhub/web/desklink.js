@@ -158,7 +158,6 @@ export class DeskLink extends EventTarget {
     clearInterval(this.timers.ping);
     this.failPending({ code: "disconnected", message: "" });
     if (this.state === "closed") return;
-    this.redirects += 1;
     this.redirectsInRow += 1;
     const reason = { code: "redirect", message: msg.reason, from: this.node, to: url };
     if (this.redirectsInRow > MAX_REDIRECTS) {
@@ -166,6 +165,7 @@ export class DeskLink extends EventTarget {
       this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
       return this.scheduleRetry(null);
     }
+    this.redirects += 1; // followed, in all
     this.node = url;
     this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
     this.open();

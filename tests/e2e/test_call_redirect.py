@@ -14,12 +14,14 @@ import pytest
 from commhub import auth
 from commhub.sdk import RoomClient
 from tests.conftest import SECRET, StartHub
-from tests.e2e.test_call_page import artifacts, page_url
+from tests.e2e.test_call_page import artifacts, expired_token, page_url
 from tests.helpers.audio import LIBRIVOX
-from tests.helpers.browser import chromium, wait_state
+from tests.helpers.browser import chromium, chromium_flags, chromium_page, wait_state
 from tests.helpers.services import RedisServer
 from tests.helpers.wait import wait_for
-from tests.test_sdk_redirect import owned_by, start_node
+from tests.test_sdk_redirect import Misrouting, misrouting, owned_by, start_node
+
+__all__ = ["misrouting"]  # the fixture, shared with the SDK's tests
 
 pytestmark = pytest.mark.e2e
 
@@ -139,3 +141,59 @@ async def test_a_page_served_by_one_node_calls_on_the_rooms_owner(
             assert page.errors == []
     finally:
         await alice.close()
+
+
+# The library in a page, at `entry` (another origin than the page's): every state it shows.
+LIBRARY = """async ([entry, token]) => {
+  const {CommHub} = await import('/static/commhub.js');
+  const hub = new CommHub({url: entry, token, backoff: {base: 1000, max: 1000}});
+  window.lib = hub;
+  window.libStates = [];
+  hub.addEventListener('state', (e) => window.libStates.push({state: e.detail.state,
+    node: e.detail.node, redirects: e.detail.redirects, reason: e.detail.reason?.code || null,
+    retryIn: e.detail.retryIn ?? null}));
+  hub.join().then(() => { window.libJoined = true; }, (r) => { window.libRefused = r.code; });
+}"""
+
+
+async def test_the_library_probes_the_refusing_node_and_stops_a_redirect_loop(
+    start_hub: StartHub, misrouting: Misrouting
+) -> None:
+    hub = await start_hub(captions=False, translation=False, imagery=False)
+    async with chromium_page(chromium_flags()) as page:
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        await page.goto(f"{hub.url}/")
+        # Sent to the hub by the entry node, refused there (an expired token): why is asked
+        # of the hub, which says so, never of the entry (which would take the token).
+        misrouting.target = hub.url
+        await page.evaluate(LIBRARY, [misrouting.url, expired_token()])
+        await page.wait_for_function("window.libRefused !== undefined", timeout=30000)
+        assert await page.evaluate("window.libRefused") == "token_expired"
+        assert misrouting.probes == [] and len(misrouting.upgrades) == 1
+        shown = await page.evaluate("window.libStates")
+        assert shown[0]["node"] == misrouting.url and shown[-1]["state"] == "closed"
+        assert any(s["reason"] == "redirect" and s["node"] == hub.url for s in shown), shown
+
+        # A loop: three redirects followed, then a backoff, again and again, "connecting"
+        # all along; once the entry routes to the hub, it joins there.
+        misrouting.target = None
+        misrouting.upgrades.clear()
+        token = auth.issue(SECRET, room="plaza", identity="amy", name="Amy")
+        await page.evaluate(LIBRARY, [misrouting.url, token])
+        await wait_for(lambda: len(misrouting.upgrades) >= 9, 60.0, "two backoffs")
+        times = [t for t, _ in misrouting.upgrades]
+        for start in (4, 8):  # each burst of 1 + 3 follows a backoff (at least half a step)
+            assert times[start] - times[start - 1] >= 0.5, times
+        misrouting.target = hub.url
+        await page.wait_for_function(
+            f"window.libJoined === true && lib.node === '{hub.url}'", timeout=30000
+        )
+        shown = await page.evaluate("window.libStates")
+        assert "closed" not in [s["state"] for s in shown], shown
+        assert any(s["retryIn"] is not None for s in shown), shown  # it did back off
+        # followed: three in each burst given up, then the one to the hub
+        assert shown[-1]["redirects"] >= 7 and shown[-1]["state"] == "connected", shown
+        assert await page.evaluate("lib.http") == misrouting.url  # the entry URL is kept
+        assert misrouting.probes == []  # redirected sockets are not probed
+        assert errors == [], errors
