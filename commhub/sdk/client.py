@@ -191,8 +191,10 @@ class RoomClient:
     # -- connection -----------------------------------------------------------------------
 
     async def connect(self, **join_fields: Any) -> dict[str, Any]:
-        """Open the socket and join; raises Refused when the hub says no. From then on the
-        client keeps itself in the room until close() (or a final refusal)."""
+        """Open the socket and join (following redirects); raises Refused when the hub says
+        no (`retryable` when it says "later": shutting_down, cluster_unavailable), or a
+        ConnectionError (unreachable, too many redirects in a row). From then on the client
+        keeps itself in the room until close() (or a final refusal)."""
         self._join_fields = dict(join_fields)
         self._closed_by_us = False
         self._set_state("connecting")

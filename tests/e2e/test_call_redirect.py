@@ -197,3 +197,25 @@ async def test_the_library_probes_the_refusing_node_and_stops_a_redirect_loop(
         assert await page.evaluate("lib.http") == misrouting.url  # the entry URL is kept
         assert misrouting.probes == []  # redirected sockets are not probed
         assert errors == [], errors
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="GET /v1/signal answers carry no Access-Control-Allow-Origin: a page served by "
+    "one node cannot read another node's refusal (commhub/server/signal.py, lead)",
+)
+async def test_a_page_reads_why_another_node_refused(start_hub: StartHub) -> None:
+    # The probe of a refused upgrade goes to the node the socket went to, which on a
+    # cluster is often not the page's origin. A token that node would take reads as null
+    # (426), not as "unreachable".
+    page_node = await start_hub(captions=False, translation=False, imagery=False)
+    owner = await start_hub(captions=False, translation=False, imagery=False)
+    token = auth.issue(SECRET, room="plaza", identity="x")
+    async with chromium_page(chromium_flags()) as page:
+        await page.goto(f"{page_node.url}/")
+        check = """async (url) => {
+          const {CommHub} = await import('/static/commhub.js');
+          return await CommHub.check(url);
+        }"""
+        assert await page.evaluate(check, f"{page_node.url}/v1/signal?access_token={token}") is None
+        assert await page.evaluate(check, f"{owner.url}/v1/signal?access_token={token}") is None
