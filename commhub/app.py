@@ -23,6 +23,7 @@ from commhub.moderation.text import text_moderation
 from commhub.server import (
     admin,
     desks_api,
+    forward,
     health,
     invites,
     languages,
@@ -33,11 +34,12 @@ from commhub.server import (
     transcript_api,
 )
 from commhub.server.keys import ADMISSION, CAPTIONS, HUB, MEDIA
-from commhub.server.limits import Admission
+from commhub.server.limits import Admission, SharedAdmission
 from commhub.server.signal import signal
 from commhub.speech import SpeechModels
 from commhub.store import Store, default_url
 from commhub.translate import TranslationService, build_engines
+from commhub.translate.cache import SharedCache
 
 log = logging.getLogger("commhub.app")
 
@@ -82,6 +84,8 @@ def create_app(settings: Settings, secret: str) -> web.Application:
             settings, models, rooms=hub.rooms, audio=media, outbox=hub, registry=hub.registry
         )
     frames = imagery.setup(app, settings, media, hub.rooms, hub, hub.registry)
+    if settings.redis_url:
+        forward.setup(app)
     app.router.add_get("/v1/signal", signal)
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
@@ -105,6 +109,9 @@ def create_app(settings: Settings, secret: str) -> web.Application:
             hub.cluster = await join_cluster(settings, hub, app.get(CAPTIONS))
         if settings.translation:
             hub.translator = await asyncio.to_thread(translation_service, settings, hub.registry)
+        shared = share_through_redis(settings, hub, app[ADMISSION])
+        if shared is not None:
+            shared.start()
         if settings.moderation:  # engines load in a worker thread, once per process
             hub.moderation = await text_moderation(settings, hub)
         await hub.start()
@@ -117,6 +124,8 @@ def create_app(settings: Settings, secret: str) -> web.Application:
             await captions.close()
         if isinstance(hub.translator, TranslationService):
             await hub.translator.aclose()
+        if shared is not None:
+            await shared.close()
         await hub.close_store()
 
     async def on_shutdown(app: web.Application) -> None:
@@ -141,6 +150,23 @@ async def join_cluster(settings: Settings, hub: Hub, captions: LiveCaptions | No
         ttl=settings.lease_ttl,
         load=load,
     )
+
+
+def share_through_redis(
+    settings: Settings, hub: Hub, admission: Admission
+) -> SharedAdmission | None:
+    """With several nodes: the translation cache (a setting) and the per-address limits
+    live in Redis too, so every node sees every node's."""
+    if hub.cluster is None:
+        return None
+    redis, prefix = hub.cluster.redis, settings.redis_prefix
+    if settings.translate_cache_shared and isinstance(hub.translator, TranslationService):
+        hub.translator.shared = SharedCache(redis, prefix)
+    admission.shared = SharedAdmission(
+        redis, prefix, hub.cluster.id, settings.max_connections_per_ip, settings.join_rate,
+        settings.join_burst, ttl=settings.lease_ttl,
+    )  # fmt: skip
+    return admission.shared
 
 
 def translation_service(settings: Settings, registry: CollectorRegistry) -> TranslationService:

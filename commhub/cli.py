@@ -34,7 +34,7 @@ from commhub.server import invites
 from commhub.server.accesslog import AccessLog
 from commhub.server.keys import HUB
 from commhub.speech import ModelNotFound, SpeechModels
-from commhub.store import export
+from commhub.store import StoreUnreachable, export
 from commhub.translate import (
     TranslationError,
     TranslationService,
@@ -119,7 +119,8 @@ def parser() -> argparse.ArgumentParser:
         "invite",
         help="print a join link (an invite) for a room",
         description="Mint an invite and print its join URL. Works while the hub runs: "
-        "invites live in the data dir (use the same --data-dir as `serve`).",
+        "invites live in the hub's database (the same --data-dir or COMMHUB_DATABASE_URL "
+        "as `serve`).",
     )
     _settings_args(inv)
     inv.add_argument("--room", required=True, help="room name")
@@ -384,11 +385,11 @@ def invite(args: argparse.Namespace, settings: Settings) -> int:
     except invites.InviteError as exc:
         print(f"commhub invite: {exc.message}", file=sys.stderr)
         return 2
-    db = invites.InviteDB(invites.db_path(settings.data_dir))
-    try:
-        made = db.create(checked)
-    finally:
-        db.close()
+    try:  # the hub's database (database_url, else the data dir's): every node sees it
+        made = asyncio.run(invites.mint(settings.database_url, settings.data_dir, checked))
+    except invites.InviteError as exc:
+        print(f"commhub invite: {exc.message}", file=sys.stderr)
+        return 1
     uses = "unlimited uses" if made.uses is None else f"{made.uses} use(s)"
     until = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(made.expires_at))
     print(f"invite to room {made.room}: {uses}, valid until {until}", file=sys.stderr)
@@ -512,7 +513,7 @@ async def serve(
     )
     try:
         await runner.setup()
-    except ClusterError as exc:  # a service it needs: one line, no traceback
+    except (ClusterError, StoreUnreachable) as exc:  # a service it needs: one line, no traceback
         print(f"commhub serve: {exc}", file=sys.stderr, flush=True)
         return UNREACHABLE
     site = web.TCPSite(runner, settings.host, settings.port)

@@ -7,12 +7,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from commhub import protocol
+from commhub.auth import DESK_ROOM_PREFIX
 from commhub.bus import Bus, Inbox, MemoryBus
 from commhub.cluster import Cluster
 from commhub.config import Settings
@@ -155,6 +156,8 @@ class Hub:
         self.store: Store | None = None  # set by the app when the store runs
         self.moderation: TextModeration | None = None  # set by the app when text filters run
         self.cluster: Cluster | None = None  # set by the app with several nodes (redis_url)
+        # moves a desk's connections to another node (the desks set it): desk, url, reason
+        self.desk_mover: Callable[[str, str, str], Awaitable[None]] | None = None
         self.closing = False
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,14 +216,18 @@ class Hub:
             async with asyncio.timeout(self.settings.drain_timeout):
                 while self.rooms.participant_count():  # noqa: ASYNC110 (rooms empty many ways)
                     await asyncio.sleep(0.25)
-        for room in list(self.rooms):
-            url = await self.cluster.handover(room.name)
-            await self.hand_over(room.name, url or "", "drain")
+        for name in sorted(self.cluster.names()):
+            url = await self.cluster.handover(name)
+            await self.hand_over(name, url or "", "drain")
 
     async def hand_over(self, room_name: str, url: str, reason: str = "moved") -> None:
         """The room runs elsewhere now: everyone in it is sent to `url` (`redirect`, close
         4010), or, when no node can take it, told to come back (`server_shutdown`) to be
-        placed again."""
+        placed again. A desk's name (`desk.NAME`) moves the desk's connections."""
+        if room_name.startswith(DESK_ROOM_PREFIX):
+            if self.desk_mover is not None:
+                await self.desk_mover(room_name.removeprefix(DESK_ROOM_PREFIX), url, reason)
+            return
         room = self.rooms.drop(room_name)
         if room is None:
             return

@@ -8,12 +8,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 
 from commhub import auth
 from commhub.cluster import Cluster
 from tests.conftest import SECRET, Running, StartHub, run_cli
+from tests.helpers.desks import agent_token, make_desk, visit
+from tests.helpers.http import admin_headers, call
 from tests.helpers.hubproc import clean_env, free_port
 from tests.helpers.services import RedisServer
 from tests.wsclient import SignalClient
@@ -47,25 +50,34 @@ def cluster_of(node: Running) -> Cluster:
     return node.hub.cluster
 
 
-async def enter(url: str, room: str, identity: str) -> tuple[SignalClient, str, list[str]]:
-    """Join like a client written from PROTOCOL.md: follow `redirect` (close 4010) to the
-    node it names. Returns the client, the node URL it joined on and the redirects seen."""
-    token = auth.issue(SECRET, room=room, identity=identity)
+async def follow(
+    url: str, token: str, hello: dict[str, Any]
+) -> tuple[SignalClient, str, dict[str, Any], list[str]]:
+    """Connect like a client written from PROTOCOL.md: send `hello`, follow `redirect`
+    (close 4010) to the node it names. Returns the client, the node URL it stayed on, the
+    hub's first answer there and the redirects seen."""
     hops: list[str] = []
     for _ in range(3):
         c = await SignalClient.connect(url, token)
-        await c.send({"type": "join"})
-        first = await c.expect(None, timeout=10)
+        await c.send(hello)
+        first = await c.expect(None, timeout=15)
         if first["type"] != "redirect":
-            assert first["type"] == "joined", first
-            c.joined = first
-            return c, url, hops
+            return c, url, first, hops
         assert first["reason"] == "owner"
         assert await c.closed(timeout=10) == 4010
         await c.close(quiet=True)
         url = first["url"]
         hops.append(url)
     raise AssertionError(f"redirected in circles: {hops}")
+
+
+async def enter(url: str, room: str, identity: str) -> tuple[SignalClient, str, list[str]]:
+    """Join `room` through the node at `url`, following redirects."""
+    token = auth.issue(SECRET, room=room, identity=identity)
+    c, url, first, hops = await follow(url, token, {"type": "join"})
+    assert first["type"] == "joined", first
+    c.joined = first
+    return c, url, hops
 
 
 async def test_a_room_runs_on_one_node_and_the_others_redirect(
@@ -235,3 +247,73 @@ def test_serve_without_redis_exits_with_a_clear_error(tmp_path: Any) -> None:
     assert "Redis at redis://:***@127.0.0.1" in done.stderr and "unreachable" in done.stderr
     assert "Traceback" not in done.stderr
     assert "pw@" not in done.stderr
+
+
+async def test_the_admin_api_answers_the_same_on_every_node(
+    start_hub: StartHub, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    a = await start_node(start_hub, redis_server, "node-a")
+    b = await start_node(start_hub, redis_server, "node-b")
+    assert await cluster_of(a).claim_here("on-a")
+    assert await cluster_of(b).claim_here("on-b")
+    alice, _, _ = await enter(b.url, "on-a", "alice")
+    bob, _, _ = await enter(a.url, "on-b", "bob")
+    try:
+        for node in (a, b):
+            status, body = await call(
+                http, "GET", f"{node.url}/v1/admin/rooms", headers=admin_headers()
+            )
+            assert status == 200, body
+            listed = {r["name"]: (r["node"], r["participants"]) for r in body["rooms"]}
+            assert listed == {"on-a": ("node-a", 1), "on-b": ("node-b", 1)}
+        # one room's live state, asked of the node that does not run it
+        status, body = await call(
+            http, "GET", f"{b.url}/v1/admin/rooms/on-a", headers=admin_headers()
+        )
+        assert status == 200 and [p["identity"] for p in body["participants"]] == ["alice"]
+        status, _ = await call(
+            http, "DELETE", f"{b.url}/v1/admin/rooms/on-a/participants/alice",
+            headers=admin_headers(),
+        )  # fmt: skip
+        assert status == 204
+        assert await alice.closed(timeout=10) == 4004
+    finally:
+        for c in (alice, bob):
+            await c.close(quiet=True)
+
+
+async def test_a_desk_and_its_calls_run_on_one_node(
+    start_hub: StartHub, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    a = await start_node(start_hub, redis_server, "node-a")
+    b = await start_node(start_hub, redis_server, "node-b")
+    await make_desk(a, http, "permits", languages=["ko", "en"])
+    clients: list[SignalClient] = []
+    try:
+        token = agent_token("permits", "agent-kim", ["ko", "en"])
+        kim, at_kim, state, _ = await follow(
+            b.url, token, {"type": "desk_join", "status": "available"}
+        )
+        clients.append(kim)
+        assert state["type"] == "desk_state", state
+        other = a if at_kim == b.url else b
+        owner = b if other is a else a
+        # the public desk calls, asked of the other node, see the live desk
+        status, body = await visit(other, http, "permits", "Ana", "en")
+        assert status == 200, body
+        ana, at_ana, waiting, hops = await follow(other.url, body["token"], {"type": "desk_join"})
+        clients.append(ana)
+        assert at_ana == owner.url and hops == [owner.url]
+        # an agent is free: the visitor is assigned at once (or after desk_waiting)
+        if waiting["type"] != "desk_assigned":
+            assert waiting["type"] == "desk_waiting", waiting
+            waiting = await ana.expect("desk_assigned", timeout=15)
+        assigned = waiting
+        # the call room runs where the desk runs, whichever node the visitor asks
+        call_token = assigned["token"]
+        room_c, at_room, joined, _ = await follow(other.url, call_token, {"type": "join"})
+        clients.append(room_c)
+        assert joined["type"] == "joined" and at_room == owner.url
+    finally:
+        for c in clients:
+            await c.close(quiet=True)

@@ -1,10 +1,10 @@
-"""The store on a real SQLite file: migrations, chat with translations, captions and the
-transcript, reports, bans, events, purge, erasure, group commit and back-pressure."""
+"""The store on a real SQLite file and a real PostgreSQL: migrations, chat with translations,
+captions and the transcript, reports, bans, events, purge, erasure, group commit and
+back-pressure."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +16,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from commhub import protocol
 from commhub.store import Store, StoreError, default_url, migrate
@@ -33,29 +32,18 @@ def chat(n: int, identity: str = "alice", text: str | None = None) -> dict[str, 
     )
 
 
-# The same tests on PostgreSQL when one is given (the schema must stay portable), e.g.
-# COMMHUB_TEST_POSTGRES_URL=postgresql+asyncpg://commhub@127.0.0.1:55432/postgres
-POSTGRES = os.environ.get("COMMHUB_TEST_POSTGRES_URL", "")
-
-
-async def empty_postgres(url: str) -> None:
-    engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-        await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    await engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on SQLite and on a real PostgreSQL (a fresh database each): the schema
+    and every query must stay portable."""
     if request.param == "sqlite":
-        url = default_url(tmp_path / "data")
-    elif not POSTGRES:
-        pytest.skip("COMMHUB_TEST_POSTGRES_URL is not set")
-    else:
-        url = POSTGRES
-        await empty_postgres(url)
-    s = Store(url, busy_timeout=0.5, retry=0.2)
+        return default_url(tmp_path / "data")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    s = Store(store_url, busy_timeout=0.5, retry=0.2)
     await s.start()
     yield s
     await s.close()
@@ -354,3 +342,68 @@ async def test_close_commits_what_is_queued(tmp_path: Path) -> None:
         assert len(await again.events("lobby")) == 50
     finally:
         await again.close()
+
+
+async def test_a_batch_whose_commit_reply_was_lost_is_not_written_twice(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection fails around COMMIT: before it (nothing saved: the queued writes are
+    retried) and after it (saved, reply lost: the probe finds the batch's mark and does not
+    write them again). Each event is stored exactly once."""
+    real = store.writer._transaction
+    faults = ["before", "after"]
+
+    async def flaky(items: Any, number: int) -> Any:
+        if faults and faults[0] == "before":
+            faults.pop(0)
+            raise ConnectionResetError("connection lost before COMMIT")
+        result = await real(items, number)
+        if faults:
+            faults.pop(0)
+            raise ConnectionResetError("connection lost before the reply to COMMIT")
+        return result
+
+    monkeypatch.setattr(store.writer, "_transaction", flaky)
+    for n in range(5):
+        store.add_event("lobby", "note", {"n": n})
+    async with asyncio.timeout(60):
+        while faults or store.writer.pending or not store.status()[0]:
+            await asyncio.sleep(0.02)
+    assert sorted(e["data"]["n"] for e in await store.events("lobby")) == list(range(5))
+    with pytest.raises(StoreError, match="unavailable"):  # an awaited write fails at once
+        store.writer.unhealthy("database error: test")
+        await store.add_chat("lobby", chat(1))
+
+
+async def test_queued_writes_outlast_a_database_fault_and_held_writers_get_an_answer(
+    tmp_path: Path,
+) -> None:
+    """A locked SQLite file stands for any database fault: the queued events wait for the
+    database and are all saved after it; a chat held back by the full queue is answered
+    (store unavailable) instead of waiting for the database."""
+    url = default_url(tmp_path)
+    first = Store(url)
+    await first.start()
+    await first.close()
+    s = Store(url, queue=2, batch=1, busy_timeout=0.2, retry=0.2)
+    await s.start()
+    holder = sqlite3.connect(tmp_path / "commhub.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for n in range(4):
+            s.add_event("lobby", "note", {"n": n})
+        with pytest.raises(StoreError, match=r"unavailable.*locked"):
+            async with asyncio.timeout(30):
+                await s.add_chat("lobby", chat(1))
+        assert s.writer.pending == 4 and not s.status()[0]
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    try:
+        async with asyncio.timeout(60):
+            while s.writer.pending or not s.status()[0]:
+                await asyncio.sleep(0.05)
+        assert [e["data"]["n"] for e in await s.events("lobby")] == [0, 1, 2, 3]
+        assert await s.recent_chat("lobby", 5) == []
+    finally:
+        await s.close()

@@ -96,7 +96,7 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         with contextlib.suppress(*_UNREACHABLE):
-            for name in self._names():
+            for name in self.names():
                 await self.leases.move(name, self.id, None)
             await self.registry.remove(self.id)
         await self.redis.aclose()
@@ -115,7 +115,7 @@ class Cluster:
         try:
             return await self._route(name)
         except _UNREACHABLE as exc:
-            if name in self._names():
+            if name in self.names():
                 return HERE  # it runs here: Redis being away changes nothing for it
             raise Unroutable(f"the cluster's Redis is unreachable: {exc}") from None
 
@@ -196,7 +196,7 @@ class Cluster:
 
     # -- heartbeat -------------------------------------------------------------------------
 
-    def _names(self) -> set[str]:
+    def names(self) -> set[str]:
         cutoff = time.monotonic() - self.ttl
         self._claimed = {k: t for k, t in self._claimed.items() if t > cutoff}
         names = set(self._claimed)
@@ -214,7 +214,7 @@ class Cluster:
 
     async def _beat(self) -> None:
         await self.registry.beat(self._measure())
-        lost = await self.leases.renew(sorted(self._names()), self.id)
+        lost = await self.leases.renew(sorted(self.names()), self.id)
         for name in lost:
             self._claimed.pop(name, None)
             owner = await self.leases.owner(name)

@@ -77,6 +77,42 @@ class Desks:
         except Exception:  # the hub runs on; the desks' calls fail until the database works
             log.exception("the desks' database at %s is unusable", self.store.engine.url)
         await self.support.refresh()
+        if self.hub.cluster is not None:  # a desk in use runs on one node, like a room
+            self.hub.cluster.held.append(self._in_use)
+            self.hub.desk_mover = self.move
+
+    def _in_use(self) -> list[str]:
+        return [
+            DESK_ROOM_PREFIX + name
+            for name, st in self.states.items()
+            if st.queue or st.agents or st.sessions
+        ]
+
+    async def move(self, desk: str, url: str, reason: str) -> None:
+        """The desk runs on another node now (drain, lost lease): its agents and visitors
+        are sent there; places in its queue do not move (README, "Several nodes")."""
+        state = self.states.pop(desk, None)
+        if state is None:
+            return
+        links = [v.link for v in state.queue if v.link]
+        links += [v.link for s in state.sessions.values() if (v := s.visitor).link]
+        links += [a.link for a in state.agents.values() if a.link]
+        for v in state.queue:
+            if v.timer:
+                v.timer.cancel()
+        for a in state.agents.values():
+            if a.timer:
+                a.timer.cancel()
+        self.visitors = {k: w for k, w in self.visitors.items() if w[0] is not state}
+        notice = protocol.redirect(url, reason) if url else protocol.server_shutdown(1)
+        why = CloseReason.REDIRECT if url else CloseReason.SHUTDOWN
+        for link in links:
+            link.gone = True
+            self.hub.send(link.conn, notice)
+        await asyncio.gather(
+            *(link.conn.end(why, f"the desk moved ({reason})") for link in links),
+            return_exceptions=True,
+        )
 
     async def close(self) -> None:
         for state in self.states.values():
@@ -537,6 +573,7 @@ class Desks:
     ) -> dict[str, Any]:
         state.queue.remove(v)
         room = f"desk-{state.name}-{secrets.token_urlsafe(16)}"  # 128 random bits
+        self.hub.reserve(room)  # the call runs where its desk runs
         session = DeskSession(new_session_id(), room, agent, v)
         state.sessions[session.id] = session
         agent.sessions.add(session.id)

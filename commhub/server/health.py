@@ -23,6 +23,12 @@ async def readyz(request: web.Request) -> web.Response:
         "rooms": len(hub.rooms),
         "participants": hub.rooms.participant_count(),
     }
+    if hub.cluster is not None:
+        c = hub.cluster
+        body["cluster"] = {"node": c.id, "redis": "ok" if c.reachable else "unreachable"}
+        if c.draining:  # a load balancer sends new clients elsewhere
+            body["status"] = "draining"
+            return web.json_response(body, status=503)
     if hub.store is not None:
         ok, detail = hub.store.status()
         body["store"] = detail

@@ -5,24 +5,20 @@ expires, may be single- or multi-use, and can be revoked. Redeeming one (with a 
 and languages) mints an ordinary access token for a fresh guest identity, with no more
 grants than the invite carries.
 
-Invites live in SQLite under the data dir, so `commhub invite` (another process) can mint
-one while the hub runs. The hub talks to the database from one worker thread only: no call
-ever blocks the event loop, and the writes need no locking of their own.
+Invites live in the hub's database (commhub.store.invites: the store's SQLite file under the
+data dir, or `database_url`), so `commhub invite` (another process) can mint one while the
+hub runs, and every node of a cluster sees the same invites and counts each use once.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
+import logging
 import re
 import secrets
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -31,10 +27,21 @@ from commhub.server.admin import admin_claims, authorise, covers, json_body
 from commhub.server.keys import HUB
 from commhub.server.limits import AddressBuckets
 from commhub.server.signal import json_error
+from commhub.store import default_url
+from commhub.store.invites import (
+    DATABASE_FAULTS,
+    Invite,
+    InviteError,
+    InviteStore,
+    unavailable,
+)
+
+__all__ = ["INVITES", "Invite", "InviteError", "InviteStore", "mint", "setup", "validate"]
+
+log = logging.getLogger("commhub.invites")
 
 DEFAULT_TTL = 86400.0  # an invite is valid for a day unless told otherwise
 GUEST_TOKEN_TTL = 6 * 3600.0  # the token a redeem mints: one long call, reconnects included
-KEEP_ENDED = 7 * 86400.0  # ended invites are still listed this long, then purged
 NAME_MAX = 80
 # per client address, for the public endpoints: enough for a page load and a few retries,
 # far too few to try codes (which are 128-bit random anyway)
@@ -43,76 +50,7 @@ PUBLIC_BURST = 20
 _CODE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-T = TypeVar("T")
-
-
 MAX_USES = 1_000_000  # a bound SQLite's integers (and anyone's sense) can hold
-
-
-class InviteError(Exception):
-    """A refused invite or request: HTTP status, stable code, words for people."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class Invite:
-    code: str
-    room: str
-    created_at: float
-    expires_at: float
-    uses: int | None  # None: unlimited
-    uses_left: int | None
-    role: str
-    grants: tuple[str, ...]
-    media_mode: str | None
-    revoked_at: float | None
-
-    def status(self, now: float) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if now >= self.expires_at:
-            return "expired"
-        if self.uses_left is not None and self.uses_left <= 0:
-            return "used_up"
-        return "active"
-
-    def refusal(self, now: float) -> InviteError | None:
-        state = self.status(now)
-        words = {
-            "revoked": "this invite was revoked",
-            "expired": "this invite has expired",
-            "used_up": "this invite has been used as many times as it allows",
-        }
-        if state == "active":
-            return None
-        return InviteError(410, f"invite_{state}", words[state])
-
-    @property
-    def url(self) -> str:
-        return f"/join/{self.code}"
-
-    def public(self) -> dict[str, Any]:
-        return {"room": self.room, "expires_at": int(self.expires_at), "uses_left": self.uses_left}
-
-    def wire(self, now: float) -> dict[str, Any]:
-        return {
-            "code": self.code,
-            "room": self.room,
-            "url": self.url,
-            "created_at": int(self.created_at),
-            "expires_at": int(self.expires_at),
-            "uses": self.uses,
-            "uses_left": self.uses_left,
-            "role": self.role,
-            "grants": list(self.grants),
-            "media_mode": self.media_mode,
-            "status": self.status(now),
-        }
 
 
 def validate(spec: Any, max_ttl: float) -> dict[str, Any]:
@@ -160,147 +98,6 @@ def validate(spec: Any, max_ttl: float) -> dict[str, Any]:
     }
 
 
-class InviteDB:
-    """The invite table (synchronous). One per process and thread; SQLite arbitrates
-    between the hub and the command line."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(
-            """CREATE TABLE IF NOT EXISTS invites (
-                code TEXT PRIMARY KEY, room TEXT NOT NULL, created_at REAL NOT NULL,
-                expires_at REAL NOT NULL, uses INTEGER, uses_left INTEGER,
-                role TEXT NOT NULL, grants TEXT NOT NULL, media_mode TEXT, revoked_at REAL)"""
-        )
-        self.db.execute("CREATE INDEX IF NOT EXISTS invites_room ON invites (room)")
-        self.db.execute("DELETE FROM invites WHERE expires_at < ?", (time.time() - KEEP_ENDED,))
-
-    def close(self) -> None:
-        self.db.close()
-
-    def create(self, spec: dict[str, Any], now: float | None = None) -> Invite:
-        """`spec` as validate() returns it."""
-        now = time.time() if now is None else now
-        invite = Invite(
-            code=secrets.token_urlsafe(16),  # 128 random bits
-            room=spec["room"],
-            created_at=now,
-            expires_at=now + spec["ttl"],
-            uses=spec["uses"],
-            uses_left=spec["uses"],
-            role=spec["role"],
-            grants=tuple(spec["grants"]),
-            media_mode=spec["media_mode"],
-            revoked_at=None,
-        )
-        self.db.execute(
-            "INSERT INTO invites VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            (invite.code, invite.room, invite.created_at, invite.expires_at, invite.uses,
-             invite.uses_left, invite.role, json.dumps(invite.grants), invite.media_mode),
-        )  # fmt: skip
-        return invite
-
-    def get(self, code: str) -> Invite | None:
-        row = self.db.execute("SELECT * FROM invites WHERE code = ?", (code,)).fetchone()
-        return _invite(row) if row else None
-
-    def list(self, room: str | None = None) -> list[Invite]:
-        if room is None:
-            rows = self.db.execute("SELECT * FROM invites ORDER BY created_at").fetchall()
-        else:
-            rows = self.db.execute(
-                "SELECT * FROM invites WHERE room = ? ORDER BY created_at", (room,)
-            ).fetchall()
-        return [_invite(r) for r in rows]
-
-    def revoke(self, code: str, now: float | None = None) -> bool:
-        cur = self.db.execute(
-            "UPDATE invites SET revoked_at = COALESCE(revoked_at, ?) WHERE code = ?",
-            (time.time() if now is None else now, code),
-        )
-        return cur.rowcount > 0
-
-    def redeem(self, code: str, now: float | None = None) -> Invite:
-        """Take one use, atomically (two redeems of the last use: one wins, one gets
-        invite_used_up), or raise the reason it cannot be used."""
-        now = time.time() if now is None else now
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            invite = self.get(code)
-            if invite is None:
-                raise InviteError(404, "invite_not_found", "no such invite")
-            refusal = invite.refusal(now)
-            if refusal is not None:
-                raise refusal
-            if invite.uses_left is not None:
-                self.db.execute(
-                    "UPDATE invites SET uses_left = uses_left - 1 WHERE code = ?", (code,)
-                )
-                invite = self.get(code) or invite
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return invite
-
-
-def _invite(row: tuple[Any, ...]) -> Invite:
-    code, room, created, expires, uses, left, role, grants, mode, revoked = row
-    return Invite(code, room, created, expires, uses, left, role,
-                  tuple(json.loads(grants)), mode, revoked)  # fmt: skip
-
-
-def db_path(data_dir: Path) -> Path:
-    return data_dir / "invites.sqlite3"
-
-
-class InviteStore:
-    """The hub's async face of InviteDB: every call runs in the store's one thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="invites")
-        self._db: InviteDB | None = None
-
-    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
-
-    def _open(self) -> InviteDB:
-        self._db = InviteDB(self.path)
-        return self._db
-
-    async def open(self) -> None:
-        await self._call(self._open)
-
-    @property
-    def db(self) -> InviteDB:
-        assert self._db is not None, "InviteStore.open() first"
-        return self._db
-
-    async def create(self, spec: dict[str, Any]) -> Invite:
-        return await self._call(self.db.create, spec)
-
-    async def get(self, code: str) -> Invite | None:
-        return await self._call(self.db.get, code)
-
-    async def list(self, room: str | None = None) -> list[Invite]:
-        return await self._call(self.db.list, room)
-
-    async def revoke(self, code: str) -> bool:
-        return await self._call(self.db.revoke, code)
-
-    async def redeem(self, code: str) -> Invite:
-        return await self._call(self.db.redeem, code)
-
-    async def close(self) -> None:
-        if self._db is not None:
-            await self._call(self._db.close)
-            self._db = None
-        self._executor.shutdown(wait=False)  # idle now: its last call has returned
-
-
 INVITES = web.AppKey("invites", InviteStore)
 _LIMITER = web.AppKey("invite_limiter", AddressBuckets)
 
@@ -329,7 +126,10 @@ async def show(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     store, code = found
-    invite = await store.get(code)
+    try:
+        invite = await store.get(code)
+    except InviteError as exc:
+        return _refused(exc)
     if invite is None:
         return json_error(404, "invite_not_found", "no such invite")
     refusal = invite.refusal(time.time())
@@ -409,9 +209,9 @@ async def create(request: web.Request) -> web.Response:
     covers(claims, room)
     try:
         checked = validate(spec, hub.settings.admin_token_max_ttl)
+        invite = await request.app[INVITES].create(checked)
     except InviteError as exc:
         return _refused(exc)
-    invite = await request.app[INVITES].create(checked)
     wire = invite.wire(time.time())
     body = {k: wire[k] for k in ("code", "room", "url", "expires_at", "uses_left")}
     return web.json_response(body, status=201)
@@ -421,31 +221,61 @@ async def list_invites(request: web.Request) -> web.Response:
     """GET /v1/admin/invites[?room=R]: a room's invites (its admin), or all (`*` admin)."""
     room = request.query.get("room")
     authorise(request, room)
-    invites = await request.app[INVITES].list(room)
+    try:
+        invites = await request.app[INVITES].list(room)
+    except InviteError as exc:
+        return _refused(exc)
     now = time.time()
     return web.json_response({"invites": [i.wire(now) for i in invites]})
 
 
 async def revoke(request: web.Request) -> web.Response:
-    """DELETE /v1/admin/invites/{code}: the invite stops working at once (204)."""
+    """DELETE /v1/admin/invites/{code}: the invite stops working at once (204), on every
+    node: they all read the same row."""
     code = request.match_info["code"]
     store = request.app[INVITES]
-    invite = await store.get(code) if _CODE.match(code) else None
-    if invite is None:
-        admin_claims(request)  # only an admin (of some room) learns that a code does not exist
-        return json_error(404, "invite_not_found", "no such invite")
-    authorise(request, invite.room)
-    await store.revoke(code)
+    try:
+        invite = await store.get(code) if _CODE.match(code) else None
+        if invite is None:
+            admin_claims(request)  # only an admin (of some room) learns that a code does not exist
+            return json_error(404, "invite_not_found", "no such invite")
+        authorise(request, invite.room)
+        await store.revoke(code)
+    except InviteError as exc:
+        return _refused(exc)
     return web.Response(status=204)
 
 
+def store_for(url: str, data_dir: Path, busy_timeout: float = 5.0) -> InviteStore:
+    """The invites of the hub's database: `url` (database_url), else the store's SQLite
+    file under data_dir; the data dir's old invite file is imported on open()."""
+    return InviteStore(url or default_url(data_dir), legacy_dir=data_dir, busy_timeout=busy_timeout)
+
+
+async def mint(url: str, data_dir: Path, spec: dict[str, Any]) -> Invite:
+    """One invite from outside the hub (`commhub invite`): `spec` as validate() returns it."""
+    store = store_for(url, data_dir)
+    try:
+        try:
+            await store.open()
+        except DATABASE_FAULTS as exc:
+            raise unavailable(exc) from exc
+        return await store.create(spec)
+    finally:
+        await store.close()
+
+
 def setup(app: web.Application, data_dir: Path) -> None:
-    store = InviteStore(db_path(data_dir))
+    settings = app[HUB].settings
+    store = store_for(settings.database_url, data_dir, settings.store_busy_timeout)
     app[INVITES] = store
     app[_LIMITER] = AddressBuckets(PUBLIC_RATE, PUBLIC_BURST)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        await store.open()
+        try:
+            await store.open()
+        except Exception:  # the hub runs on; invite calls answer 503 until the database works
+            log.exception("the invites' database at %s is unusable", store.engine.url)
         yield
         await store.close()
 

@@ -1,13 +1,23 @@
 """Limits against hostile or broken clients: token buckets per connection (frames and bytes,
-with flood detection) and admission per client address and identity (before the upgrade)."""
+with flood detection) and admission per client address and identity (before the upgrade),
+per node and, with Redis, across the nodes of a cluster (SharedAdmission)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import logging
 import math
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:  # one node never loads the Redis client
+    from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 
@@ -95,6 +105,9 @@ class Admission:
         self.by_ip: Counter[str] = Counter()
         self.by_identity: Counter[tuple[str, str]] = Counter()
         self.joins = AddressBuckets(join_rate, join_burst)
+        # with Redis: the per-address limits across every node, asked (async) once a socket
+        # is known to stay on this node; None: one node
+        self.shared: SharedAdmission | None = None
 
     def admit(self, ip: str, room: str, identity: str) -> tuple[str, str] | None:
         """Count the connection in, or say why not: (code, message)."""
@@ -120,3 +133,179 @@ def _decrement(counter: Counter[K], key: K) -> None:
     counter[key] -= 1
     if counter[key] <= 0:
         del counter[key]
+
+
+# Atomic per address: forget expired sockets, check the count, then the join window, then
+# count this socket in. KEYS: the address's sockets (sorted set, score = expiry in ms of
+# Redis' clock), its join window counter. ARGV: per_ip, joins allowed per window, window
+# ms, socket ttl ms, member. 0: admitted, 1: too many sockets, 2: too many joins.
+_ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 1 end
+local joins = redis.call('INCR', KEYS[2])
+if joins == 1 then redis.call('PEXPIRE', KEYS[2], 2 * tonumber(ARGV[3])) end
+if joins > tonumber(ARGV[2]) then return 2 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[4]), ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 0
+"""
+# A node's sockets of one address, still open: their expiry pushed on (re-added after a
+# Redis restart). KEYS: the sorted set. ARGV: ttl ms, members...
+_REFRESH = """
+local t = redis.call('TIME')
+local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], until_ms, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+
+class SharedAdmission:
+    """Admission's per-address limits across the nodes of a cluster, through Redis: open
+    sockets per address (a sorted set per address, one member per socket, each expiring
+    unless its node refreshes it every ttl/3, so a dead node's sockets stop counting
+    within ttl) and joins per address (a fixed window counter, INCR + PEXPIRE).
+
+    Asked after the node's own Admission (which alone limits sockets per identity: a
+    room's participants are all on its owner node). When Redis fails or hangs longer than
+    `timeout`, the node's own limits are all there is for `retry` seconds: logged once
+    per outage, and nobody is refused for it. The sockets admitted meanwhile are counted
+    in Redis by the next refresh."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        node_id: str,
+        per_ip: int,
+        join_rate: float,
+        join_burst: int,
+        *,
+        ttl: float = 30.0,
+        timeout: float = 0.5,
+        retry: float = 5.0,
+    ) -> None:
+        self.redis, self.prefix, self.node_id = redis, prefix, node_id
+        self.per_ip = per_ip
+        self.join_rate = join_rate
+        # the bucket's burst refills in burst/rate seconds: one window holds that many joins
+        self.window = max(1.0, join_burst / join_rate) if join_rate > 0 else 1.0
+        self.window_joins = max(join_burst, math.ceil(join_rate * self.window))
+        self.ttl, self.timeout, self.retry = ttl, timeout, retry
+        self.errors = 0
+        self._seq = itertools.count()
+        self._open: dict[str, list[str]] = {}  # address -> this node's sockets' members
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._down_until = 0.0
+        self._down = False
+        self._admit = redis.register_script(_ADMIT)
+        self._refresh = redis.register_script(_REFRESH)
+
+    def _sockets_key(self, ip: str) -> str:
+        return f"{self.prefix}:sock:{ip}"
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    async def admit(self, ip: str) -> tuple[str, str] | None:
+        """Count one socket from `ip` in cluster-wide, or say why not: (code, message)."""
+        member = f"{self.node_id}:{next(self._seq)}"
+        if self.available:
+            window = int(time.time() // self.window)
+            keys = [self._sockets_key(ip), f"{self.prefix}:joins:{ip}:{window}"]
+            args: list[int | str] = [self.per_ip, self.window_joins, int(self.window * 1000),
+                                     int(self.ttl * 1000), member]  # fmt: skip
+            try:
+                verdict = await asyncio.wait_for(self._admit(keys, args), self.timeout)
+            except Exception as exc:  # Redis away: this node's own limits decide
+                self._failed(exc)
+            else:
+                self._answered()
+                if verdict == 1:
+                    return (
+                        "too_many_connections",
+                        f"over {self.per_ip} connections from this address (all nodes)",
+                    )
+                if verdict == 2:
+                    return "rate_limited", f"over {self.join_rate:g} connections per second"
+        self._open.setdefault(ip, []).append(member)
+        return None
+
+    def release(self, ip: str) -> None:
+        """One socket from `ip` admitted here closed (Redis is told in the background)."""
+        members = self._open.get(ip)
+        if not members:
+            return
+        member = members.pop()
+        if not members:
+            del self._open[ip]
+        if self.available:
+            self._background(self._forget(ip, [member]))
+
+    async def _forget(self, ip: str, members: list[str]) -> None:
+        try:
+            await asyncio.wait_for(self.redis.zrem(self._sockets_key(ip), *members), self.timeout)
+        except Exception as exc:  # it expires within ttl anyway
+            self._failed(exc)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def start(self) -> None:
+        """Keep this node's sockets alive in Redis (every ttl/3) until close()."""
+        if self._refresher is None:
+            self._refresher = asyncio.ensure_future(self._refresh_forever())
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            if self.available and self._open:
+                await self.refresh()
+
+    async def refresh(self) -> None:
+        ttl_ms = int(self.ttl * 1000)
+        try:
+            async with asyncio.timeout(self.timeout * 4):
+                pipe = self.redis.pipeline(transaction=False)
+                for ip, members in list(self._open.items()):
+                    await self._refresh([self._sockets_key(ip)], [ttl_ms, *members], client=pipe)
+                await pipe.execute()
+        except Exception as exc:
+            self._failed(exc)
+        else:
+            self._answered()
+
+    async def close(self) -> None:
+        """Stop refreshing and take this node's sockets out of Redis (best effort)."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            await asyncio.gather(self._refresher, return_exceptions=True)
+            self._refresher = None
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        left, self._open = self._open, {}
+        if left and self.available:
+            await asyncio.gather(*(self._forget(ip, m) for ip, m in left.items()))
+
+    def _failed(self, exc: Exception) -> None:
+        self.errors += 1
+        self._down_until = time.monotonic() + self.retry
+        if not self._down:
+            self._down = True
+            log.warning(
+                "cluster-wide connection limits unavailable (%s: %s); this node's own "
+                "limits only, trying Redis again every %g s",
+                type(exc).__name__,
+                exc,
+                self.retry,
+            )
+
+    def _answered(self) -> None:
+        if self._down:
+            self._down = False
+            log.info("cluster-wide connection limits available again")

@@ -86,10 +86,17 @@ async def signal(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         hub.metrics.errors.labels(refusal[0]).inc()
         return json_error(429, *refusal)
+    shared = None  # the cluster's count of this address's sockets, once it stays here
     try:
         route = await _route(hub, room)
         if isinstance(route, web.Response):
             return route
+        if route.local and admission.shared is not None:
+            refusal = await admission.shared.admit(ip)
+            if refusal is not None:
+                hub.metrics.errors.labels(refusal[0]).inc()
+                return json_error(429, *refusal)
+            shared = admission.shared
         await ws.prepare(request)
         transport = request.transport
         if not isinstance(transport, asyncio.Transport):
@@ -117,6 +124,8 @@ async def signal(request: web.Request) -> web.StreamResponse:
             hub.metrics.connections.dec()
     finally:
         admission.release(ip, room, claims.identity)
+        if shared is not None:
+            shared.release(ip)
     return ws
 
 

@@ -1,7 +1,8 @@
-"""The store: SQLAlchemy 2 (async) over SQLite by default, PostgreSQL later; Alembic
-migrations shipped in the package and run at start, off the event loop."""
+"""The store: SQLAlchemy 2 (async) over SQLite by default, or PostgreSQL (several hub
+nodes share one); Alembic migrations shipped in the package and run at start, off the
+event loop."""
 
 from commhub.store.store import Store, default_url
-from commhub.store.writer import StoreError
+from commhub.store.writer import StoreError, StoreUnreachable
 
-__all__ = ["Store", "StoreError", "default_url"]
+__all__ = ["Store", "StoreError", "StoreUnreachable", "default_url"]

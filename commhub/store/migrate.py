@@ -4,6 +4,7 @@ worker thread (Store.start does)."""
 
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from typing import Any
 
@@ -20,9 +21,16 @@ def config(url: str, connect_args: dict[str, Any] | None = None) -> Config:
     return cfg
 
 
+# Alembic's `context` is one proxy per process: two upgrades in two threads at once would
+# tear it down under each other. Between processes (nodes) the database serializes them
+# (env.py: an advisory lock on PostgreSQL, the write lock on SQLite).
+_ONE_AT_A_TIME = threading.Lock()
+
+
 def upgrade(url: str, revision: str = "heads", connect_args: dict[str, Any] | None = None) -> None:
     """Bring the database at url to the newest schema (every branch's head)."""
-    command.upgrade(config(url, connect_args), revision)
+    with _ONE_AT_A_TIME:
+        command.upgrade(config(url, connect_args), revision)
 
 
 def current(url: str) -> None:

@@ -1,27 +1,30 @@
 """The store: rooms' policy, chat and its translations, caption finals and theirs, reports,
 bans and moderation events, behind one small async API (the Store protocol others code
 against). Writes go through one batching writer (writer.py); reads use their own
-connections (SQLite in WAL mode lets them run beside a commit)."""
+connections (SQLite in WAL mode lets them run beside a commit; PostgreSQL's pool checks a
+connection before lending it, so a restarted server is reconnected to)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, event, insert, or_, select, update
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from commhub.store import migrate
+from commhub.store import migrate, server
 from commhub.store import models as t
 from commhub.store.metrics import StoreMetrics
-from commhub.store.writer import Row, StoreError, Writer, describe
+from commhub.store.writer import Row, StoreError, StoreUnreachable, Writer, describe
 
 log = logging.getLogger("commhub.store")
 
@@ -58,7 +61,7 @@ class Store:
         sqlite = make_url(url).get_backend_name() == "sqlite"
         self._connect_args = {"timeout": busy_timeout} if sqlite else {}
         self.engine: AsyncEngine = self._engine(url, busy_timeout)
-        self.where = make_url(url).render_as_string(hide_password=True)
+        self.where = server.redacted(url)
         self._status = (False, "starting")
         self.writer = Writer(
             self.engine,
@@ -75,7 +78,7 @@ class Store:
     def _engine(url: str, busy_timeout: float) -> AsyncEngine:
         parsed = make_url(url)
         if parsed.get_backend_name() != "sqlite":
-            return create_async_engine(url, pool_pre_ping=True)
+            return create_async_engine(url, **server.engine_options(url, {}))
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": busy_timeout})
@@ -95,15 +98,21 @@ class Store:
 
     async def start(self) -> None:
         """Migrate (in a worker thread: Alembic is blocking), then start the writer. A
-        database that cannot be opened or migrated is logged and reported by status(); the
-        writer keeps probing it, and the hub runs on."""
+        database server that cannot be connected to raises StoreUnreachable (a hub cannot
+        run on a store it never reached; commhub serve says so and exits). A database that
+        was reached but cannot be opened or migrated (an SQLite file locked, a full disk) is
+        logged and reported by status(); the writer keeps probing it, and the hub runs on."""
         try:
             await self._migrate()
+        except StoreUnreachable:
+            await self.engine.dispose()
+            self._set_status(False, "unreachable")
+            raise
         except Exception as exc:
             detail = f"database error: {describe(exc)}"
             log.error("store at %s is unusable: %s", self.where, detail)
             self._set_status(False, detail)
-            self.writer.unhealthy()
+            self.writer.unhealthy(detail)
         else:
             self._set_status(True, "ok")
             log.info("store at %s", self.where)
@@ -115,16 +124,23 @@ class Store:
             self._migrated = True
 
     async def _recover(self) -> None:
-        """The writer's probe: migrated, and a write commits."""
+        """Before the writer's probe write: the schema is there."""
         await self._migrate()
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(t.meta).where(t.meta.c.key == "probe"))
-            await conn.execute(insert(t.meta).values(key="probe", value=str(time.time())))
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.writer.close(timeout)
         await self.engine.dispose()
         self._set_status(False, "closed")
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reading; a database fault is a StoreError (503 store_unavailable
+        at the edges), not whatever the driver raised."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except (DBAPIError, OSError) as exc:
+            raise StoreError(f"not read: {describe(exc)}") from exc
 
     def status(self) -> tuple[bool, str]:
         """(ok, detail) for /readyz: detail names the database fault when not ok."""
@@ -167,7 +183,7 @@ class Store:
         "translations": {lang: the `translation` readers of lang got}."""
         if limit <= 0:
             return []
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (
                 await conn.execute(
                     select(t.chat.c.chat_id, t.chat.c.message)
@@ -228,7 +244,7 @@ class Store:
         by start (epoch seconds): {kind, participant, identity, name, lang, start, end, ts,
         text, translations: {lang: text}}."""
         lines: list[dict[str, Any]] = []
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             caps = (
                 await conn.execute(
                     select(t.captions).where(t.captions.c.room == room).order_by(t.captions.c.seq)
@@ -310,7 +326,7 @@ class Store:
         await self.writer.write(op, "room")
 
     async def recording(self, room: str) -> bool | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             value = await conn.scalar(select(t.rooms.c.recording).where(t.rooms.c.name == room))
         return None if value is None else bool(value)
 
@@ -359,11 +375,11 @@ class Store:
             q = q.where(t.reports.c.room == room)
         if status is not None:
             q = q.where(t.reports.c.status == status)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return [self._report(r) for r in await conn.execute(q)]
 
     async def get_report(self, report_id: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             r = (await conn.execute(select(t.reports).where(t.reports.c.id == report_id))).first()
         return None if r is None else self._report(r)
 
@@ -435,7 +451,7 @@ class Store:
             )
             .order_by(t.bans.c.until.is_(None).desc(), t.bans.c.until.desc())
         )
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             b = (await conn.execute(q)).first()
         return None if b is None else self._ban(b)
 
@@ -444,7 +460,7 @@ class Store:
         q = select(t.bans).where(self._active(time.time())).order_by(t.bans.c.created_at.desc())
         if room is not None:
             q = q.where(t.bans.c.room == room)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             return [self._ban(b) for b in await conn.execute(q)]
 
     async def lift_ban(self, ban_id: str) -> bool:
@@ -478,7 +494,7 @@ class Store:
         q = select(t.events).order_by(t.events.c.seq.desc()).limit(limit)
         if room is not None:
             q = q.where(t.events.c.room == room)
-        async with self.engine.connect() as conn:
+        async with self._read() as conn:
             rows = (await conn.execute(q)).all()
         return [
             {"room": e.room, "kind": e.kind, "identity": e.identity, "ts": e.ts, "data": e.data}
@@ -560,4 +576,4 @@ class Store:
         return result
 
 
-__all__ = ["Store", "StoreError", "default_url"]
+__all__ = ["Store", "StoreError", "StoreUnreachable", "default_url"]

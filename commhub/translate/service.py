@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from .base import Translation, TranslationError, Translator
 from .batching import BatchingRunner
-from .cache import CacheKey, TranslationCache, normalise
+from .cache import CacheKey, SharedCache, TranslationCache, normalise
 from .languages import to_iso1
 from .metrics import TranslationMetrics
 from .routing import Route, Router
@@ -39,11 +39,14 @@ class TranslationService:
         preferences: dict[str, str] | None = None,
         max_batch: int | None = None,
         queue: int = 256,
+        shared: SharedCache | None = None,
     ) -> None:
         """``preferences`` maps "en-es" -> engine name to override the automatic choice.
         ``max_batch`` caps texts per engine call for every engine (1 disables batching).
         ``queue``: engine calls waiting or running at once, all pairs together; a request
-        beyond it fails at once (busy) instead of piling up behind a slow engine."""
+        beyond it fails at once (busy) instead of piling up behind a slow engine.
+        ``shared``: the cluster's cache in Redis, asked after the local LRU and written
+        after each engine call (also settable later: ``service.shared = SharedCache(...)``)."""
         self._engines = {engine.name: engine for engine in engines}
         self._preferences = {
             "-".join(to_iso1(c) for c in k.split("-", 1)): v for k, v in (preferences or {}).items()
@@ -53,6 +56,9 @@ class TranslationService:
         self.queue = max(1, queue)
         self.metrics = TranslationMetrics(registry)
         self.cache = TranslationCache(cache_size)
+        self.shared = shared
+        self._lookups: dict[CacheKey, asyncio.Future[str | None]] = {}
+        self._writes: set[asyncio.Task[None]] = set()
         # Bounded: engine calls never run on the event loop, and never more than `workers` at once.
         self._executor = ThreadPoolExecutor(max(1, workers), thread_name_prefix="translate")
         self._runner = BatchingRunner(self._executor, self.metrics, max_batch)
@@ -139,6 +145,14 @@ class TranslationService:
         if hit is not None:
             self.metrics.cache_hits.inc()
             return hit, True
+        if self.shared is not None and key not in self._inflight:
+            hit = await self._shared_get(self.shared, key)
+            if hit is None:  # it may have been translated here while Redis answered
+                hit = self.cache.peek(key)
+            if hit is not None:
+                self.cache.put(key, hit)
+                self.metrics.cache_hits.inc()
+                return hit, True
         self.metrics.cache_misses.inc()
         fut = self._inflight.get(key)
         if fut is None:
@@ -156,12 +170,26 @@ class TranslationService:
         # shield: one waiter timing out must not cancel the call others are waiting on.
         return await asyncio.shield(fut), False
 
+    async def _shared_get(self, shared: SharedCache, key: CacheKey) -> str | None:
+        """One Redis lookup per key at a time, however many ask (SharedCache never raises)."""
+        fut = self._lookups.get(key)
+        if fut is None:
+            fut = asyncio.ensure_future(shared.get(key))
+            self._lookups[key] = fut
+            fut.add_done_callback(lambda _: self._lookups.pop(key, None))
+        return await asyncio.shield(fut)
+
     def _settle(self, key: CacheKey, fut: asyncio.Future[str]) -> None:
         self._inflight.pop(key, None)
         if not fut.cancelled() and fut.exception() is None:
             self.cache.put(key, fut.result())
+            if self.shared is not None:  # for the other nodes; in the background, never awaited
+                write = asyncio.ensure_future(self.shared.put(key, fut.result()))
+                self._writes.add(write)
+                write.add_done_callback(self._writes.discard)
 
     async def aclose(self) -> None:
+        await asyncio.gather(*self._writes, return_exceptions=True)  # each bounded by its timeout
         await self._runner.aclose()
         loop = asyncio.get_running_loop()
         # Closing an engine may wait for its worker (an Apertium pipe), so off the loop.
