@@ -52,6 +52,7 @@ async def test_a_visitor_at_one_node_is_served_by_the_desks_node(
 
         # An available agent on an auto desk: the visitor is taken at once, on A.
         assigned = await minji.expect("desk_assigned", timeout=30)
+        await page.wait_for_function("window.desklink?.state === 'connected'", timeout=30000)
         link = await page.evaluate(
             "({node: desklink.node, http: desklink.http, redirects: desklink.redirects,"
             " state: desklink.state})"
