@@ -199,11 +199,6 @@ async def test_the_library_probes_the_refusing_node_and_stops_a_redirect_loop(
         assert errors == [], errors
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /v1/signal answers carry no Access-Control-Allow-Origin: a page served by "
-    "one node cannot read another node's refusal (commhub/server/signal.py, lead)",
-)
 async def test_a_page_reads_why_another_node_refused(start_hub: StartHub) -> None:
     # The probe of a refused upgrade goes to the node the socket went to, which on a
     # cluster is often not the page's origin. A token that node would take reads as null
