@@ -31,10 +31,7 @@ async def start_node(start_hub: StartHub, redis: RedisServer, name: str, **kw: A
         redis_url=redis.url,
         node_id=name,
         node_url=f"http://127.0.0.1:{port}",
-        lease_ttl=TTL,
-        captions=False,
-        translation=False,
-        **kw,
+        **{"lease_ttl": TTL, "captions": False, "translation": False, **kw},
     )
 
 

@@ -313,7 +313,8 @@ async def test_the_migrations_build_what_the_models_describe(store: Store) -> No
         if first[0] == "remove_table":
             return first[1].name in metadata.tables
         if first[0] in ("remove_index", "remove_column", "remove_constraint"):
-            table = getattr(first[-1], "table", None) or first[2]
+            table = getattr(first[-1], "table", None)
+            table = first[2] if table is None else table
             return getattr(table, "name", table) in metadata.tables
         return True
 

@@ -172,7 +172,8 @@ async def test_a_recorded_call_exports_what_was_said(
     assert spanish["status"] == "ok" and spanish["text"]
 
     stored = await wait_lines(
-        http, hub, "desk", lambda ls: [line["kind"] for line in ls] == ["caption"] * n + ["chat"],
+        http, hub, "desk",
+        lambda ls: [line["kind"] for line in ls] == ["caption"] * n + ["chat"],
         "the caption finals and the chat line in the transcript",
     )  # fmt: skip
     assert [(line["kind"], line["identity"], line["text"]) for line in stored] == [
@@ -195,6 +196,9 @@ async def test_a_recorded_call_exports_what_was_said(
         assert seconds(cue.end) == pytest.approx(begin + c["end"] - c["start"], abs=0.002)
 
     # SubRip in Spanish: the chat as Minji read it; the Korean captions have no Spanish
+    async with asyncio.timeout(30):  # the chat's translation is a later write than the chat
+        while spanish["text"] not in (await fetch(http, hub, "desk", format="srt", lang="es"))[1]:
+            await asyncio.sleep(0.2)
     status, body, resp = await fetch(http, hub, "desk", format="srt", lang="es")
     assert status == 200 and resp.content_type == "application/x-subrip"
     assert resp.headers["Content-Disposition"] == 'attachment; filename="desk.es.srt"'

@@ -236,6 +236,9 @@ class Cluster:
                 self.reachable = False
                 delay = min(period, max(0.2, delay / 2))  # retry sooner while it is away
                 continue
+            except Exception:  # a bug must not stop the heartbeat: the leases would lapse
+                log.exception("cluster heartbeat failed")
+                continue
             if not self.reachable:
                 log.info("Redis reachable again; node %s re-registered", self.id)
             self.reachable = True

@@ -18,6 +18,12 @@ hub restart or `server_shutdown {reconnect_after}`, joins the same room with the
 reconnecting, refused (with the hub's reason) or closed. `state` is never "connected" while
 the signalling socket is closed.
 
+On a hub of several nodes (signalling/PROTOCOL.md, "Several nodes") a node may answer
+`redirect {url}`: the client opens that node at once with the same token and room, staying
+"connecting" or "reconnecting" meanwhile, at most MAX_REDIRECTS times in a row. `url` is the
+entry URL it was given and keeps: every reconnection after a drop starts there again (which
+routes it to the room's node of the moment); `node_url` is the node it is on.
+
 Each socket is a SignalChannel (commhub/sdk/signal.py, the same client the test suite uses);
 with `check_schemas` every message the hub sends is validated first, and one that breaks its
 schema fails whatever `expect` waits (connect included) instead of being handled.
@@ -45,10 +51,13 @@ from commhub.rtc.ice import IcePolicy, policy_scope, rtc_configuration
 from commhub.sdk.fanout import Fanout
 from commhub.sdk.signal import (
     FINAL_ERRORS,
+    MAX_REDIRECTS,
+    Redirected,
     Refused,
     SchemaViolation,
     SignalChannel,
     SignalError,
+    redirect_target,
 )
 
 log = logging.getLogger("commhub.sdk")
@@ -84,9 +93,12 @@ class RoomClient:
         heartbeat: float = 10.0,
         on_state: StateCallback | None = None,
         check_schemas: bool | None = None,
+        room: str | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = url.rstrip("/")  # the entry URL: kept, every reconnection starts there
+        self.node_url = self.url  # the node of the current (or last tried) socket
         self.token = token
+        self.room = room  # the room of an any-room token (`?room=`)
         self.policy = IcePolicy(hosts=ice_hosts)
         self.capabilities = {"p2p": p2p}
         self.name = name
@@ -118,6 +130,8 @@ class RoomClient:
         self.reason: str | None = None  # why the last state was entered (hub's words)
         self.state_log: list[tuple[float, str, str | None]] = []  # (monotonic, state, reason)
         self.reconnects = 0
+        self.redirects = 0  # redirects followed, in all (one refused as too many is not)
+        self.last_redirect: dict[str, Any] | None = None
         self._join_fields: dict[str, Any] = {}
         self._wants_media = False  # negotiate() was asked for: receive even with no tracks
         self._closed_at = -1e9  # when the hub last closed our media, and how often lately
@@ -177,8 +191,10 @@ class RoomClient:
     # -- connection -----------------------------------------------------------------------
 
     async def connect(self, **join_fields: Any) -> dict[str, Any]:
-        """Open the socket and join; raises Refused when the hub says no. From then on the
-        client keeps itself in the room until close() (or a final refusal)."""
+        """Open the socket and join (following redirects); raises Refused when the hub says
+        no (`retryable` when it says "later": shutting_down, cluster_unavailable), or a
+        ConnectionError (unreachable, too many redirects in a row). From then on the client
+        keeps itself in the room until close() (or a final refusal)."""
         self._join_fields = dict(join_fields)
         self._closed_by_us = False
         self._set_state("connecting")
@@ -207,16 +223,49 @@ class RoomClient:
             fields.setdefault("name", self.name)
         return {"type": "join", **fields}
 
-    async def _open(self) -> dict[str, Any]:
-        """One socket: upgrade, join, then bring the media back. Raises Refused, or a
-        connection error the caller may retry."""
+    async def _open(self, via: str | None = None) -> dict[str, Any]:
+        """Join through the entry URL (or `via`, a node a redirect named), following the
+        redirects on the way at once. Raises Refused, or a connection error the caller may
+        retry (too many redirects in a row is one)."""
+        self.node_url = via or self.url
+        in_row = 1 if via else 0  # a redirect that ended a joined socket counts
+        while True:
+            try:
+                return await self._open_at(self.node_url)
+            except Redirected as exc:
+                await self._abandon()
+                in_row += 1
+                if in_row > MAX_REDIRECTS:  # a loop, or leases moving: back off, then entry
+                    raise ConnectionError(f"{in_row} redirects in a row; backing off") from exc
+                self._note_redirect(exc.url, exc.reason)
+                self.node_url = exc.url
+
+    def _note_redirect(self, url: str, reason: str) -> None:
+        self.redirects += 1
+        self.last_redirect = {"url": url, "reason": reason, "from": self.node_url}
+        log.info("redirected from %s to %s (%s)", self.node_url, url, reason)
+
+    def _redirect_of(self, chan: SignalChannel | None) -> Redirected | None:
+        """The redirect that ended this socket, if it is one we may follow."""
+        msg = chan.redirect if chan is not None else None
+        if msg is None:
+            return None
+        url = redirect_target(msg)
+        if url is None:
+            log.warning("ignoring a redirect to %r", msg.get("url"))
+            return None
+        return Redirected(url, str(msg.get("reason")))
+
+    async def _open_at(self, node: str) -> dict[str, Any]:
+        """One socket: upgrade, join, then bring the media back. Raises Refused, Redirected,
+        or a connection error the caller may retry."""
         if self._session is None:
             self._session = aiohttp.ClientSession()
         self._bye = self._fatal = None
         self._shutdown_after = None
         self._chan = chan = await SignalChannel.connect(
-            self.url, self.token, session=self._session, heartbeat=self.heartbeat,
-            check=self.check_schemas, inbox=self.inbox, backlog=256,
+            node, self.token, session=self._session, heartbeat=self.heartbeat,
+            check=self.check_schemas, inbox=self.inbox, backlog=256, room=self.room,
             on_message=self._on_message, on_violation=self._on_violation,
         )  # fmt: skip
         reader = chan.reader
@@ -228,6 +277,9 @@ class RoomClient:
             joined.cancel()
             if self._fatal is not None:
                 raise Refused(self._fatal, f"the hub refused the join ({self._fatal})")
+            redirected = self._redirect_of(chan)
+            if redirected is not None:
+                raise redirected
             raise ConnectionError("the hub closed the connection before joined")
         self.joined = joined.result()
         self._set_state("connected")
@@ -243,12 +295,19 @@ class RoomClient:
             if self._closed_by_us:
                 return
             final = self._final_reason()
+            redirected = self._redirect_of(self._chan) if final is None else None
             await self._teardown_media()
             if final is not None or not self.reconnect:
                 await self._drop_socket()
                 refused = final in FINAL_ERRORS
                 self._set_state("refused" if refused else "closed", final or "disconnected")
                 return
+            if redirected is not None:  # drain, moved: go there now, no backoff
+                self._note_redirect(redirected.url, redirected.reason)
+                self._set_state("reconnecting", "redirect")
+                if not await self._reconnect(via=redirected.url):
+                    return
+                continue
             self._set_state("reconnecting", "shutdown" if self._shutdown_after else "disconnected")
             if not await self._reconnect():
                 return
@@ -270,14 +329,18 @@ class RoomClient:
             yield random.uniform(delay / 2, delay)
             delay = min(delay * 2, longest)
 
-    async def _reconnect(self) -> bool:
+    async def _reconnect(self, via: str | None = None) -> bool:
+        """Join again: first at `via` (a redirect's node) at once if given, then through the
+        entry URL with backoff."""
         started = time.monotonic()
-        for delay in self._delays():
-            await asyncio.sleep(delay)
+        delays = self._delays()
+        while True:
+            if via is None:
+                await asyncio.sleep(next(delays))
             if self._closed_by_us:
                 return False
             try:
-                await self._open()
+                await self._open(via)
             except Refused as exc:
                 await self._abandon()
                 if not exc.retryable:
@@ -293,7 +356,7 @@ class RoomClient:
                 self.reconnects += 1
                 log.info("rejoined after %.1f s", time.monotonic() - started)
                 return True
-        return False  # pragma: no cover (the delays never end)
+            via = None
 
     def _still_reconnecting(self, reason: str) -> None:
         # an attempt that joined, then lost the socket while restoring media, said connected

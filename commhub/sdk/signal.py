@@ -10,6 +10,10 @@ With `check` on, every received message is validated against signalling/schemas/
 message that breaks its schema is not delivered: it is recorded in `violations`, logged, and
 raised from the next `send`, `expect` or `close`, so whoever is waiting learns of it at once
 instead of timing out. Tests turn checking on for every channel (`CHECK_DEFAULT`).
+
+A hub of several nodes may answer `redirect {url, reason}` and close (4010): the channel
+keeps it in `redirect`; following it (a new channel to that node, same query) is the
+owner's job (RoomClient does it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 import aiohttp
 from jsonschema import ValidationError
@@ -36,6 +41,10 @@ Handler = Callable[[Message], Awaitable[None]]
 CHECK_DEFAULT = False  # schema checking for channels that do not say; the test suite sets True
 # In-band fatal errors that a new connection would meet again.
 FINAL_ERRORS = {"room_full", "flooding"}
+# Refusals that say "later" (a node stopping, the cluster's Redis out of reach): back off, retry.
+RETRY_LATER = {"shutting_down", "cluster_unavailable"}
+REDIRECT_CLOSE = 4010  # the close after `redirect` (PROTOCOL.md, "Several nodes")
+MAX_REDIRECTS = 3  # redirects followed in a row before a client backs off like after a drop
 _ids = itertools.count(1)
 
 
@@ -64,6 +73,8 @@ class Refused(Exception):
         # a hub that is stopping or overloaded will take us later; a bad token never will
         if self.code in FINAL_ERRORS:
             return False
+        if self.code in RETRY_LATER:
+            return True
         return self.status is None or self.status >= 500 or self.status in (426, 429)
 
 
@@ -78,6 +89,36 @@ class SchemaViolation(Exception):
 
 class ChannelClosed(ConnectionError):
     """The socket closed before the awaited message came."""
+
+
+class Redirected(ConnectionError):
+    """The hub sent `redirect`: the room runs on the node at `url` (a base URL)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"redirected to {url} ({reason})")
+        self.url = url
+        self.reason = reason
+
+
+def redirect_target(msg: Message) -> str | None:
+    """The base URL a `redirect` names, or None when it is not one a client may follow (a
+    hub whose messages are not schema-checked could send anything)."""
+    url = msg.get("url")
+    if not isinstance(url, str) or len(url) > 256:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return None
+    if any(c.isspace() for c in url):
+        return None
+    return url.rstrip("/")
+
+
+def signal_query(token: str, room: str | None) -> dict[str, str]:
+    """The query of `/v1/signal`: the same on every node a client is sent to."""
+    return {"access_token": token, **({"room": room} if room else {})}
 
 
 def check_server_message(msg: Any) -> str | None:
@@ -96,11 +137,12 @@ def check_server_message(msg: Any) -> str | None:
 
 
 async def read_refusal(
-    session: aiohttp.ClientSession, url: str, token: str, status: int
+    session: aiohttp.ClientSession, url: str, token: str, status: int, room: str | None = None
 ) -> Refused:
-    """Why an upgrade was refused: the same request without upgrading says it (401, 426...)."""
+    """Why an upgrade was refused: the same request without upgrading says it (401, 426...).
+    `url` is the node the upgrade went to: another node could answer otherwise."""
     try:
-        async with session.get(f"{url}/v1/signal", params={"access_token": token}) as resp:
+        async with session.get(f"{url}/v1/signal", params=signal_query(token, room)) as resp:
             body = await resp.json(content_type=None)
         return Refused(str(body["error"]), str(body.get("message", "")), resp.status)
     except Exception:
@@ -128,6 +170,9 @@ class SignalChannel:
         self.on_violation = on_violation
         self.inbox: list[Message] = inbox if inbox is not None else []  # all, in order
         self.violations: list[SchemaViolation] = []
+        # the `redirect` this socket got (the hub closes it right after; PROTOCOL.md,
+        # "Several nodes"): whoever sees the socket end follows it
+        self.redirect: Message | None = None
         self._raised = 0  # violations already raised to a caller
         # received and not yet taken by expect; bounded for a long-lived SDK socket
         self._pending: deque[Message] = deque(maxlen=backlog)
@@ -142,20 +187,22 @@ class SignalChannel:
         *,
         session: aiohttp.ClientSession | None = None,
         heartbeat: float | None = None,
+        room: str | None = None,
         **kw: Any,
     ) -> Self:
         """Open the socket; raises Refused with the hub's reason when the upgrade is refused.
-        `session`: a session of the caller's (kept open by close); else one of our own."""
+        `session`: a session of the caller's (kept open by close); else one of our own.
+        `room`: the room of an any-room token (`?room=`)."""
         url = url.rstrip("/")
         own = session is None
         http = session if session is not None else aiohttp.ClientSession()
         try:
             try:
                 ws = await http.ws_connect(
-                    f"{url}/v1/signal", params={"access_token": token}, heartbeat=heartbeat
+                    f"{url}/v1/signal", params=signal_query(token, room), heartbeat=heartbeat
                 )
             except aiohttp.WSServerHandshakeError as exc:
-                raise await read_refusal(http, url, token, exc.status) from None
+                raise await read_refusal(http, url, token, exc.status, room) from None
         except BaseException:
             if own:
                 await http.close()
@@ -178,6 +225,8 @@ class SignalChannel:
                 if problem is not None:
                     self._violate(SchemaViolation(problem, msg))
                     continue
+                if msg.get("type") == "redirect":
+                    self.redirect = msg
                 self.inbox.append(msg)
                 if self.on_message is not None:
                     try:

@@ -42,6 +42,13 @@ def bearer(request: web.Request) -> str | None:
 
 
 async def signal(request: web.Request) -> web.StreamResponse:
+    answer = await _signal(request)
+    if isinstance(answer, web.Response):  # a refusal: a page served by another node of the
+        answer.headers["Access-Control-Allow-Origin"] = "*"  # cluster may read why (no cookies)
+    return answer
+
+
+async def _signal(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     if hub.closing:
         return json_error(503, "shutting_down", "the hub is shutting down")

@@ -1,6 +1,7 @@
 // commhub.js: a small embeddable browser client for one commhub room (no build step, no
 // dependencies). A CommHub is an EventTarget:
-//   state         {state: connecting|connected|reconnecting|closed, reason?, retryIn?, mode, media, direct}
+//   state         {state: connecting|connected|reconnecting|closed, reason?, retryIn?, mode, media, direct,
+//                 node, redirects}  (node: the base URL of the node the socket is at)
 //   joined        the hub's `joined` (every time, reconnections included)
 //   participants  [participant] whenever someone comes, goes or changes
 //   chat          a chat message;  history: the recent chat of a (re)join
@@ -16,8 +17,15 @@
 // Both renegotiate by the W3C "perfect negotiation" pattern. The hub never rolls back, so we
 // are its polite side; on the direct connection the hub's `offerer` is the impolite one.
 // Every step of signalling and negotiation runs on one promise chain, in arrival order.
+//
+// Several nodes (signalling/PROTOCOL.md): a node may answer `redirect {url}` and close 4010;
+// we open that node at once with the same query, staying connecting/reconnecting, at most
+// MAX_REDIRECTS times in a row. The URL we were given is the entry URL: every retry after a
+// drop starts there again. The probe of a refused upgrade goes to the node that refused it.
 
-const RETRYABLE_HTTP = new Set(["shutting_down", "upgrade_required"]);
+const RETRYABLE_HTTP = new Set(["shutting_down", "upgrade_required", "cluster_unavailable"]);
+const MAX_REDIRECTS = 3; // followed in a row (no `joined` between); then back off as after a drop
+const NODE_URL = /^https?:\/\/[^\s/?#]+$/; // what a redirect may name: a base URL (its schema)
 const FINAL_BYE = new Set(["replaced", "removed", "room_closed", "expired", "left"]);
 const PING_EVERY = 10000; // ms between our pings while connected
 const SILENT_LIMIT = 25000; // ms without any frame from the hub: the socket is dead
@@ -27,7 +35,10 @@ export class CommHub extends EventTarget {
   constructor({ url = location.origin, token, room, name, speak, read, p2p = true, backoff = {}, debug = false } = {}) {
     super();
     this.debug = debug; // log signalling (types, and the mids of every description)
-    this.http = url.replace(/\/$/, "");
+    this.http = url.replace(/\/$/, ""); // the entry URL: every retry after a drop starts here
+    this.node = this.http; // the node of the current socket (a redirect moves it)
+    this.redirects = 0; // redirects followed, in all
+    this.redirectsInRow = 0;
     this.token = token;
     this.roomName = room; // only for tokens valid in any room
     this.prefs = { name, speak, read };
@@ -139,7 +150,7 @@ export class CommHub extends EventTarget {
   setState(state, extra = {}) {
     this.state = state;
     if ("reason" in extra) this.reason = extra.reason;
-    this.emit("state", { state, reason: this.reason, ...extra, ...this.mediaState() });
+    this.emit("state", { state, reason: this.reason, ...extra, ...this.mediaState(), node: this.node, redirects: this.redirects });
   }
 
   mediaState() {
@@ -176,9 +187,35 @@ export class CommHub extends EventTarget {
     ws.onclose = (e) => { if (ws === this.ws) this.dropped(e.code); };
   }
 
-  signalUrl() {
+  // the same query on every node: the token, and the room of an any-room token
+  signalUrl(node = this.node) {
     const room = this.roomName ? `&room=${encodeURIComponent(this.roomName)}` : "";
-    return `${this.http}/v1/signal?access_token=${encodeURIComponent(this.token)}${room}`;
+    return `${node}/v1/signal?access_token=${encodeURIComponent(this.token)}${room}`;
+  }
+
+  // `redirect {url, reason}`: the room runs on that node; the hub closes this socket (4010).
+  onRedirect(msg) {
+    const url = typeof msg.url === "string" && NODE_URL.test(msg.url) ? msg.url.replace(/\/$/, "") : null;
+    if (!url) return; // not one we may follow: the close that comes is a drop
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) { ws.onclose = ws.onmessage = ws.onopen = null; try { ws.close(); } catch { /* closed */ } }
+    clearInterval(this.timers.ping);
+    this.joinedHere = false;
+    this.run(() => this.teardownMedia());
+    if (this.state === "closed") return;
+    this.requeueOutbox();
+    this.redirectsInRow += 1;
+    const reason = { code: "redirect", message: msg.reason, from: this.node, to: url };
+    if (this.redirectsInRow > MAX_REDIRECTS) { // a loop, or lease churn: back off, then the entry URL
+      this.redirectsInRow = 0;
+      this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
+      return this.scheduleRetry(null);
+    }
+    this.redirects += 1; // followed, in all
+    this.node = url;
+    this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
+    this.open();
   }
 
   // The signalling socket is gone (closed, or silent for too long).
@@ -227,10 +264,11 @@ export class CommHub extends EventTarget {
     if (this.hint !== null) { delay = this.hint + Math.random() * 1000; this.hint = null; }
     this.attempt += 1;
     this.setState(this.everJoined ? "reconnecting" : "connecting", { reason: reason || this.reason, retryIn: Math.round(delay), attempt: this.attempt });
-    this.timers.retry = setTimeout(() => this.open(), delay);
+    this.timers.retry = setTimeout(() => this.retryNow(), delay);
   }
 
-  retryNow() { clearTimeout(this.timers.retry); this.open(); }
+  // after a drop: through the entry URL, which routes us to the room's node of the moment
+  retryNow() { clearTimeout(this.timers.retry); this.node = this.http; this.redirectsInRow = 0; this.open(); }
 
   finish(reason) {
     if (this.state === "closed") return;
@@ -315,6 +353,7 @@ export class CommHub extends EventTarget {
       case "bye":
         if (FINAL_BYE.has(msg.reason)) return this.finish({ code: msg.reason, message: msg.message || "" });
         return this.dropped(1000);
+      case "redirect": return this.onRedirect(msg);
       case "error": return this.onError(msg);
     }
   }
@@ -322,6 +361,7 @@ export class CommHub extends EventTarget {
   onJoined(msg) {
     this.joinedHere = this.everJoined = true;
     this.attempt = 0;
+    this.redirectsInRow = 0;
     this.me = msg.participant;
     this.room = msg.room;
     this.joined = msg;

@@ -3,12 +3,18 @@
 // after a drop (a visitor regains its place within the desk's grace period, an agent its
 // sessions). The call itself is a second connection (the call page), not this one.
 //
+// On a hub of several nodes it follows `redirect` like the call page's client (commhub.js):
+// at once, same query, at most MAX_REDIRECTS in a row; retries after a drop start at the
+// entry URL again; the probe of a refused upgrade goes to the node that refused it.
+//
 // A DeskLink is an EventTarget:
-//   state    {state: connecting|connected|reconnecting|closed, reason?, retryIn?}
+//   state    {state: connecting|connected|reconnecting|closed, reason?, retryIn?, node, redirects}
 //   message  every hub message (desk_waiting, desk_state, desk_assigned, ...)
 import { CommHub } from "/static/commhub.js";
 
-const RETRYABLE_HTTP = new Set(["shutting_down", "upgrade_required"]);
+const RETRYABLE_HTTP = new Set(["shutting_down", "upgrade_required", "cluster_unavailable"]);
+const MAX_REDIRECTS = 3;
+const NODE_URL = /^https?:\/\/[^\s/?#]+$/;
 const FINAL_BYE = new Set(["replaced", "removed", "expired", "left"]);
 const PING_EVERY = 10000;
 const SILENT_LIMIT = 25000;
@@ -16,7 +22,10 @@ const SILENT_LIMIT = 25000;
 export class DeskLink extends EventTarget {
   constructor({ url = location.origin, token, status = null, backoff = {} } = {}) {
     super();
-    this.http = url.replace(/\/$/, "");
+    this.http = url.replace(/\/$/, ""); // the entry URL
+    this.node = this.http; // the node of the current socket
+    this.redirects = 0;
+    this.redirectsInRow = 0;
     this.token = token;
     this.status = status; // an agent's status, sent again with every desk_join
     this.backoff = { base: 500, max: 10000, ...backoff };
@@ -30,7 +39,7 @@ export class DeskLink extends EventTarget {
     this.timers = { retry: 0, ping: 0 };
     this.lastRx = 0;
     this.hint = null;
-    this.onOnline = () => { if (this.state === "reconnecting" && !this.ws) this.open(); };
+    this.onOnline = () => { if (this.state === "reconnecting" && !this.ws) this.retryNow(); };
   }
 
   start() {
@@ -50,7 +59,7 @@ export class DeskLink extends EventTarget {
 
   /** desk_join again on the open connection (after desk_ended or desk_unavailable). */
   rejoin() {
-    if (!this.connected()) return this.open();
+    if (!this.connected()) return this.retryNow();
     this.joinId = `join-${++this.seq}`;
     this.send({ type: "desk_join", id: this.joinId, ...(this.status && { status: this.status }) });
   }
@@ -71,10 +80,13 @@ export class DeskLink extends EventTarget {
   setState(state, extra = {}) {
     this.state = state;
     if ("reason" in extra) this.reason = extra.reason;
-    this.emit("state", { state, reason: this.reason, ...extra });
+    this.emit("state", { state, reason: this.reason, ...extra, node: this.node, redirects: this.redirects });
   }
 
-  signalUrl() { return `${this.http}/v1/signal?access_token=${encodeURIComponent(this.token)}`; }
+  signalUrl() { return `${this.node}/v1/signal?access_token=${encodeURIComponent(this.token)}`; }
+
+  // after a drop: through the entry URL (it routes us to the desk's node of the moment)
+  retryNow() { clearTimeout(this.timers.retry); this.node = this.http; this.redirectsInRow = 0; this.open(); }
 
   open() {
     clearTimeout(this.timers.retry);
@@ -104,6 +116,7 @@ export class DeskLink extends EventTarget {
 
   onMessage(msg) {
     if (msg.type === "pong") return;
+    if (msg.type === "redirect") return this.onRedirect(msg);
     if (msg.type === "server_shutdown") { this.hint = Math.max(0, msg.reconnect_after * 1000); return this.dropped(1001); }
     if (msg.type === "bye") {
       if (FINAL_BYE.has(msg.reason)) return this.finish({ code: msg.reason, message: msg.message || "" });
@@ -113,6 +126,7 @@ export class DeskLink extends EventTarget {
     if (msg.ref && msg.ref === this.joinId && msg.type !== "error") {
       this.everJoined = true;
       this.attempt = 0;
+      this.redirectsInRow = 0;
       this.heartbeat();
       this.setState("connected", { reason: null });
     }
@@ -132,6 +146,29 @@ export class DeskLink extends EventTarget {
       if (Date.now() - this.lastRx > SILENT_LIMIT) return this.dropped(4000); // half-open
       this.send({ type: "ping" });
     }, PING_EVERY);
+  }
+
+  // `redirect {url, reason}`: the desk runs on that node; the hub closes this socket (4010)
+  onRedirect(msg) {
+    const url = typeof msg.url === "string" && NODE_URL.test(msg.url) ? msg.url : null;
+    if (!url) return; // not one we may follow: the close that comes is a drop
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) { ws.onclose = ws.onmessage = ws.onopen = null; try { ws.close(); } catch { /* closed */ } }
+    clearInterval(this.timers.ping);
+    this.failPending({ code: "disconnected", message: "" });
+    if (this.state === "closed") return;
+    this.redirectsInRow += 1;
+    const reason = { code: "redirect", message: msg.reason, from: this.node, to: url };
+    if (this.redirectsInRow > MAX_REDIRECTS) {
+      this.redirectsInRow = 0;
+      this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
+      return this.scheduleRetry(null);
+    }
+    this.redirects += 1; // followed, in all
+    this.node = url;
+    this.setState(this.everJoined ? "reconnecting" : "connecting", { reason });
+    this.open();
   }
 
   failPending(reason) {
@@ -162,7 +199,7 @@ export class DeskLink extends EventTarget {
     if (this.hint !== null) { delay = this.hint + Math.random() * 1000; this.hint = null; }
     this.attempt += 1;
     this.setState(this.everJoined ? "reconnecting" : "connecting", { reason: reason || this.reason, retryIn: Math.round(delay), attempt: this.attempt });
-    this.timers.retry = setTimeout(() => this.open(), delay);
+    this.timers.retry = setTimeout(() => this.retryNow(), delay);
   }
 
   finish(reason) {
