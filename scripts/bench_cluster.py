@@ -2,12 +2,16 @@
 """Cluster benchmark: the signalling benchmark on 1, 2 and 3 hub nodes sharing a real
 redis-server, against one node without Redis (the baseline) in the same run.
 
-N WebSocket clients in M rooms; client i enters through node i mod k (a load balancer's round
-robin) and follows `redirect` to the room's owner. Measured per configuration:
+N WebSocket clients in M rooms (client i in room i mod M); each round of M clients enters
+through the next node (a load balancer's round robin, so every room's clients arrive at every
+node) and follows `redirect` to the room's owner. Each node keeps its own SQLite store, as
+the baseline does (`--set database_url=...` shares one). Measured per configuration:
 - join latency from the first connect to `joined` (so the routing look-up at the upgrade and
-  a redirect's second connection count), p50/p95, split into direct joins and redirected ones;
-- chat delivery latency at a conversational pace, and fan-out throughput (burst), as
-  scripts/bench_signalling.py does; server CPU is summed over the nodes (Redis apart);
+  a redirect's second connection count), p50/p95, split into direct joins and redirected
+  ones: in waves of 10 (as bench_signalling), and one at a time (`--probes`: the hop alone);
+- chat delivery latency at a conversational pace, and fan-out throughput (burst, the median
+  of `--repeats` runs), as scripts/bench_signalling.py does; server CPU is summed over the
+  nodes, Redis's CPU is reported apart;
 - rooms placed per node, and rooms whose clients ended on more than one node (must be 0);
 - failover (k >= 2): SIGKILL the node owning most rooms; time from the kill until each of its
   clients has joined again through its entry (backoff 0.2 s doubling to 2 s, with jitter).
@@ -16,8 +20,9 @@ Everything (nodes, Redis, the one load-generator process) shares this machine's 
 more nodes add routing work, not capacity: the figures are indicative of the routing cost,
 not of what several machines hold.
 
-    .venv/bin/python scripts/bench_cluster.py --quick      # ~3 min
-    .venv/bin/python scripts/bench_cluster.py              # 500 clients, 50 rooms
+    .venv/bin/python scripts/bench_cluster.py --quick      # 200 clients, 20 rooms: ~2 min
+    .venv/bin/python scripts/bench_cluster.py              # 500 clients, 50 rooms: ~4 min
+    .venv/bin/python scripts/bench_cluster.py --quick --lease-ttl 3   # failover vs the TTL
 """
 
 from __future__ import annotations
@@ -411,6 +416,8 @@ def table(results: list[dict[str, Any]], base: dict[str, Any]) -> None:
             f"{' '.join(f'{k}:{v}' for k, v in r['rooms_per_node'].items())}"
             + (f" (split {r['rooms_split']})" if r["rooms_split"] else "")
         )
+    redis = [f"{r['config']} {r['redis_cpu_s']:.2f} s" for r in results if r["redis"]]
+    print(f"Redis CPU during the chat phases: {', '.join(redis)} (chat does not go through it)")
     print("one join at a time (the routing hop alone): direct p50/p95, redirected p50/p95")
     for r in results:
         red = (
