@@ -1,5 +1,6 @@
 """Several `commhub serve` processes on one real redis-server and one PostgreSQL: rooms meet on
-their owner, drain and SIGKILL hand them over with their history, a Redis restart loses no
+their owner (every node's admin API lists the same rooms, reports and desks), drain and SIGKILL
+hand them over with their history, a Redis restart loses no
 chat, and a node that cannot reach Redis at start says so and exits.
 
 The participants are written from signalling/PROTOCOL.md ("Several nodes"), not the SDK: they
@@ -117,15 +118,33 @@ async def test_participants_entering_through_different_nodes_meet_on_the_owner(
     await wait_for(lambda: chat_ids(a)[sent_b["id"]] == 1, 30, "bob's chat at alice")
     await wait_for(lambda: chat_ids(c)[sent_a["id"]] == chat_ids(c)[sent_b["id"]] == 1, 30)
 
-    # the admin API of every node lists the room, with its three participants
+    # a report filed on the owner, a desk created through another node
+    assert b.channel is not None
+    report = await b.channel.request(
+        {"type": "report", "participant": a.pid, "message_id": sent_a["id"], "reason": "spam"}
+    )
+    assert report["type"] == "reported"
+    maker = next(n for n in cluster.nodes if n is not owner)
+    status, made = await call(
+        http, "POST", f"{maker.url}/v1/admin/desks", headers=cluster.admin_headers(),
+        json={"name": "tax", "languages": ["ko", "en"]},
+    )  # fmt: skip
+    assert status == 201, made
+
+    # the admin API of every node lists the same room (three participants), report and desk
+    admin = cluster.admin_headers()
     for node in cluster.nodes:
-        status, body = await call(
-            http, "GET", f"{node.url}/v1/admin/rooms", headers=cluster.admin_headers()
-        )
+        status, body = await call(http, "GET", f"{node.url}/v1/admin/rooms", headers=admin)
         assert status == 200, body
         rooms = {r["name"]: r for r in body["rooms"]}
         assert "town" in rooms, f"{node.node_id} (owner {owner.node_id}) lists {body}"
         assert rooms["town"]["participants"] == 3, (node.node_id, body)
+        status, body = await call(http, "GET", f"{node.url}/v1/reports?room=town", headers=admin)
+        assert status == 200, body
+        assert [r["id"] for r in body["reports"]] == [report["report_id"]], (node.node_id, body)
+        status, body = await call(http, "GET", f"{node.url}/v1/admin/desks", headers=admin)
+        assert status == 200, body
+        assert [d["name"] for d in body["desks"]] == ["tax"], (node.node_id, body)
 
 
 async def test_drain_hands_rooms_over_with_their_history(
