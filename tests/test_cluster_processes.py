@@ -1,7 +1,7 @@
 """Several `commhub serve` processes on one real redis-server and one PostgreSQL: rooms meet on
 their owner (every node's admin API lists the same rooms, reports and desks), drain and SIGKILL
-hand them over with their history, a Redis restart loses no
-chat, and a node that cannot reach Redis at start says so and exits.
+hand them over with their history, a Redis restart (even one that forgets every lease) loses
+and duplicates no chat, and a node that cannot reach Redis at start says so and exits.
 
 The participants are written from signalling/PROTOCOL.md ("Several nodes"), not the SDK: they
 follow `redirect` at once and reconnect through their entry URL after any other drop
