@@ -33,7 +33,7 @@ import contextlib
 import json
 import os
 import random
-import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -44,14 +44,12 @@ from typing import Any
 
 import aiohttp
 import psutil
-from benchlib import UNLIMITED, HubProcess, cpu_seconds, pct, start_hub, write_json
+from benchlib import UNLIMITED, cpu_seconds, pct, write_json
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from commhub import auth  # noqa: E402
-from tests.helpers.hubproc import free_port  # noqa: E402
-from tests.helpers.services import RedisServer  # noqa: E402
+from tests.helpers.cluster import Cluster  # noqa: E402
 
 JOIN_WAVE = 10
 MAX_REDIRECTS = 3
@@ -165,61 +163,80 @@ class Client:
 
 
 class Nodes:
-    """k `commhub serve` processes (and a redis-server when asked) for one configuration."""
+    """One configuration's nodes and redis-server (tests/helpers/cluster.py), with the product's
+    defaults where the test harness turns things off (moderation, translation, captions), and
+    no outgoing schema check: what bench_signalling.py runs against."""
 
     def __init__(self, folder: Path, cfg: Config, settings: dict[str, str], lease_ttl: float):
-        self.folder, self.cfg, self.settings, self.lease_ttl = folder, cfg, settings, lease_ttl
-        self.secret = secrets.token_hex(32)
-        self.redis = RedisServer(folder / "redis") if cfg.redis else None
-        self.hubs: list[HubProcess] = []
+        self.lease_ttl = lease_ttl
+        env = {
+            "COMMHUB_MODERATION": "true",
+            "COMMHUB_TRANSLATION": "true",
+            "COMMHUB_CAPTIONS": "true",
+            "COMMHUB_CHECK_OUTGOING": "false",
+        }
+        env |= {f"COMMHUB_{k.upper()}": v for k, v in settings.items()}
+        # each node keeps its own SQLite store, as the baseline does: one store shared by
+        # several writers would measure the database, not the routing (`--set database_url=`
+        # gives them one, e.g. PostgreSQL)
+        self.cluster = Cluster(
+            folder,
+            cfg.nodes,
+            redis=cfg.redis,
+            database_url=settings.get("database_url", ""),
+            lease_ttl=lease_ttl,
+            env=env,
+        )
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.cluster.nodes]
+
+    def token(self, room: str, identity: str) -> str:
+        return self.cluster.token(room, identity)
 
     async def start(self) -> None:
-        """Each node keeps its own SQLite store (as the baseline does): a store shared by
-        several writers would measure the database, not the routing (`--set database_url=`
-        gives them one, e.g. PostgreSQL)."""
-        if self.redis is not None:
-            await self.redis.start()
-        for i in range(self.cfg.nodes):
-            port = free_port()
-            settings = dict(self.settings)
-            if self.redis is not None:
-                settings |= {
-                    "redis_url": self.redis.url,
-                    "node_id": f"node{i}",
-                    "node_url": f"http://127.0.0.1:{port}",
-                    "lease_ttl": f"{self.lease_ttl:g}",
-                }
-            hub = await asyncio.to_thread(
-                start_hub, self.folder / f"node{i}", settings, 120.0, secret=self.secret, port=port
-            )
-            self.hubs.append(hub)
+        await self.cluster.start()
+
+    def _processes(self) -> list[psutil.Process]:
+        out = []
+        for n in self.cluster.nodes:
+            with contextlib.suppress(psutil.Error):
+                if n.alive and n.proc.proc is not None:
+                    out.append(psutil.Process(n.proc.proc.pid))
+        return out
 
     def cpu(self) -> float:
         total = 0.0
-        for h in self.hubs:
+        for ps in self._processes():
             with contextlib.suppress(psutil.Error):
-                total += cpu_seconds(h.ps)
+                total += cpu_seconds(ps)
         return total
 
     def redis_cpu(self) -> float:
-        if self.redis is None or self.redis.proc is None:
+        redis = self.cluster.redis
+        if redis is None or redis.proc is None:
             return 0.0
         with contextlib.suppress(psutil.Error):
-            return cpu_seconds(psutil.Process(self.redis.proc.pid))
+            return cpu_seconds(psutil.Process(redis.proc.pid))
         return 0.0
 
     def rss(self) -> list[float]:
         out = []
-        for h in self.hubs:
+        for ps in self._processes():
             with contextlib.suppress(psutil.Error):
-                out.append(h.ps.memory_info().rss / 2**20)
+                out.append(ps.memory_info().rss / 2**20)
         return out
 
+    async def kill(self, url: str) -> None:
+        await self.cluster.stop_node(self.cluster.node_at(url), signal.SIGKILL)
+
     async def stop(self) -> None:
-        for h in self.hubs:
-            await asyncio.to_thread(h.stop)
-        if self.redis is not None:
-            await self.redis.stop()
+        for n in self.cluster.nodes:
+            if n.alive:
+                with contextlib.suppress(Exception):
+                    await self.cluster.stop_node(n, signal.SIGTERM, timeout=30)
+        await self.cluster.close()
 
 
 def ms(values: list[float], p: float) -> float:
@@ -271,7 +288,7 @@ async def probe_joins(
     redirected: list[float] = []
     for k in range(args.probes):
         entry = k % len(urls)
-        token = auth.issue(nodes.secret, room=f"room{k % args.rooms}", identity=f"probe{k}")
+        token = nodes.token(f"room{k % args.rooms}", f"probe{k}")
         c = Client(session, urls[entry:] + urls[:entry], token, k % args.rooms)
         took = await c.join()
         (redirected if c.redirects else direct).append(took)
@@ -284,7 +301,7 @@ async def run_config(
 ) -> dict[str, Any]:
     nodes = Nodes(folder, cfg, settings, args.lease_ttl)
     await nodes.start()
-    urls = [h.url for h in nodes.hubs]
+    urls = nodes.urls
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     clients: list[Client] = []
     try:
@@ -296,7 +313,7 @@ async def run_config(
                 Client(
                     session,
                     urls[entry:] + urls[:entry],
-                    auth.issue(nodes.secret, room=f"room{i % args.rooms}", identity=f"u{i}"),
+                    nodes.token(f"room{i % args.rooms}", f"u{i}"),
                     i % args.rooms,
                 )
             )
@@ -374,10 +391,8 @@ async def failover(
     hit = [c for c in clients if c.node == victim]
     for c in clients:
         c.reconnect = True
-    hub = nodes.hubs[urls.index(victim)]
     killed = time.perf_counter()
-    hub.proc.kill()
-    await asyncio.to_thread(hub.proc.wait)
+    await nodes.kill(victim)
     deadline = time.perf_counter() + 120
     while any(c.rejoined_at is None for c in hit) and time.perf_counter() < deadline:
         await asyncio.sleep(0.05)
@@ -462,6 +477,7 @@ async def main() -> None:
     ap.add_argument("--quick", action="store_true", help="200 clients, 20 rooms, 100 messages")
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "cluster.json"))
     args = ap.parse_args()
+    os.chdir(ROOT)  # the nodes run `python -m commhub.cli`: this checkout's code, not the venv's
     if args.quick:
         args.clients, args.rooms, args.messages, args.paced_messages = 200, 20, 100, 20
         args.probes = 60

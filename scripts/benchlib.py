@@ -85,25 +85,18 @@ class HubProcess:
 
 
 def start_hub(
-    workdir: Path,
-    settings: dict[str, str] | None = None,
-    timeout: float = 60.0,
-    *,
-    secret: str | None = None,
-    port: int = 0,
+    workdir: Path, settings: dict[str, str] | None = None, timeout: float = 60.0
 ) -> HubProcess:
-    """`commhub serve --port PORT` (0: any free) with COMMHUB_<NAME> settings; output goes to
-    workdir/hub.log. `secret`: one shared by several hubs (a cluster); else a fresh one."""
+    """`commhub serve --port 0` with COMMHUB_<NAME> settings; output goes to workdir/hub.log."""
     workdir.mkdir(parents=True, exist_ok=True)
-    secret = secret or secrets.token_hex(32)
+    secret = secrets.token_hex(32)
     env = {
         **os.environ,
         "COMMHUB_SECRET": secret,
         **{f"COMMHUB_{k.upper()}": v for k, v in (settings or {}).items()},
     }
     log = workdir / "hub.log"
-    cmd = [sys.executable, "-m", "commhub.cli", "serve", "--port", str(port)]
-    cmd += ["--data-dir", str(workdir)]
+    cmd = [sys.executable, "-m", "commhub.cli", "serve", "--port", "0", "--data-dir", str(workdir)]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     deadline = time.monotonic() + timeout

@@ -65,7 +65,8 @@ class Node:
 
 
 class Cluster:
-    """`nodes` hub processes on one redis-server (None: one node without Redis at all)."""
+    """`nodes` hub processes on one redis-server (`redis=False`: no Redis, each node alone).
+    `env`: COMMHUB_* settings for every node, over the quiet defaults."""
 
     def __init__(
         self,
@@ -80,8 +81,11 @@ class Cluster:
     ) -> None:
         self.folder = folder
         self.redis: RedisServer | None = RedisServer(folder / "redis") if redis else None
-        # one store for all nodes: the history survives a room's move to another node
-        self.database_url = database_url or f"sqlite+aiosqlite:///{(folder / 'store.db').resolve()}"
+        # one store for all nodes, so the history survives a room's move to another node
+        # (None: one SQLite file they all open; "": each node its own, in its data dir)
+        if database_url is None:
+            database_url = f"sqlite+aiosqlite:///{(folder / 'store.db').resolve()}"
+        self.database_url = database_url
         self.lease_ttl = lease_ttl
         self.drain_timeout = drain_timeout
         self.extra = dict(env or {})
@@ -92,12 +96,9 @@ class Cluster:
             self.nodes.append(Node(i, node_id, port, HubProcess(folder / node_id, port)))
 
     def node_env(self, node: Node) -> dict[str, str]:
-        env = {
-            **QUIET,
-            "COMMHUB_SECRET": SECRET,
-            "COMMHUB_DATABASE_URL": self.database_url,
-            "COMMHUB_SHUTDOWN_TIMEOUT": "5",
-        }
+        env = {**QUIET, "COMMHUB_SECRET": SECRET, "COMMHUB_SHUTDOWN_TIMEOUT": "5"}
+        if self.database_url:
+            env["COMMHUB_DATABASE_URL"] = self.database_url
         if self.redis is not None:
             env |= {
                 "COMMHUB_REDIS_URL": self.redis.url,
