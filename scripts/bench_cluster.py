@@ -5,7 +5,8 @@ redis-server, against one node without Redis (the baseline) in the same run.
 N WebSocket clients in M rooms (client i in room i mod M); each round of M clients enters
 through the next node (a load balancer's round robin, so every room's clients arrive at every
 node) and follows `redirect` to the room's owner. Each node keeps its own SQLite store, as
-the baseline does (`--set database_url=...` shares one). Measured per configuration:
+the baseline does (`--postgres`: all on one throwaway PostgreSQL, the baseline too).
+Measured per configuration:
 - join latency from the first connect to `joined` (so the routing look-up at the upgrade and
   a redirect's second connection count), p50/p95, split into direct joins and redirected
   ones: in waves of 10 (as bench_signalling), and one at a time (`--probes`: the hop alone);
@@ -23,6 +24,7 @@ not of what several machines hold.
     .venv/bin/python scripts/bench_cluster.py --quick      # 200 clients, 20 rooms: ~2 min
     .venv/bin/python scripts/bench_cluster.py              # 500 clients, 50 rooms: ~4 min
     .venv/bin/python scripts/bench_cluster.py --quick --lease-ttl 3   # failover vs the TTL
+    .venv/bin/python scripts/bench_cluster.py --postgres   # every node on one PostgreSQL
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.cluster import Cluster  # noqa: E402
+from tests.helpers.services import PostgresServer  # noqa: E402
 
 JOIN_WAVE = 10
 MAX_REDIRECTS = 3
@@ -455,6 +458,19 @@ def table(results: list[dict[str, Any]], base: dict[str, Any]) -> None:
             )
 
 
+async def fresh_database(pg: PostgresServer, name: str) -> str:
+    import asyncpg
+
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=pg.port, user=PostgresServer.USER, database="postgres"
+    )
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return pg.url_of(name)
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -475,6 +491,12 @@ async def main() -> None:
         help="a setting (COMMHUB_NAME) for every node, e.g. database_url=postgresql+asyncpg://..",
     )
     ap.add_argument("--quick", action="store_true", help="200 clients, 20 rooms, 100 messages")
+    ap.add_argument(
+        "--postgres",
+        action="store_true",
+        help="every node of every configuration (the baseline too) on one PostgreSQL "
+        "(a throwaway server, Debian's postgresql), instead of a SQLite file per node",
+    )
     ap.add_argument("--json", default=str(ROOT / "bench-results" / "cluster.json"))
     args = ap.parse_args()
     os.chdir(ROOT)  # the nodes run `python -m commhub.cli`: this checkout's code, not the venv's
@@ -487,16 +509,26 @@ async def main() -> None:
     settings |= dict(item.split("=", 1) for item in args.set)
     results = []
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory() as tmp:
-        for n, cfg in enumerate(CONFIGS):
-            print(f"running: {cfg.name}", flush=True)
-            results.append(await run_config(cfg, args, settings, Path(tmp) / f"c{n}"))
+    pg = PostgresServer() if args.postgres else None
+    if pg is not None:
+        await asyncio.to_thread(pg.setup)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for n, cfg in enumerate(CONFIGS):
+                print(f"running: {cfg.name}", flush=True)
+                if pg is not None:  # a fresh database per configuration, every node on it
+                    settings["database_url"] = await fresh_database(pg, f"bench{n}")
+                results.append(await run_config(cfg, args, settings, Path(tmp) / f"c{n}"))
+    finally:
+        if pg is not None:
+            await asyncio.to_thread(pg.teardown)
     base = results[0]
     print(
         f"\ncluster: {args.clients} clients in {args.rooms} rooms, {args.messages} burst chat "
         f"messages per room, {os.cpu_count()} cores, load average before "
-        f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} (every node, Redis and the "
-        "load generator on this machine: indicative figures)"
+        f"{load_before[0]:.1f}, after {os.getloadavg()[0]:.1f}; store: "
+        f"{'one PostgreSQL' if args.postgres else 'SQLite per node'} (every node, Redis and "
+        "the load generator on this machine: indicative figures)"
     )
     table(results, base)
     doc = {
@@ -504,6 +536,7 @@ async def main() -> None:
         "throughput_ratio": {
             r["config"]: r["deliveries_per_s"] / base["deliveries_per_s"] for r in results
         },
+        "store": "postgresql (one for all nodes)" if args.postgres else "sqlite (one per node)",
         "load_average": [load_before, os.getloadavg()],
         "cores": os.cpu_count(),
     }
