@@ -23,14 +23,11 @@ from sqlalchemy import (
     Table,
     Text,
     delete,
-    event,
     insert,
-    make_url,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.desks.model import DeskDef, DeskError
 from commhub.store import default_url, migrate, server
@@ -83,19 +80,7 @@ def _values(d: DeskDef) -> dict[str, Any]:
 class DeskStore:
     def __init__(self, url: str, busy_timeout: float = 5.0) -> None:
         self.url = url
-        parsed = make_url(url)
-        sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        args = {"timeout": busy_timeout} if sqlite else {}
-        self.engine: AsyncEngine = create_async_engine(url, **server.engine_options(url, args))
-        if sqlite:
-
-            @event.listens_for(self.engine.sync_engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.close()
+        self.engine, _ = server.side_engine(url, busy_timeout)
 
     async def open(self) -> None:
         """The schema at its newest (a no-op when the hub's store migrated it already)."""

@@ -35,15 +35,12 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    event,
     insert,
-    make_url,
     or_,
     select,
     update,
 )
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.store import migrate, server
 from commhub.store.writer import StoreError, describe
@@ -190,23 +187,9 @@ class InviteStore:
         self.url = url
         self.timeout = timeout
         self.legacy_dir = legacy_dir
-        parsed = make_url(url)
-        sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite and parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self._connect_args = {"timeout": busy_timeout} if sqlite else {}
-        self.engine: AsyncEngine = create_async_engine(
-            url, **server.engine_options(url, self._connect_args)
-        )
+        self.engine, self._connect_args = server.side_engine(url, busy_timeout)
         self._migrated = False
         self._migration: asyncio.Future[None] | None = None
-        if sqlite:
-
-            @event.listens_for(self.engine.sync_engine, "connect")
-            def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.close()
 
     async def open(self) -> None:
         """The schema at its newest (a no-op once the hub's store migrated it), the old

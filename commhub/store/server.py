@@ -5,9 +5,12 @@ migrations between nodes."""
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from commhub.store.writer import StoreUnreachable, describe
 
@@ -54,3 +57,24 @@ def unreachable(url: str, exc: BaseException) -> StoreUnreachable | None:
     return StoreUnreachable(
         f"cannot connect to {name} at {where} ({redacted(url)}): {describe(exc)}"
     )
+
+
+def side_engine(url: str, busy_timeout: float) -> tuple[AsyncEngine, dict[str, Any]]:
+    """An engine for a part with its own tables in the store's database (desks, invites):
+    an SQLite file's folder made and WAL on, a server's connections checked before use.
+    Returns the engine and the driver's connect arguments (migrations use them too)."""
+    parsed = make_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    args: dict[str, Any] = {"timeout": busy_timeout} if sqlite else {}
+    engine = create_async_engine(url, **engine_options(url, args))
+    if sqlite:
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _wal(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.close()
+
+    return engine, args
