@@ -10,6 +10,15 @@ falls behind, chunks merge and their partials are skipped (counted), while every
 utterance still gets its final. The queue holds at most ``max_backlog_s`` of speech: past
 that the oldest queued speech is shed (counted), so a stream that cannot keep up lags by
 a bounded amount and costs bounded memory.
+
+With ``max_lag_s`` set (live captions) the lag itself is bounded: a job decides what to
+decode only once it holds a thread, and by then the stream degrades in this order while
+its oldest audio waits too long: the node is marked strained (new utterances decode with
+the model's ``fast`` preset, when one is given), the stream's partials stop, and the oldest
+queued speech whose final would come later than ``max_lag_s`` after its utterance ended
+(by the stream's measured decode speed and wait for a thread) is shed, counted. Each
+degradation episode (from the first drop until ``EPISODE_QUIET_S`` without one) is
+counted once in ``episodes``: the room is told once per episode.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -34,6 +43,16 @@ from .metrics import CaptionMetrics, default_metrics
 from .resample import Resampler
 
 log = logging.getLogger(__name__)
+
+# The lag policy, as fractions of max_lag_s: oldest audio older than FAST_AT marks the node
+# strained (fast preset for STRAIN_HOLD_S), older than QUIET_AT stops the stream's partials
+# until it is back under CALM_AT.
+FAST_AT = 0.25
+QUIET_AT = 0.5
+CALM_AT = 0.25
+STRAIN_HOLD_S = 15.0
+EPISODE_QUIET_S = 10.0  # seconds without a drop that end a degradation episode
+_EWMA = 0.3  # weight of the newest measure in the decode speed and wait estimates
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,9 @@ class StreamSettings:
     # catches up in few calls, small enough that other streams get a thread in between.
     max_job_s: float = 2.0
     lossless: bool = False  # files: push() waits for room instead of shedding
+    # No final later than this after its utterance ended: older queued speech is shed
+    # (live captions: caption_max_lag). 0: no lag bound (files; the backlog bound only).
+    max_lag_s: float = 0.0
     gate: GateSettings = field(default_factory=GateSettings)
 
 
@@ -59,7 +81,11 @@ class StreamStats:
     dropped_partials: int = 0
     finals: int = 0
     dropped_utterances: int = 0  # shed whole, or cut short where decoding stood
-    shed_seconds: float = 0.0  # queued speech thrown away to hold the backlog bound
+    shed_seconds: float = 0.0  # queued speech thrown away to hold the backlog or lag bound
+    lag_shed_seconds: float = 0.0  # of which to hold the lag bound
+    skipped_partials: int = 0  # of dropped_partials, not sent because the stream lagged
+    fast_utterances: int = 0  # utterances decoded with the fast preset (the node strained)
+    episodes: int = 0  # degradation episodes (the room is told once per episode)
     audio_seconds: float = 0.0
     recognize_seconds: float = 0.0
 
@@ -72,6 +98,7 @@ class _Segment:
     last_partial: str = ""
     last_partial_at: float = 0.0
     sent_partial: bool = False
+    model: SpeechModel | None = None  # chosen at its first job: one recognizer per utterance
 
 
 @dataclass(eq=False)
@@ -100,7 +127,10 @@ class CaptionStream:
         budget: RecognitionBudget | None = None,
         metrics: CaptionMetrics | None = None,
         stream_id: str | None = None,
+        fast: Callable[[], SpeechModel | None] | None = None,
     ) -> None:
+        """``fast`` gives the fast-preset model when loaded (None: not yet, or none): new
+        utterances use it while the budget is strained."""
         self.model = model
         self.speaker = speaker
         self.language = model.language
@@ -122,6 +152,12 @@ class CaptionStream:
         self._last_shed_log = -1e9
         self._segments = 0
         self._recognizer: Recognizer | None = None
+        self._recognizer_model: SpeechModel = model  # the model it came from
+        self._fast = fast
+        self._rtf = 0.5  # wall seconds per audio second decoded (estimate, per stream)
+        self._wait = 0.0  # seconds a job waits for a thread (estimate)
+        self._lagging = False  # partials stopped
+        self._episode_until = -1.0
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = False
@@ -202,52 +238,117 @@ class CaptionStream:
             self._shed()
 
     def _shed(self) -> None:
-        """Throw away the oldest queued utterances until the backlog is within its bound.
-
-        One the recognizer has not started is dropped whole; one it has started loses its
-        queued audio and gets its final from what was decoded. Shedding the utterance
-        being spoken drops the rest of it too.
-        """
+        """Throw away the oldest queued utterances until the backlog is within its bound."""
         limit = self.settings.max_backlog_s
         for segment in dict.fromkeys(item.segment for item in self._queue):
             if self.backlog_seconds <= limit:
                 break
-            started = segment.fed > 0 or segment is self._decoding
-            shed = 0
-            end: _End | None = None
-            if segment is self._segment:
-                self._segment = None
-                shed += len(self._pending)
-                self._pending.clear()
-                end = _End(segment, self.stats.audio_seconds, time.monotonic())
-            kept: deque[_Chunk | _End] = deque()
-            at: int | None = None  # where the utterance stood in the queue
-            for item in self._queue:
-                if item.segment is not segment:
-                    kept.append(item)
-                    continue
-                at = len(kept) if at is None else at
-                if isinstance(item, _Chunk):
-                    shed += len(item.pcm)
-                    self._queued_bytes -= len(item.pcm)
-                elif end is None:
-                    end = item
-            if not shed:
+            self._shed_segment(segment)
+
+    def _shed_segment(self, segment: _Segment, *, resume: bool = False) -> float:
+        """Throw away an utterance's queued speech; the seconds shed.
+
+        One the recognizer has not started is dropped whole; one it has started loses its
+        queued audio and gets its final from what was decoded. Shedding the utterance
+        being spoken drops the rest of it too, unless ``resume``: then captioning resumes
+        at once with a new utterance from the newest audio (a speaker who goes on talking
+        keeps getting captions, only the part that could not be decoded in time is lost).
+        """
+        started = segment.fed > 0 or segment is self._decoding
+        shed = 0
+        end: _End | None = None
+        now = time.monotonic()
+        speaking = segment is self._segment
+        if speaking:
+            self._segment = None
+            shed += len(self._pending)
+            self._pending.clear()
+            end = _End(segment, self._gate.time, now)
+        kept: deque[_Chunk | _End] = deque()
+        at: int | None = None  # where the utterance stood in the queue
+        for item in self._queue:
+            if item.segment is not segment:
+                kept.append(item)
                 continue
-            if started and end is not None:  # finish it, in its place before newer ones
-                kept.insert(len(kept) if at is None else at, end)
-            self._queue = kept
-            self.stats.shed_seconds += shed / BYTES_PER_SECOND
-            self.stats.dropped_utterances += 1
-            self._metrics.dropped_utterances.inc()
-            now = time.monotonic()
-            if now - self._last_shed_log >= 10.0:
-                self._last_shed_log = now
-                log.warning(
-                    "captions %s: over %.1f s of speech behind, shedding the oldest",
-                    self.stream_id,
-                    limit,
-                )
+            at = len(kept) if at is None else at
+            if isinstance(item, _Chunk):
+                shed += len(item.pcm)
+                self._queued_bytes -= len(item.pcm)
+            elif end is None:
+                end = item
+        if not shed:
+            if speaking:
+                self._segment = segment  # nothing queued to shed: it goes on
+            return 0.0
+        if started and end is not None:  # finish it, in its place before newer ones
+            kept.insert(len(kept) if at is None else at, end)
+        self._queue = kept
+        seconds = shed / BYTES_PER_SECOND
+        self.stats.shed_seconds += seconds
+        self.stats.dropped_utterances += 1
+        self._metrics.dropped_utterances.inc()
+        self._metrics.shed_seconds.inc(seconds)
+        self._degrade(now)
+        if resume and speaking:
+            self._start_segment(self._gate.time)
+        if now - self._last_shed_log >= 10.0:
+            self._last_shed_log = now
+            log.warning(
+                "captions %s: %.1f s of speech shed to hold the %s bound",
+                self.stream_id,
+                seconds,
+                "lag" if resume else "backlog",
+            )
+        return seconds
+
+    def _degrade(self, now: float) -> None:
+        """Something was dropped: a new episode unless one is under way."""
+        if now >= self._episode_until:
+            self.stats.episodes += 1
+            self._metrics.episodes.inc()
+        self._episode_until = now + EPISODE_QUIET_S
+
+    # -- the lag bound (event loop, while the stream holds a thread) ----------------------
+
+    def _hold_lag(self, now: float) -> None:
+        bound = self.settings.max_lag_s
+        if bound <= 0 or not self._queue:
+            return
+        age = now - self._arrival(self._queue[0])
+        if age > FAST_AT * bound:
+            self._budget.strain(STRAIN_HOLD_S)
+        if age > QUIET_AT * bound:
+            self._lagging = True
+        elif age < CALM_AT * bound:
+            self._lagging = False
+        while (late := self._late(now, bound)) is not None:
+            shed = self._shed_segment(late, resume=True)
+            self.stats.lag_shed_seconds += shed
+            if not shed:
+                break
+
+    def _late(self, now: float, bound: float) -> _Segment | None:
+        """The oldest utterance to shed so that queued finals meet the bound: one whose
+        final, decoded at the measured speed after what is queued before it (and a wait for
+        a thread per further job), would come later than ``bound`` after its end; or, while
+        one is being spoken, if decoding what is queued would leave less than the bound
+        minus a thread wait for its final (never less than CALM_AT of the bound: a stream
+        always keeps some speech to decode)."""
+        queued = 0.0
+        oldest: _Segment | None = None
+        for item in self._queue:
+            if isinstance(item, _Chunk):
+                queued += len(item.pcm) / BYTES_PER_SECOND
+                oldest = oldest or item.segment
+            elif queued > 0:
+                jobs = int(queued // self.settings.max_job_s)  # jobs after this one
+                done = now + self._rtf * queued + self._wait * jobs
+                if done > item.detected_at + bound:
+                    return oldest
+        room = max(bound - self._wait, CALM_AT * bound)
+        if queued > 0 and self._rtf * queued > room:
+            return oldest
+        return None
 
     # -- decoding (worker task + budget threads) ------------------------------------------
 
@@ -272,15 +373,34 @@ class CaptionStream:
                 await self._wake.wait()
                 continue
             deadline = self._arrival(self._queue[0])
-            segment, pcm, chunks, end = self._take()
-            self._decoding = segment
-            try:
-                await self._decode(segment, pcm, chunks, end, deadline)
-            except Exception:
-                log.exception("captions %s: recognition failed, utterance lost", self.stream_id)
-            finally:
-                self._decoding = None
+            asked = time.monotonic()
+            async with self._budget.slot(deadline):
+                now = time.monotonic()
+                self._wait += _EWMA * (now - asked - self._wait)
+                self._hold_lag(now)
+                if self._queue:  # unless all of it was shed
+                    segment, pcm, chunks, end = self._take()
+                    model = segment.model = segment.model or self._pick_model()
+                    self._decoding = segment
+                    try:
+                        await self._decode(segment, pcm, chunks, end, model)
+                    except Exception:
+                        log.exception(
+                            "captions %s: recognition failed, utterance lost", self.stream_id
+                        )
+                    finally:
+                        self._decoding = None
             self._progress.set()
+
+    def _pick_model(self) -> SpeechModel:
+        """A new utterance's model: the fast preset while the node is strained."""
+        if self._fast is not None and self._budget.strained:
+            fast = self._fast()
+            if fast is not None:
+                self.stats.fast_utterances += 1
+                self._metrics.fast_utterances.inc()
+                return fast
+        return self.model
 
     @staticmethod
     def _arrival(item: _Chunk | _End) -> float:
@@ -312,39 +432,59 @@ class CaptionStream:
         return segment, pcm, len(parts), end
 
     async def _decode(
-        self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, deadline: float
+        self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, model: SpeechModel
     ) -> None:
-        partial, final, elapsed = await self._budget.run(
-            lambda: self._recognize(pcm, end), deadline=deadline
+        partial, final, elapsed = await self._budget.execute(
+            lambda: self._recognize(pcm, end, model)
         )
         seconds = len(pcm) / BYTES_PER_SECOND
+        if seconds >= 0.2:  # short jobs are mostly fixed cost: they would skew the estimate
+            self._rtf += _EWMA * (elapsed / seconds - self._rtf)
         segment.fed += seconds
         self.stats.recognize_seconds += elapsed
         self._metrics.stage_seconds.labels("recognize").observe(elapsed)
         self._metrics.recognized_seconds.inc(seconds)
         if seconds > 0:
             self._metrics.realtime_factor.observe(elapsed / seconds)
+        skipped = 0
         if self.settings.partials and chunks > 1:
             # merged chunks: one decode instead of several, so their partials are skipped
-            self.stats.dropped_partials += chunks - 1
-            self._metrics.dropped_partials.inc(chunks - 1)
+            skipped = chunks - 1
         if end is not None and final is not None:
+            self._dropped_partials(skipped)
             await self._emit_final(segment, final, end)
             return
         if not self.settings.partials:
             return
+        if self._lagging:  # the stream is behind: its partials stop until it catches up
+            self.stats.skipped_partials += 1
+            self._dropped_partials(skipped + 1)
+            if partial is not None:
+                segment.last_partial = partial.text
+            return
+        self._dropped_partials(skipped)
         await self._emit_partial(segment, partial)
+
+    def _dropped_partials(self, n: int) -> None:
+        if n > 0:
+            self.stats.dropped_partials += n
+            self._metrics.dropped_partials.inc(n)
+            self._degrade(time.monotonic())
 
     def _prepare(self) -> None:
         """Worker thread: take the recognizer (a warm idle one when the model has it)."""
         if self._recognizer is None:
-            self._recognizer = self.model.recognizer(self._phrases)
+            self._recognizer = self._recognizer_model.recognizer(self._phrases)
 
     def _recognize(
-        self, pcm: bytes, end: _End | None
+        self, pcm: bytes, end: _End | None, model: SpeechModel
     ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
-        """Worker thread: decode one job."""
+        """Worker thread: decode one job (with ``model``'s recognizer: switching presets
+        happens between utterances, the old recognizer goes back to its model's pool)."""
         started = time.perf_counter()
+        if model is not self._recognizer_model:
+            self._release()
+            self._recognizer_model = model
         self._prepare()
         recognizer = self._recognizer
         assert recognizer is not None
