@@ -140,6 +140,9 @@ class Settings:
     # while a stream lags, new utterances decode with the fast preset (its model copy is
     # loaded off the loop the first time; preloaded when caption_fast_from asks for it)
     caption_fast_auto: bool = True
+    # load that copy at start-up (seconds of a core and several hundred MiB), for nodes
+    # expected to run past capacity, instead of the first time a stream lags
+    caption_fast_preload: bool = False
     # -- several nodes: COMMHUB_REDIS_URL turns it on (docs in README "Several nodes") --
     redis_url: str = ""  # redis://host:port/db; empty: one node, nothing shared
     redis_prefix: str = "commhub"  # the keys' prefix (several clusters may share one Redis)

@@ -42,6 +42,9 @@ class RecognitionBudget:
         self._seq = itertools.count()
         self.in_flight = 0  # jobs holding a thread
         self._strained_until = -1.0  # monotonic: until then the node is over capacity
+        # wall seconds per audio second decoded, node-wide (a moving estimate: it counts
+        # contention too); a stream's own estimate starts from it
+        self.rtf = 0.5
 
     async def run(self, fn: Callable[[], T], deadline: float | None = None) -> T:
         """Run ``fn`` on a worker thread; ``deadline`` (monotonic) orders waiting jobs, now

@@ -114,7 +114,8 @@ class LiveCaptions:
         """Load the configured languages' models in the background, so a speaker's first
         words are not queued behind a model load; say at start-up what is missing."""
         presets = ["default"]
-        if self.config.caption_decoder != "default" or self.config.caption_fast_from:
+        c = self.config
+        if c.caption_decoder != "default" or c.caption_fast_from or c.caption_fast_preload:
             # loaded now, not when the load comes (a second model load then is seconds of CPU)
             presets = [self.config.caption_decoder, "fast"]
         for language in self.config.caption_preload:
@@ -170,6 +171,7 @@ class LiveCaptions:
                     finally:
                         try:
                             await stream.close()  # the last utterance still gets its final
+                            self._summary(p, stream)
                         finally:
                             if self.active.get(track.id) is stream:
                                 del self.active[track.id]
@@ -177,6 +179,24 @@ class LiveCaptions:
                     self.streams -= 1
         except MediaStreamError:
             pass
+
+    @staticmethod
+    def _summary(p: Participant, stream: CaptionStream) -> None:
+        """A degraded stream's account, when it ends (operators and the benchmark read it)."""
+        stats = stream.stats
+        if stats.episodes:
+            log.warning(
+                "captions for %s ended degraded: %.1f s of speech shed (%.1f s for the lag "
+                "bound), %d utterances cut, %d partials dropped, %d utterances on the fast "
+                "preset, %d episodes",
+                p.identity,
+                stats.shed_seconds,
+                stats.lag_shed_seconds,
+                stats.dropped_utterances,
+                stats.dropped_partials,
+                stats.fast_utterances,
+                stats.episodes,
+            )
 
     async def _wait_for_slot(
         self, p: Participant, room_name: str, track: MediaStreamTrack, language: str

@@ -51,6 +51,7 @@ FAST_AT = 0.25
 QUIET_AT = 0.5
 CALM_AT = 0.25
 STRAIN_HOLD_S = 15.0
+STRAINED_JOB_S = 1.0  # jobs are shorter while the node is strained: shorter waits for all
 EPISODE_QUIET_S = 10.0  # seconds without a drop that end a degradation episode
 _EWMA = 0.3  # weight of the newest measure in the decode speed and wait estimates
 
@@ -154,7 +155,7 @@ class CaptionStream:
         self._recognizer: Recognizer | None = None
         self._recognizer_model: SpeechModel = model  # the model it came from
         self._fast = fast
-        self._rtf = 0.5  # wall seconds per audio second decoded (estimate, per stream)
+        self._rtf: float | None = None  # wall seconds per audio second decoded (estimate)
         self._wait = 0.0  # seconds a job waits for a thread (estimate)
         self._lagging = False  # partials stopped
         self._episode_until = -1.0
@@ -334,6 +335,9 @@ class CaptionStream:
         one is being spoken, if decoding what is queued would leave less than the bound
         minus a thread wait for its final (never less than CALM_AT of the bound: a stream
         always keeps some speech to decode)."""
+        rtf = self._budget.rtf if self._rtf is None else self._rtf
+        # the bound counts from the utterance's end, the gate saw it end_silence_ms later
+        after_end = bound - self.settings.gate.end_silence_ms / 1000
         queued = 0.0
         oldest: _Segment | None = None
         for item in self._queue:
@@ -341,14 +345,19 @@ class CaptionStream:
                 queued += len(item.pcm) / BYTES_PER_SECOND
                 oldest = oldest or item.segment
             elif queued > 0:
-                jobs = int(queued // self.settings.max_job_s)  # jobs after this one
-                done = now + self._rtf * queued + self._wait * jobs
-                if done > item.detected_at + bound:
+                jobs = int(queued // self._job_s())  # jobs after this one
+                done = now + rtf * queued + self._wait * jobs
+                if done > item.detected_at + after_end:
                     return oldest
-        room = max(bound - self._wait, CALM_AT * bound)
-        if queued > 0 and self._rtf * queued > room:
+        room = max(after_end - self._wait, CALM_AT * bound)
+        if queued > 0 and rtf * queued > room:
             return oldest
         return None
+
+    def _job_s(self) -> float:
+        if self.settings.max_lag_s > 0 and self._budget.strained:
+            return min(self.settings.max_job_s, STRAINED_JOB_S)
+        return self.settings.max_job_s
 
     # -- decoding (worker task + budget threads) ------------------------------------------
 
@@ -413,7 +422,7 @@ class CaptionStream:
         segment = head.segment
         parts: list[bytes] = []
         end = head if isinstance(head, _End) else None
-        limit = self.settings.max_job_s * BYTES_PER_SECOND
+        limit = self._job_s() * BYTES_PER_SECOND
         if isinstance(head, _Chunk):
             parts.append(head.pcm)
             size = len(head.pcm)
@@ -438,8 +447,11 @@ class CaptionStream:
             lambda: self._recognize(pcm, end, model)
         )
         seconds = len(pcm) / BYTES_PER_SECOND
-        if seconds >= 0.2:  # short jobs are mostly fixed cost: they would skew the estimate
-            self._rtf += _EWMA * (elapsed / seconds - self._rtf)
+        if seconds > 0:
+            rtf = elapsed / seconds
+            self._budget.rtf += _EWMA * (rtf - self._budget.rtf)
+            mine = self._budget.rtf if self._rtf is None else self._rtf
+            self._rtf = mine + _EWMA * (rtf - mine)
         segment.fed += seconds
         self.stats.recognize_seconds += elapsed
         self._metrics.stage_seconds.labels("recognize").observe(elapsed)
