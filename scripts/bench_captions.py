@@ -154,6 +154,14 @@ async def caption_metrics(url: str) -> dict[str, float]:
         return await scrape(http, url, "commhub_captions")
 
 
+async def streams_closed(url: str, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.2)):
+        got = await caption_metrics(url)
+        if got.get("commhub_captions_active_streams{}", 0.0) == 0:
+            return
+        await asyncio.sleep(0.2)
+
+
 # -- the speakers and the listener ---------------------------------------------------------
 
 
@@ -741,6 +749,9 @@ def main() -> None:
                 tail = hub.log.read_text(errors="replace").splitlines()[-40:]
                 print(f"K={k}: the hub's log ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
                 raise
+            # the streams log their account as they end: let them end before the hub stops
+            with contextlib.suppress(Exception):
+                asyncio.run(streams_closed(hub.url))
             hub.stop()
             hub_runs.append(run)
             if hub.proc.returncode not in (0, None):

@@ -94,6 +94,7 @@ class LiveCaptions:
         self._working: set[CaptionStream] = set()  # until their worker is done (close waits)
         self.streams = 0  # slots taken: streams open or opening (the limit counts these)
         self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
+        self._told: dict[CaptionStream, int] = {}  # degradation episodes the room was told of
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
@@ -171,8 +172,10 @@ class LiveCaptions:
                     finally:
                         try:
                             await stream.close()  # the last utterance still gets its final
+                            await self._tell(p, room_name, stream)  # shed at the very end
                             self._summary(p, stream)
                         finally:
+                            self._told.pop(stream, None)
                             if self.active.get(track.id) is stream:
                                 del self.active[track.id]
                 finally:
@@ -289,7 +292,6 @@ class LiveCaptions:
         stream: CaptionStream,
         language: str,
     ) -> None:
-        noticed = 0
         anchor = self._anchors.pop(stream, [])
         while p.speak == language:
             frame = await track.recv()  # raises MediaStreamError when the track ends
@@ -298,16 +300,22 @@ class LiveCaptions:
                 rate = getattr(frame, "sample_rate", 0) or 48000
                 anchor.append(time.time() - getattr(frame, "samples", 0) / rate)
             await stream.push(frame)  # type: ignore[arg-type]
-            stats = stream.stats
-            if stats.episodes != noticed:  # once per degradation episode
-                noticed = stats.episodes
-                notice = protocol.caption_degraded(
-                    p.id,
-                    stats.dropped_partials,
-                    stats.dropped_utterances,
-                    shed_seconds=round(stats.shed_seconds, 2),
-                )
-                await self.outbox.publish(room_name, notice)
+            if stream.stats.episodes != self._told.get(stream, 0):
+                await self._tell(p, room_name, stream)
+
+    async def _tell(self, p: Participant, room_name: str, stream: CaptionStream) -> None:
+        """The room hears of each degradation episode once, with what was dropped so far."""
+        stats = stream.stats
+        if stats.episodes == self._told.get(stream, 0):
+            return
+        self._told[stream] = stats.episodes
+        notice = protocol.caption_degraded(
+            p.id,
+            stats.dropped_partials,
+            stats.dropped_utterances,
+            shed_seconds=round(stats.shed_seconds, 2),
+        )
+        await self.outbox.publish(room_name, notice)
 
     def _stable_prefix(self, event: CaptionEvent) -> str:
         """The words two successive partials of a segment agree on (when partials are
