@@ -130,7 +130,7 @@ async def test_redis_down_falls_back_to_each_nodes_own_limits(
     # nobody is refused for the outage: b's own limit (3) is what holds now
     assert [await b.admit("10.0.0.1", f"v{i}") for i in range(4)] == [None, None, None, TOO_MANY]
     assert a.shared.errors + b.shared.errors >= 1
-    warnings = [r for r in caplog.records if "connection limits unavailable" in r.message]
+    warnings = [r for r in caplog.records if "connection limits unreachable" in r.message]
     # once per node at most (b's first failure; a's refresher may have met it too)
     assert 1 <= len(warnings) <= 2
 

@@ -54,6 +54,21 @@ def channel(desk: str, part: str) -> str:
     return f"desk:{desk}:{part}"
 
 
+def _links(state: DeskState) -> list[Link]:
+    """Every connection of a desk: waiting visitors, visitors in a call, agents."""
+    links = [v.link for v in state.queue if v.link]
+    links += [v.link for s in state.sessions.values() if (v := s.visitor).link]
+    return links + [a.link for a in state.agents.values() if a.link]
+
+
+def _stop_timers(state: DeskState) -> None:
+    """The grace timers of dropped visitors and agents."""
+    timers = [v.timer for v in state.queue] + [a.timer for a in state.agents.values()]
+    for timer in timers:
+        if timer:
+            timer.cancel()
+
+
 class Desks:
     def __init__(self, hub: Hub, store: DeskStore, invites: Any = None) -> None:
         self.hub = hub
@@ -95,34 +110,18 @@ class Desks:
         state = self.states.pop(desk, None)
         if state is None:
             return
-        links = [v.link for v in state.queue if v.link]
-        links += [v.link for s in state.sessions.values() if (v := s.visitor).link]
-        links += [a.link for a in state.agents.values() if a.link]
-        for v in state.queue:
-            if v.timer:
-                v.timer.cancel()
-        for a in state.agents.values():
-            if a.timer:
-                a.timer.cancel()
+        _stop_timers(state)
         self.visitors = {k: w for k, w in self.visitors.items() if w[0] is not state}
-        notice = protocol.redirect(url, reason) if url else protocol.server_shutdown(1)
-        why = CloseReason.REDIRECT if url else CloseReason.SHUTDOWN
-        for link in links:
-            link.gone = True
-            self.hub.send(link.conn, notice)
-        await asyncio.gather(
-            *(link.conn.end(why, f"the desk moved ({reason})") for link in links),
-            return_exceptions=True,
-        )
+        if url:
+            await self._send_off(_links(state), protocol.redirect(url, reason),
+                                 CloseReason.REDIRECT, f"the desk moved ({reason})")  # fmt: skip
+        else:
+            await self._send_off(_links(state), protocol.server_shutdown(1),
+                                 CloseReason.SHUTDOWN, f"the desk moved ({reason})")  # fmt: skip
 
     async def close(self) -> None:
         for state in self.states.values():
-            for v in state.queue:
-                if v.timer:
-                    v.timer.cancel()
-            for a in state.agents.values():
-                if a.timer:
-                    a.timer.cancel()
+            _stop_timers(state)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -130,21 +129,18 @@ class Desks:
 
     async def shutdown(self) -> None:
         """The hub is stopping: every desk connection is told and closed (no grace timers)."""
-        links = [v.link for st in self.states.values() for v in st.queue if v.link]
-        links += [
-            v.link
-            for st in self.states.values()
-            for s in st.sessions.values()
-            if (v := s.visitor).link
-        ]
-        links += [a.link for st in self.states.values() for a in st.agents.values() if a.link]
-        notice = protocol.server_shutdown(5)
+        links = [link for st in self.states.values() for link in _links(st)]
+        await self._send_off(links, protocol.server_shutdown(5), CloseReason.SHUTDOWN,
+                             "server shutting down")  # fmt: skip
+
+    async def _send_off(
+        self, links: list[Link], notice: Message, why: CloseReason, message: str
+    ) -> None:
         for link in links:
             link.gone = True
             self.hub.send(link.conn, notice)
         await asyncio.gather(
-            *(link.conn.end(CloseReason.SHUTDOWN, "server shutting down") for link in links),
-            return_exceptions=True,
+            *(link.conn.end(why, message) for link in links), return_exceptions=True
         )
 
     def ended(self, room: str) -> bool:

@@ -14,6 +14,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from commhub.cluster.outage import Outage
+
 if TYPE_CHECKING:  # one node never loads the Redis client
     from redis.asyncio import Redis
 
@@ -194,13 +196,13 @@ class SharedAdmission:
         self.window = max(1.0, join_burst / join_rate) if join_rate > 0 else 1.0
         self.window_joins = max(join_burst, math.ceil(join_rate * self.window))
         self.ttl, self.timeout, self.retry = ttl, timeout, retry
-        self.errors = 0
+        self.outage = Outage(
+            log, "cluster-wide connection limits", "this node's own limits only", retry
+        )
         self._seq = itertools.count()
         self._open: dict[str, list[str]] = {}  # address -> this node's sockets' members
         self._tasks: set[asyncio.Task[None]] = set()
         self._refresher: asyncio.Task[None] | None = None
-        self._down_until = 0.0
-        self._down = False
         self._admit = redis.register_script(_ADMIT)
         self._refresh = redis.register_script(_REFRESH)
 
@@ -209,7 +211,12 @@ class SharedAdmission:
 
     @property
     def available(self) -> bool:
-        return time.monotonic() >= self._down_until
+        """False while Redis is left alone after a failure."""
+        return self.outage.available
+
+    @property
+    def errors(self) -> int:
+        return self.outage.errors
 
     async def admit(self, ip: str) -> tuple[str, str] | None:
         """Count one socket from `ip` in cluster-wide, or say why not: (code, message)."""
@@ -222,9 +229,9 @@ class SharedAdmission:
             try:
                 verdict = await asyncio.wait_for(self._admit(keys, args), self.timeout)
             except Exception as exc:  # Redis away: this node's own limits decide
-                self._failed(exc)
+                self.outage.failed(exc)
             else:
-                self._answered()
+                self.outage.answered()
                 if verdict == 1:
                     return (
                         "too_many_connections",
@@ -250,7 +257,7 @@ class SharedAdmission:
         try:
             await asyncio.wait_for(self.redis.zrem(self._sockets_key(ip), *members), self.timeout)
         except Exception as exc:  # it expires within ttl anyway
-            self._failed(exc)
+            self.outage.failed(exc)
 
     def _background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -277,9 +284,9 @@ class SharedAdmission:
                     await self._refresh([self._sockets_key(ip)], [ttl_ms, *members], client=pipe)
                 await pipe.execute()
         except Exception as exc:
-            self._failed(exc)
+            self.outage.failed(exc)
         else:
-            self._answered()
+            self.outage.answered()
 
     async def close(self) -> None:
         """Stop refreshing and take this node's sockets out of Redis (best effort)."""
@@ -292,20 +299,4 @@ class SharedAdmission:
         if left and self.available:
             await asyncio.gather(*(self._forget(ip, m) for ip, m in left.items()))
 
-    def _failed(self, exc: Exception) -> None:
-        self.errors += 1
-        self._down_until = time.monotonic() + self.retry
-        if not self._down:
-            self._down = True
-            log.warning(
-                "cluster-wide connection limits unavailable (%s: %s); this node's own "
-                "limits only, trying Redis again every %g s",
-                type(exc).__name__,
-                exc,
-                self.retry,
-            )
 
-    def _answered(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("cluster-wide connection limits available again")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import time
 import unicodedata
 from collections import OrderedDict
 from typing import TYPE_CHECKING
+
+from commhub.cluster.outage import Outage
 
 from .text import clean_text
 
@@ -93,9 +94,9 @@ class SharedCache:
         self.retry = retry
         self.hits = 0
         self.misses = 0
-        self.errors = 0
-        self._down_until = 0.0  # monotonic; 0: Redis answered last time
-        self._down = False
+        self.outage = Outage(
+            log, "the shared translation cache", "translating with the local cache only", retry
+        )
 
     def key(self, key: CacheKey) -> str:
         engine, src, tgt, text = key
@@ -105,7 +106,11 @@ class SharedCache:
     @property
     def available(self) -> bool:
         """False while Redis is left alone after a failure."""
-        return time.monotonic() >= self._down_until
+        return self.outage.available
+
+    @property
+    def errors(self) -> int:
+        return self.outage.errors
 
     async def get(self, key: CacheKey) -> str | None:
         if not self.available:
@@ -115,13 +120,13 @@ class SharedCache:
         try:
             value = await asyncio.wait_for(self.redis.get(self.key(key)), self.timeout)
         except ResponseError:  # Redis answered: that key holds something else (not ours)
-            self._answered()
+            self.outage.answered()
             self.misses += 1
             return None
         except Exception as exc:  # any other Redis trouble is a miss, never a failure
-            self._failed(exc)
+            self.outage.failed(exc)
             return None
-        self._answered()
+        self.outage.answered()
         if not isinstance(value, str) or len(value.encode("utf-8", "replace")) > self.max_value:
             self.misses += 1  # none, or not something this code wrote: translate again
             return None
@@ -136,24 +141,8 @@ class SharedCache:
                 self.redis.set(self.key(key), value, px=self.ttl_ms), self.timeout
             )
         except Exception as exc:
-            self._failed(exc)
+            self.outage.failed(exc)
             return
-        self._answered()
+        self.outage.answered()
 
-    def _failed(self, exc: Exception) -> None:
-        self.errors += 1
-        self._down_until = time.monotonic() + self.retry
-        if not self._down:
-            self._down = True
-            log.warning(
-                "shared translation cache unreachable (%s: %s); translating with the local "
-                "cache only, trying Redis again every %g s",
-                type(exc).__name__,
-                exc,
-                self.retry,
-            )
 
-    def _answered(self) -> None:
-        if self._down:
-            self._down = False
-            log.info("shared translation cache reachable again")
