@@ -45,9 +45,10 @@ from .resample import Resampler
 log = logging.getLogger(__name__)
 
 # The lag policy, as fractions of max_lag_s: oldest audio older than FAST_AT marks the node
-# strained (fast preset for STRAIN_HOLD_S), older than QUIET_AT stops the stream's partials
-# until it is back under CALM_AT.
+# strained (fast preset for STRAIN_HOLD_S) when the job also waited CONTENDED_AT for a
+# thread; older than QUIET_AT stops the stream's partials until it is back under CALM_AT.
 FAST_AT = 0.25
+CONTENDED_AT = 0.05  # ... and its job waited this long for a thread (the node is loaded)
 QUIET_AT = 0.5
 CALM_AT = 0.25
 STRAIN_HOLD_S = 15.0
@@ -311,12 +312,14 @@ class CaptionStream:
 
     # -- the lag bound (event loop, while the stream holds a thread) ----------------------
 
-    def _hold_lag(self, now: float) -> None:
+    def _hold_lag(self, now: float, waited: float) -> None:
         bound = self.settings.max_lag_s
         if bound <= 0 or not self._queue:
             return
         age = now - self._arrival(self._queue[0])
-        if age > FAST_AT * bound:
+        if age > FAST_AT * bound and waited > CONTENDED_AT * bound:
+            # load, not this stream's own slow start (a fresh recognizer is slower): its
+            # job had to wait for a thread
             self._budget.strain(STRAIN_HOLD_S)
         if age > QUIET_AT * bound:
             self._lagging = True
@@ -386,7 +389,7 @@ class CaptionStream:
             async with self._budget.slot(deadline):
                 now = time.monotonic()
                 self._wait += _EWMA * (now - asked - self._wait)
-                self._hold_lag(now)
+                self._hold_lag(now, now - asked)
                 if self._queue:  # unless all of it was shed
                     segment, pcm, chunks, end = self._take()
                     model = segment.model = segment.model or self._pick_model()
@@ -493,11 +496,11 @@ class CaptionStream:
     ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
         """Worker thread: decode one job (with ``model``'s recognizer: switching presets
         happens between utterances, the old recognizer goes back to its model's pool)."""
-        started = time.perf_counter()
         if model is not self._recognizer_model:
             self._release()
             self._recognizer_model = model
         self._prepare()
+        started = time.perf_counter()  # decoding only: the speed estimate's measure
         recognizer = self._recognizer
         assert recognizer is not None
         try:
