@@ -154,7 +154,7 @@ async def test_a_lagging_stream_stops_its_partials_until_it_catches_up(
         blocker = asyncio.ensure_future(budget.run(hold.wait))
         # half a sentence is spoken while the thread is held: it waits past half the bound
         await push(stream, silence(0.3) + ko_speech[:half])
-        await asyncio.sleep(BOUND * 0.75)
+        await asyncio.sleep(BOUND * 0.6)  # older than QUIET_AT (half) of the bound
         hold.set()
         await blocker
         await until(lambda: stream.stats.skipped_partials > 0, "a skipped partial")
@@ -171,6 +171,42 @@ async def test_a_lagging_stream_stops_its_partials_until_it_catches_up(
     assert stream.stats.shed_seconds == 0  # within the bound: nothing had to go
     assert [e.text.split() for e in sink.finals] == [KO_WORDS]
     assert stream.stats.episodes == 1
+
+
+async def test_a_speaker_still_speaking_is_captioned_from_the_newest_speech(
+    ko: SpeechModel, ko_speech: bytes
+) -> None:
+    budget = RecognitionBudget(1)
+    sink = Sink()
+    settings = StreamSettings(max_lag_s=BOUND)
+    stream = CaptionStream(
+        ko, sink, speaker="s", phrases=KO_PHRASES, settings=settings, budget=budget
+    )
+    cut = int(len(ko_speech) * 0.85) // 2 * 2
+    hold = threading.Event()
+    blocker: asyncio.Future[Any] | None = None
+    try:
+        await ready([stream])
+        blocker = asyncio.ensure_future(budget.run(hold.wait))
+        # most of a sentence waits past the bound, and the speaker is still speaking
+        await push(stream, silence(0.3) + ko_speech[:cut])
+        await asyncio.sleep(BOUND)
+        hold.set()
+        await blocker
+        await until(lambda: stream.stats.lag_shed_seconds > 0, "the oldest speech shed")
+        await push(stream, ko_speech[cut:] + silence(0.8), paced=True)
+        await stream.close()
+    finally:
+        hold.set()
+        if blocker is not None:
+            await blocker
+        budget.shutdown()
+    assert stream.stats.dropped_utterances == 1
+    # the newest speech was kept and captioned: one final, for the sentence's later part
+    (final,) = sink.finals
+    assert final.start > 1.0 and final.text
+    assert set(final.text.split()) <= {*KO_PHRASES}
+    assert 0 < stream.stats.shed_seconds < 0.3 + len(ko_speech) / 32000
 
 
 async def test_below_capacity_nothing_is_shed(ko: SpeechModel, ko_speech: bytes) -> None:

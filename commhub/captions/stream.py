@@ -55,6 +55,7 @@ STRAIN_HOLD_S = 15.0
 STRAINED_JOB_S = 1.0  # jobs are shorter while the node is strained: shorter waits for all
 EPISODE_QUIET_S = 10.0  # seconds without a drop that end a degradation episode
 _EWMA = 0.3  # weight of the newest measure in the decode speed and wait estimates
+RTF_CEILING = 4.0  # one stalled job cannot make the estimate shed everything
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,7 @@ class CaptionStream:
         self._fast = fast
         self._rtf: float | None = None  # wall seconds per audio second decoded (estimate)
         self._wait = 0.0  # seconds a job waits for a thread (estimate)
+        self._finish_s = 0.0  # seconds a final takes after its audio (estimate)
         self._lagging = False  # partials stopped
         self._episode_until = -1.0
         self._wake = asyncio.Event()
@@ -247,14 +249,12 @@ class CaptionStream:
                 break
             self._shed_segment(segment)
 
-    def _shed_segment(self, segment: _Segment, *, resume: bool = False) -> float:
+    def _shed_segment(self, segment: _Segment, bound: str = "backlog") -> float:
         """Throw away an utterance's queued speech; the seconds shed.
 
         One the recognizer has not started is dropped whole; one it has started loses its
         queued audio and gets its final from what was decoded. Shedding the utterance
-        being spoken drops the rest of it too, unless ``resume``: then captioning resumes
-        at once with a new utterance from the newest audio (a speaker who goes on talking
-        keeps getting captions, only the part that could not be decoded in time is lost).
+        being spoken drops the rest of it too.
         """
         started = segment.fed > 0 or segment is self._decoding
         shed = 0
@@ -291,15 +291,13 @@ class CaptionStream:
         self._metrics.dropped_utterances.inc()
         self._metrics.shed_seconds.inc(seconds)
         self._degrade(now)
-        if resume and speaking:
-            self._start_segment(self._gate.time)
         if now - self._last_shed_log >= 10.0:
             self._last_shed_log = now
             log.warning(
                 "captions %s: %.1f s of speech shed to hold the %s bound",
                 self.stream_id,
                 seconds,
-                "lag" if resume else "backlog",
+                bound,
             )
         return seconds
 
@@ -326,36 +324,89 @@ class CaptionStream:
         elif age < CALM_AT * bound:
             self._lagging = False
         while (late := self._late(now, bound)) is not None:
-            shed = self._shed_segment(late, resume=True)
+            segment, keep = late
+            shed = self._shed_segment(segment, "lag") if keep is None else self._trim(segment, keep)
             self.stats.lag_shed_seconds += shed
             if not shed:
                 break
 
-    def _late(self, now: float, bound: float) -> _Segment | None:
-        """The oldest utterance to shed so that queued finals meet the bound: one whose
-        final, decoded at the measured speed after what is queued before it (and a wait for
-        a thread per further job), would come later than ``bound`` after its end; or, while
-        one is being spoken, if decoding what is queued would leave less than the bound
-        minus a thread wait for its final (never less than CALM_AT of the bound: a stream
-        always keeps some speech to decode)."""
+    def _late(self, now: float, bound: float) -> tuple[_Segment, float | None] | None:
+        """What to shed so that finals meet the bound, by the measured decode speed, final
+        cost and wait for a thread (per further job), or None.
+
+        An ended utterance whose final would come later than ``bound`` after its end is
+        shed whole (the oldest queued before it first). The one being spoken keeps only the
+        newest speech that leaves time for a thread wait and its final if it ended now
+        (never less than CALM_AT of the bound, and at least one chunk: every stream keeps
+        decoding, so its estimates stay current)."""
         rtf = self._budget.rtf if self._rtf is None else self._rtf
         # the bound counts from the utterance's end, the gate saw it end_silence_ms later
         after_end = bound - self.settings.gate.end_silence_ms / 1000
         queued = 0.0
+        before_open = 0.0  # queued ahead of the utterance being spoken
         oldest: _Segment | None = None
         for item in self._queue:
             if isinstance(item, _Chunk):
+                if item.segment is not self._segment:
+                    before_open += len(item.pcm) / BYTES_PER_SECOND
                 queued += len(item.pcm) / BYTES_PER_SECOND
                 oldest = oldest or item.segment
             elif queued > 0:
                 jobs = int(queued // self._job_s())  # jobs after this one
-                done = now + rtf * queued + self._wait * jobs
+                done = now + rtf * queued + self._finish_s + self._wait * jobs
                 if done > item.detected_at + after_end:
-                    return oldest
-        room = max(after_end - self._wait, CALM_AT * bound)
-        if queued > 0 and rtf * queued > room:
-            return oldest
-        return None
+                    assert oldest is not None
+                    return oldest, None
+        if self._segment is None or queued <= before_open:
+            return None
+        room = max(after_end - self._wait - self._finish_s, CALM_AT * bound)
+        if rtf * queued <= room:
+            return None
+        return self._segment, max(room / rtf - before_open, 0.0)
+
+    def _trim(self, segment: _Segment, keep_s: float) -> float:
+        """The utterance being spoken loses its oldest queued speech, all but the newest
+        ``keep_s`` (at least one chunk), which starts a new utterance with what follows; if
+        the recognizer had started it, it ends where it was (its final: what was decoded)."""
+        mine = [item for item in self._queue if item.segment is segment]
+        if not mine or not all(isinstance(item, _Chunk) for item in mine):
+            return 0.0
+        chunks = [item for item in mine if isinstance(item, _Chunk)]
+        kept: list[_Chunk] = []
+        size = 0
+        for chunk in reversed(chunks):
+            if kept and size + len(chunk.pcm) > keep_s * BYTES_PER_SECOND:
+                break
+            kept.append(chunk)
+            size += len(chunk.pcm)
+        dropped = chunks[: len(chunks) - len(kept)]
+        if not dropped:
+            return 0.0
+        gone = {id(chunk) for chunk in dropped}
+        queue = deque(item for item in self._queue if id(item) not in gone)
+        shed = sum(len(chunk.pcm) for chunk in dropped)
+        self._queued_bytes -= shed
+        now = time.monotonic()
+        origin = self._gate.time - (size + len(self._pending)) / BYTES_PER_SECOND
+        if segment.fed > 0:  # finish it where decoding stood, before the kept speech
+            queue.insert(len(queue) - len(kept), _End(segment, origin, now))
+        self._start_segment(origin)
+        assert self._segment is not None
+        for chunk in kept:
+            chunk.segment = self._segment
+        self._queue = queue
+        seconds = shed / BYTES_PER_SECOND
+        self.stats.shed_seconds += seconds
+        self.stats.dropped_utterances += 1
+        self._metrics.dropped_utterances.inc()
+        self._metrics.shed_seconds.inc(seconds)
+        self._degrade(now)
+        if now - self._last_shed_log >= 10.0:
+            self._last_shed_log = now
+            log.warning(
+                "captions %s: %.1f s of speech shed to hold the lag bound", self.stream_id, seconds
+            )
+        return seconds
 
     def _job_s(self) -> float:
         if self.settings.max_lag_s > 0 and self._budget.strained:
@@ -446,15 +497,18 @@ class CaptionStream:
     async def _decode(
         self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, model: SpeechModel
     ) -> None:
-        partial, final, elapsed = await self._budget.execute(
+        partial, final, decoding, finishing = await self._budget.execute(
             lambda: self._recognize(pcm, end, model)
         )
+        elapsed = decoding + finishing
         seconds = len(pcm) / BYTES_PER_SECOND
-        if seconds > 0:
-            rtf = elapsed / seconds
+        if seconds >= 0.05:  # the decode speed; a final's cost is estimated on its own
+            rtf = min(decoding / seconds, RTF_CEILING)
             self._budget.rtf += _EWMA * (rtf - self._budget.rtf)
             mine = self._budget.rtf if self._rtf is None else self._rtf
             self._rtf = mine + _EWMA * (rtf - mine)
+        if end is not None:
+            self._finish_s += _EWMA * (finishing - self._finish_s)
         segment.fed += seconds
         self.stats.recognize_seconds += elapsed
         self._metrics.stage_seconds.labels("recognize").observe(elapsed)
@@ -493,18 +547,20 @@ class CaptionStream:
 
     def _recognize(
         self, pcm: bytes, end: _End | None, model: SpeechModel
-    ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
+    ) -> tuple[Hypothesis | None, Hypothesis | None, float, float]:
         """Worker thread: decode one job (with ``model``'s recognizer: switching presets
-        happens between utterances, the old recognizer goes back to its model's pool)."""
+        happens between utterances, the old recognizer goes back to its model's pool);
+        the partial, the final, the seconds decoding the audio took, and the final's."""
         if model is not self._recognizer_model:
             self._release()
             self._recognizer_model = model
         self._prepare()
-        started = time.perf_counter()  # decoding only: the speed estimate's measure
         recognizer = self._recognizer
         assert recognizer is not None
         try:
+            started = time.perf_counter()
             partial = recognizer.accept(pcm) if pcm else None
+            accepted = time.perf_counter()
             final = recognizer.finish() if end is not None else None
         except Exception:
             # a fresh one for the next utterance; this one is dropped here, off the loop
@@ -512,7 +568,7 @@ class CaptionStream:
             with contextlib.suppress(Exception):
                 recognizer.close()
             raise
-        return partial, final, time.perf_counter() - started
+        return partial, final, accepted - started, time.perf_counter() - accepted
 
     async def _emit_partial(self, segment: _Segment, hyp: Hypothesis | None) -> None:
         now = time.monotonic()
