@@ -518,6 +518,7 @@ async def serve(
         await runner.setup()
     except (ClusterError, StoreUnreachable) as exc:  # a service it needs: one line, no traceback
         print(f"commhub serve: {exc}", file=sys.stderr, flush=True)
+        await runner.cleanup()  # what started before it (sessions, engines) closes cleanly
         return UNREACHABLE
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

@@ -268,12 +268,39 @@ async def test_the_admin_api_answers_the_same_on_every_node(
             http, "GET", f"{b.url}/v1/admin/rooms/on-a", headers=admin_headers()
         )
         assert status == 200 and [p["identity"] for p in body["participants"]] == ["alice"]
+        # a report filed in a room on a, a ban set through a: both seen from b
+        carol, _, _ = await enter(b.url, "on-a", "carol")
+        reply = await alice.request(
+            {"type": "report", "participant": carol.pid, "reason": "spam"}, timeout=15
+        )
+        assert reply["type"] == "reported"
+        status, _ = await call(
+            http, "POST", f"{a.url}/v1/rooms/on-a/bans", json={"identity": "dave"},
+            headers=admin_headers(),
+        )  # fmt: skip
+        assert status == 201
+        status, body = await call(http, "GET", f"{b.url}/v1/reports", headers=admin_headers())
+        assert status == 200 and [r["id"] for r in body["reports"]] == [reply["report_id"]]
+        status, body = await call(http, "GET", f"{b.url}/v1/bans", headers=admin_headers())
+        assert status == 200 and [x["identity"] for x in body["bans"]] == ["dave"]
+        dave = await SignalClient.connect(b.url, auth.issue(SECRET, room="on-a", identity="dave"))
+        await dave.send({"type": "join"})  # sent to a, where the ban holds too
+        moved = await dave.expect("redirect", timeout=10)
+        await dave.close(quiet=True)
+        dave = await SignalClient.connect(
+            moved["url"], auth.issue(SECRET, room="on-a", identity="dave")
+        )
+        await dave.send({"type": "join"})
+        assert (await dave.expect("error", timeout=10))["code"] == "banned"
+        await dave.close(quiet=True)
+
         status, _ = await call(
             http, "DELETE", f"{b.url}/v1/admin/rooms/on-a/participants/alice",
             headers=admin_headers(),
         )  # fmt: skip
         assert status == 204
         assert await alice.closed(timeout=10) == 4004
+        await carol.close(quiet=True)
     finally:
         for c in (alice, bob):
             await c.close(quiet=True)
@@ -311,6 +338,15 @@ async def test_a_desk_and_its_calls_run_on_one_node(
         room_c, at_room, joined, _ = await follow(other.url, call_token, {"type": "join"})
         clients.append(room_c)
         assert joined["type"] == "joined" and at_room == owner.url
+        # both nodes list the desk with the live state of the node that runs it
+        for node in (a, b):
+            status, body = await call(
+                http, "GET", f"{node.url}/v1/admin/desks", headers=admin_headers()
+            )
+            assert status == 200, body
+            [desk] = body["desks"]
+            assert desk["name"] == "permits" and desk["node"] == cluster_of(owner).id
+            assert (desk["agents_online"], desk["sessions"]) == (1, 1), desk
     finally:
         for c in clients:
             await c.close(quiet=True)

@@ -135,7 +135,6 @@ class Cluster:
             owner = target.id
         else:
             owner = await self.leases.owner(name) or target.id
-        self._placed.setdefault(owner, []).append(time.monotonic())
         if owner == self.id:
             self._claimed[name] = time.monotonic()
             return HERE
@@ -159,9 +158,11 @@ class Cluster:
         """The least-loaded live node that takes rooms (this one when no other does). Rooms
         this node placed since the target's last heartbeat count too: many rooms starting at
         once spread instead of all landing on the node that looked idlest."""
-        nodes = [n for n in await self.registry.live() if not n.draining]
-        if not nodes:
-            return self._measure()
+        live = await self.registry.live()
+        if all(n.id != self.id for n in live):  # Redis came back empty: register first, so
+            await self.registry.beat(self._measure())  # a room placed here is seen as alive
+            live.append(self.node)
+        nodes = [n for n in live if not n.draining] or [self._measure()]
         now, fresh = time.monotonic(), self.ttl * 2 / 3  # until the next heartbeat shows it
 
         def score(n: Node) -> float:
@@ -169,7 +170,10 @@ class Cluster:
             self._placed[n.id] = recent
             return n.load() + len(recent) + random.random() * 0.1
 
-        return min(nodes, key=score)
+        target = min(nodes, key=score)
+        # counted before any await: placements running at once see each other's choices
+        self._placed.setdefault(target.id, []).append(now)
+        return target
 
     async def handover(self, name: str) -> str | None:
         """Give `name` to the least-loaded other node; its URL, or None when there is none."""
@@ -234,7 +238,7 @@ class Cluster:
                 if self.reachable:
                     log.warning("Redis unreachable (%s); rooms here go on, retrying", exc)
                 self.reachable = False
-                delay = min(period, max(0.2, delay / 2))  # retry sooner while it is away
+                delay = min(period, 0.5)  # re-register and re-assert leases soon after it is back
                 continue
             except Exception:  # a bug must not stop the heartbeat: the leases would lapse
                 log.exception("cluster heartbeat failed")
