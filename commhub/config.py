@@ -133,6 +133,16 @@ class Settings:
     # from this many open caption streams on, new streams use the fast preset (a second
     # copy of the model in memory, loaded off the loop when first needed); 0 = never
     caption_fast_from: int = 0
+    # no final caption later than this many seconds after its utterance ended: past
+    # capacity a stream's partials stop and its oldest speech is shed (counted, the room
+    # told once per episode); 0 = unbounded (only caption_max_backlog holds)
+    caption_max_lag: float = 2.0
+    # while a stream lags, new utterances decode with the fast preset (its model copy is
+    # loaded off the loop the first time; preloaded when caption_fast_from asks for it)
+    caption_fast_auto: bool = True
+    # load that copy at start-up (seconds of a core and several hundred MiB), for nodes
+    # expected to run past capacity, instead of the first time a stream lags
+    caption_fast_preload: bool = False
     # -- several nodes: COMMHUB_REDIS_URL turns it on (docs in README "Several nodes") --
     redis_url: str = ""  # redis://host:port/db; empty: one node, nothing shared
     redis_prefix: str = "commhub"  # the keys' prefix (several clusters may share one Redis)
@@ -205,6 +215,7 @@ class Settings:
             "expected default or fast",
         )
         need(self.caption_fast_from >= 0, "caption_fast_from", "expected >= 0 (0 = never)")
+        need(0 <= self.caption_max_lag <= 3600, "caption_max_lag", "expected 0..3600 seconds")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")
         need(self.token_leeway >= 0, "token_leeway", "expected >= 0 seconds")
         for name in ("desk_grace", "desk_agent_grace"):

@@ -428,13 +428,22 @@ def caption_unavailable(
     }
 
 
-def caption_degraded(participant: str, dropped_partials: int, dropped_utterances: int) -> Message:
-    return {
+def caption_degraded(
+    participant: str,
+    dropped_partials: int,
+    dropped_utterances: int,
+    *,
+    shed_seconds: float | None = None,
+) -> Message:
+    msg: Message = {
         "type": "caption_degraded",
         "participant": participant,
         "dropped_partials": dropped_partials,
         "dropped_utterances": dropped_utterances,
     }
+    if shed_seconds is not None:
+        msg["shed_seconds"] = shed_seconds
+    return msg
 
 
 # -- the one way out ----------------------------------------------------------------------------

@@ -23,7 +23,12 @@ listener (signalling only, no media) stamps every caption event on arrival. Meas
 - sentences recognised right (one final, the exact four words; with --grammar only);
 - fairness: each speaker's worst final latency, and the spread of those worsts;
 - warm-up: final p95 of each speaker's first sentence against the rest;
-- speakers refused over the hub's stream limit (caption_unavailable busy): not in the figures.
+- speakers refused over the hub's stream limit (caption_unavailable busy): not in the figures;
+- the lag bound (caption_max_lag, 2 s by default): per speaker its worst final latency, the
+  sentences that got no final (their speech shed), the seconds of speech shed (the hub's
+  log line for each degraded stream) and the caption_degraded notices it got (one per
+  degradation episode). The hub runs with caption_fast_preload on (the fast preset's model
+  copy loaded at start-up, as for a node expected to run past capacity; --set overrides).
 
 Bare Vosk on the same audio (16 kHz PCM, same vocabulary, one KaldiRecognizer per stream in a
 thread, 200 ms real-time chunks, its own endpointing) is run in this process right after
@@ -45,6 +50,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -131,6 +137,7 @@ def start_caption_hub(
             # speakers stay silent from connecting until all of them start together
             "media_stall_timeout": "120",
             "log_level": "warning",
+            "caption_fast_preload": "true",
             **(settings or {}),
         },
     )
@@ -145,6 +152,14 @@ async def caption_metrics(url: str) -> dict[str, float]:
     """The hub's caption metrics: sample name{labels} -> value."""
     async with aiohttp.ClientSession() as http:
         return await scrape(http, url, "commhub_captions")
+
+
+async def streams_closed(url: str, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.2)):
+        got = await caption_metrics(url)
+        if got.get("commhub_captions_active_streams{}", 0.0) == 0:
+            return
+        await asyncio.sleep(0.2)
 
 
 # -- the speakers and the listener ---------------------------------------------------------
@@ -243,6 +258,8 @@ class HubRun:
     missed: int = 0
     dropped_partials: int = 0
     dropped_utterances: int = 0
+    shed_seconds: float = 0.0  # speech not decoded (the backlog or lag bound)
+    fast_utterances: int = 0  # decoded with the fast preset (the node strained)
     hub_finalize_mean_s: float = float("nan")  # hub: end of speech detected -> final sent
     hub_recognize_rtf: float = float("nan")  # hub: recognizer wall time / speech decoded
     rss_idle_mib: float = 0.0
@@ -261,6 +278,9 @@ class HubRun:
     first_sentence_p95: float = float("nan")  # each speaker's first sentence (warm-up)
     rest_sentences_p95: float = float("nan")
     per_speaker_worst: list[float] = field(default_factory=list)
+    # per speaker: identity, worst final latency, finals, sentences missed, seconds of speech
+    # shed, caption_degraded notices
+    per_speaker: list[dict[str, Any]] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list, repr=False)
     first_partials: list[float] = field(default_factory=list, repr=False)
     partial_gaps: list[float] = field(default_factory=list, repr=False)
@@ -282,10 +302,11 @@ def analyse(
     run.expected = (len(speakers) - run.busy) * len(spans)
     first: list[float] = []
     rest: list[float] = []
-    for pid, src in speakers:
+    for i, (pid, src) in enumerate(speakers):
         if pid in refused:
             continue
         mine: list[float] = []
+        missed = run.missed
         captions = inbox.captions(pid)
         finals = [(at, m) for at, m in captions if m["final"]]
         run.finals += len(finals)
@@ -325,6 +346,18 @@ def analyse(
                 run.first_partials.append(min(opened) - src.wall(start))
         if mine:
             run.per_speaker_worst.append(max(mine))
+        run.per_speaker.append(
+            {
+                "speaker": f"speaker-{i}",
+                "worst_s": round(max(mine), 2) if mine else None,
+                "finals": len(mine),
+                "missed": run.missed - missed,
+                "shed_s": 0.0,  # filled from the hub's log
+                "notices": sum(
+                    1 for m in inbox if m["type"] == "caption_degraded" and m["participant"] == pid
+                ),
+            }
+        )
     run.worst_lag_max = max(run.per_speaker_worst, default=float("nan"))
     run.worst_lag_min = min(run.per_speaker_worst, default=float("nan"))
     run.first_sentence_p95, run.rest_sentences_p95 = pct(first, 95), pct(rest, 95)
@@ -468,6 +501,8 @@ async def run_hub(
         delta = {name: after[name] - before.get(name, 0.0) for name in after}
         run.dropped_partials = round(delta.get("commhub_captions_dropped_partials_total{}", 0))
         run.dropped_utterances = round(delta.get("commhub_captions_dropped_utterances_total{}", 0))
+        run.shed_seconds = round(delta.get("commhub_captions_shed_seconds_total{}", 0.0), 1)
+        run.fast_utterances = round(delta.get("commhub_captions_fast_utterances_total{}", 0))
         n = delta.get("commhub_captions_stage_seconds_count{stage=finalize}", 0.0)
         if n:
             run.hub_finalize_mean_s = (
@@ -528,6 +563,44 @@ def table(hub_runs: list[HubRun], bare: dict[int, Result]) -> str:
         "speaker's worst final latency (fairness); 1st sent = each speaker's first sentence "
         "(a fresh recognizer); bare vosk: this process, one model; overhead = CPU per "
         "audio s over bare Vosk's at the same K"
+    )
+    return "\n".join(lines)
+
+
+SHED_LINE = re.compile(r"captions for (\S+) ended degraded: ([0-9.]+) s of speech shed")
+
+
+def shed_from_log(run: HubRun, log: str) -> None:
+    """Each degraded stream's shed seconds, from the line the hub logs when it ends."""
+    shed: dict[str, float] = defaultdict(float)
+    for identity, seconds in SHED_LINE.findall(log):
+        shed[identity] += float(seconds)
+    for row in run.per_speaker:
+        row["shed_s"] = round(shed.get(row["speaker"], 0.0), 1)
+
+
+def lag_table(hub_runs: list[HubRun]) -> str:
+    """The lag bound, speaker by speaker (indicative on a loaded machine)."""
+    lines = [
+        f"{'K':>2} {'speaker':<11} {'worst final':>11} {'finals':>6} {'missed':>6} "
+        f"{'shed s':>6} {'notices':>7}"
+    ]
+    for r in hub_runs:
+        for row in r.per_speaker:
+            worst = "-" if row["worst_s"] is None else f"{row['worst_s']:.2f}s"
+            lines.append(
+                f"{r.streams:>2} {row['speaker']:<11} {worst:>11} {row['finals']:>6} "
+                f"{row['missed']:>6} {row['shed_s']:>6.1f} {row['notices']:>7}"
+            )
+        lines.append(
+            f"{r.streams:>2} {'all':<11} {r.worst_lag_max:>10.2f}s {r.finals:>6} {r.missed:>6} "
+            f"{r.shed_seconds:>6.1f}   (utterances cut {r.dropped_utterances}, on the fast "
+            f"preset {r.fast_utterances}, partials dropped {r.dropped_partials})"
+        )
+    lines.append(
+        "worst final = the speaker's latest final after its sentence ended (goal <= "
+        f"{GOAL_WORST_LAG_S} s); missed = sentences with no final (shed past the lag bound); "
+        "notices = caption_degraded received (one per degradation episode)"
     )
     return "\n".join(lines)
 
@@ -676,18 +749,27 @@ def main() -> None:
                 tail = hub.log.read_text(errors="replace").splitlines()[-40:]
                 print(f"K={k}: the hub's log ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
                 raise
+            # the streams log their account as they end: let them end before the hub stops
+            with contextlib.suppress(Exception):
+                asyncio.run(streams_closed(hub.url))
             hub.stop()
             hub_runs.append(run)
             if hub.proc.returncode not in (0, None):
                 print(f"hub exited {hub.proc.returncode}", file=sys.stderr)
             log = hub.log.read_text(errors="replace")
-            noteworthy = [line for line in log.splitlines() if "WARNING" in line or "ERROR" in line]
+            shed_from_log(run, log)
+            noteworthy = [
+                line
+                for line in log.splitlines()
+                if ("WARNING" in line or "ERROR" in line) and "shed" not in line
+            ]
             if noteworthy:
                 print(f"K={k}: hub log:\n  " + "\n  ".join(noteworthy[:10]), file=sys.stderr)
             if not args.no_baseline:
                 print(f"K={k}: bare vosk ...", file=sys.stderr)
                 bare[k] = run_bare_vosk(models, k, pcm, ends, grammar=args.grammar)
     print(table(hub_runs, bare))
+    print(lag_table(hub_runs))
     print(details(hub_runs))
     verdict_text, verdict = goals(hub_runs, bare)
     print(verdict_text)

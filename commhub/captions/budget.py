@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -40,15 +41,39 @@ class RecognitionBudget:
         self._waiting: list[tuple[float, int, asyncio.Future[None]]] = []  # (deadline, seq, slot)
         self._seq = itertools.count()
         self.in_flight = 0  # jobs holding a thread
+        self._strained_until = -1.0  # monotonic: until then the node is over capacity
+        # wall seconds per audio second decoded, node-wide (a moving estimate: it counts
+        # contention too); a stream's own estimate starts from it
+        self.rtf = 0.5
 
     async def run(self, fn: Callable[[], T], deadline: float | None = None) -> T:
         """Run ``fn`` on a worker thread; ``deadline`` (monotonic) orders waiting jobs, now
         if not given."""
+        async with self.slot(deadline):
+            return await self.execute(fn)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, deadline: float | None = None) -> AsyncIterator[None]:
+        """Hold a thread: a stream decides what to decode only once it has one, with the
+        freshest view of its backlog (what is too old by then is shed, not decoded)."""
         await self._acquire(time.monotonic() if deadline is None else deadline)
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            yield
         finally:
             self._release()
+
+    async def execute(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on a worker thread, inside a held ``slot``."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def strain(self, hold_s: float) -> None:
+        """A stream found its oldest audio waiting too long: the node is over capacity for
+        at least ``hold_s`` more (new utterances then decode with the fast preset)."""
+        self._strained_until = max(self._strained_until, time.monotonic() + hold_s)
+
+    @property
+    def strained(self) -> bool:
+        return time.monotonic() < self._strained_until
 
     async def _acquire(self, deadline: float) -> None:
         if self.in_flight < self.max_active and not self._waiting:

@@ -32,11 +32,10 @@ from commhub.config import Settings
 from commhub.moderation.text import TextModeration
 from commhub.protocol import CaptionUnavailableReason, Message
 from commhub.rooms import Participant, Room, Rooms
-from commhub.speech import ModelNotFound, SpeechModels
+from commhub.speech import ModelNotFound, SpeechModel, SpeechModels
 
 log = logging.getLogger("commhub.captions")
 
-DEGRADED_NOTICE_EVERY = 10.0  # seconds between caption_degraded notices per speaker
 # Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
 # cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
 STREAMS_PER_THREAD = 4
@@ -89,15 +88,19 @@ class LiveCaptions:
         self.settings = StreamSettings(
             gate=GateSettings(end_silence_ms=s.caption_end_silence_ms),
             max_backlog_s=s.caption_max_backlog,
+            max_lag_s=s.caption_max_lag,
         )
         self.active: dict[str, CaptionStream] = {}  # track id -> stream
         self._working: set[CaptionStream] = set()  # until their worker is done (close waits)
         self.streams = 0  # slots taken: streams open or opening (the limit counts these)
         self._anchors: dict[CaptionStream, list[float]] = {}  # filled on the first frame
+        self._told: dict[CaptionStream, int] = {}  # degradation episodes the room was told of
         self._previous: dict[str, list[str]] = {}  # segment -> words of its last partial
         self._remove: Callable[[], None] | None = None
         self._preload: asyncio.Task[None] | None = None
         self._lane_ids = itertools.count()
+        self._fast: dict[str, SpeechModel | None] = {}  # language -> fast preset (None: none)
+        self._fast_loading: dict[str, asyncio.Task[None]] = {}
         self.moderation: TextModeration | None = None  # set by the app: the text filters
 
     @property
@@ -112,13 +115,16 @@ class LiveCaptions:
         """Load the configured languages' models in the background, so a speaker's first
         words are not queued behind a model load; say at start-up what is missing."""
         presets = ["default"]
-        if self.config.caption_decoder != "default" or self.config.caption_fast_from:
+        c = self.config
+        if c.caption_decoder != "default" or c.caption_fast_from or c.caption_fast_preload:
             # loaded now, not when the load comes (a second model load then is seconds of CPU)
             presets = [self.config.caption_decoder, "fast"]
         for language in self.config.caption_preload:
             try:
                 for preset in dict.fromkeys(presets):
                     model = await self.models.load(language, preset)
+                    if getattr(model, "preset", None) == "fast":
+                        self._fast[language] = model  # auto-fast streams need no load
                 log.info("captions for %s: %s model ready", language, model.engine)
             except ModelNotFound as exc:
                 log.warning("captions for %s unavailable: %s", language, exc)
@@ -132,6 +138,8 @@ class LiveCaptions:
                 await self._preload
         # every stream whose worker still runs (a track's own close may have been cancelled)
         # gets its last finals before the threads go; the threads are joined off the loop
+        for task in self._fast_loading.values():
+            task.cancel()
         streams = list(self._working)
         await asyncio.gather(*(stream.close() for stream in streams), return_exceptions=True)
         await asyncio.gather(
@@ -164,13 +172,34 @@ class LiveCaptions:
                     finally:
                         try:
                             await stream.close()  # the last utterance still gets its final
+                            await self._tell(p, room_name, stream)  # shed at the very end
+                            self._summary(p, stream)
                         finally:
+                            self._told.pop(stream, None)
                             if self.active.get(track.id) is stream:
                                 del self.active[track.id]
                 finally:
                     self.streams -= 1
         except MediaStreamError:
             pass
+
+    @staticmethod
+    def _summary(p: Participant, stream: CaptionStream) -> None:
+        """A degraded stream's account, when it ends (operators and the benchmark read it)."""
+        stats = stream.stats
+        if stats.episodes:
+            log.warning(
+                "captions for %s ended degraded: %.1f s of speech shed (%.1f s for the lag "
+                "bound), %d utterances cut, %d partials dropped, %d utterances on the fast "
+                "preset, %d episodes",
+                p.identity,
+                stats.shed_seconds,
+                stats.lag_shed_seconds,
+                stats.dropped_utterances,
+                stats.dropped_partials,
+                stats.fast_utterances,
+                stats.episodes,
+            )
 
     async def _wait_for_slot(
         self, p: Participant, room_name: str, track: MediaStreamTrack, language: str
@@ -211,6 +240,9 @@ class LiveCaptions:
             await self._publish(p, room_name, event, lane, anchor[0] if anchor else time.time())
 
         phrases = self.config.caption_phrases.get(language)
+        fast = None
+        if self.config.caption_fast_auto and self.config.caption_max_lag and preset != "fast":
+            fast = self._fast_provider(language)
         stream = CaptionStream(
             model,
             emit,
@@ -219,11 +251,38 @@ class LiveCaptions:
             settings=self.settings,
             budget=self.budget,
             metrics=self.metrics,
+            fast=fast,
         )
         self._anchors[stream] = anchor
         self._working.add(stream)
         stream.finished.add_done_callback(lambda _: self._working.discard(stream))
         return stream
+
+    def _fast_provider(self, language: str) -> Callable[[], SpeechModel | None]:
+        """The fast preset of ``language`` for streams, once loaded: asked for the first time
+        (the node strained) it starts loading off the loop and streams go on with their
+        default model meanwhile."""
+
+        def fast() -> SpeechModel | None:
+            if language in self._fast:
+                return self._fast[language]
+            if language not in self._fast_loading:
+                self._fast_loading[language] = asyncio.create_task(
+                    self._load_fast(language), name=f"commhub-fast-model-{language}"
+                )
+            return None
+
+        return fast
+
+    async def _load_fast(self, language: str) -> None:
+        try:
+            model = await self.models.load(language, "fast")
+        except ModelNotFound:
+            model = None
+        # an engine without presets gives its one model: nothing faster to switch to
+        self._fast[language] = model if getattr(model, "preset", None) == "fast" else None
+        log.info("captions for %s: fast decoder preset %s", language,
+                 "ready" if self._fast[language] else "unavailable")  # fmt: skip
 
     async def _pump(
         self,
@@ -233,8 +292,6 @@ class LiveCaptions:
         stream: CaptionStream,
         language: str,
     ) -> None:
-        noticed = (0, 0)
-        last_notice = 0.0
         anchor = self._anchors.pop(stream, [])
         while p.speak == language:
             frame = await track.recv()  # raises MediaStreamError when the track ends
@@ -243,11 +300,22 @@ class LiveCaptions:
                 rate = getattr(frame, "sample_rate", 0) or 48000
                 anchor.append(time.time() - getattr(frame, "samples", 0) / rate)
             await stream.push(frame)  # type: ignore[arg-type]
-            seen = (stream.stats.dropped_partials, stream.stats.dropped_utterances)
-            if seen != noticed and time.monotonic() - last_notice >= DEGRADED_NOTICE_EVERY:
-                noticed, last_notice = seen, time.monotonic()
-                notice = protocol.caption_degraded(p.id, seen[0], seen[1])
-                await self.outbox.publish(room_name, notice)
+            if stream.stats.episodes != self._told.get(stream, 0):
+                await self._tell(p, room_name, stream)
+
+    async def _tell(self, p: Participant, room_name: str, stream: CaptionStream) -> None:
+        """The room hears of each degradation episode once, with what was dropped so far."""
+        stats = stream.stats
+        if stats.episodes == self._told.get(stream, 0):
+            return
+        self._told[stream] = stats.episodes
+        notice = protocol.caption_degraded(
+            p.id,
+            stats.dropped_partials,
+            stats.dropped_utterances,
+            shed_seconds=round(stats.shed_seconds, 2),
+        )
+        await self.outbox.publish(room_name, notice)
 
     def _stable_prefix(self, event: CaptionEvent) -> str:
         """The words two successive partials of a segment agree on (when partials are

@@ -35,6 +35,21 @@ class CaptionMetrics:
             "Utterances not recognised because a stream's backlog was over its bound",
             registry=r,
         )
+        self.shed_seconds = Counter(
+            f"{prefix}_shed_seconds",
+            "Queued speech thrown away (not decoded) to hold the backlog or lag bound",
+            registry=r,
+        )
+        self.episodes = Counter(
+            f"{prefix}_degraded_episodes",
+            "Degradation episodes of caption streams (each told to the room once)",
+            registry=r,
+        )
+        self.fast_utterances = Counter(
+            f"{prefix}_fast_utterances",
+            "Utterances decoded with the fast decoder preset because the node was strained",
+            registry=r,
+        )
         self.refused = Counter(
             f"{prefix}_refused",
             "Published audio tracks refused captions over the stream limit (busy)",

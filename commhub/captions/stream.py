@@ -10,6 +10,15 @@ falls behind, chunks merge and their partials are skipped (counted), while every
 utterance still gets its final. The queue holds at most ``max_backlog_s`` of speech: past
 that the oldest queued speech is shed (counted), so a stream that cannot keep up lags by
 a bounded amount and costs bounded memory.
+
+With ``max_lag_s`` set (live captions) the lag itself is bounded: a job decides what to
+decode only once it holds a thread, and by then the stream degrades in this order while
+its oldest audio waits too long: the node is marked strained (new utterances decode with
+the model's ``fast`` preset, when one is given), the stream's partials stop, and the oldest
+queued speech whose final would come later than ``max_lag_s`` after its utterance ended
+(by the stream's measured decode speed and wait for a thread) is shed, counted. Each
+degradation episode (from the first drop until ``EPISODE_QUIET_S`` without one) is
+counted once in ``episodes``: the room is told once per episode.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -34,6 +43,19 @@ from .metrics import CaptionMetrics, default_metrics
 from .resample import Resampler
 
 log = logging.getLogger(__name__)
+
+# The lag policy, as fractions of max_lag_s: oldest audio older than FAST_AT marks the node
+# strained (fast preset for STRAIN_HOLD_S) when the job also waited CONTENDED_AT for a
+# thread; older than QUIET_AT stops the stream's partials until it is back under CALM_AT.
+FAST_AT = 0.25
+CONTENDED_AT = 0.05  # ... and its job waited this long for a thread (the node is loaded)
+QUIET_AT = 0.5
+CALM_AT = 0.25
+STRAIN_HOLD_S = 15.0
+STRAINED_JOB_S = 1.0  # jobs are shorter while the node is strained: shorter waits for all
+EPISODE_QUIET_S = 10.0  # seconds without a drop that end a degradation episode
+_EWMA = 0.3  # weight of the newest measure in the decode speed and wait estimates
+RTF_CEILING = 4.0  # one stalled job cannot make the estimate shed everything
 
 
 @dataclass(frozen=True)
@@ -50,6 +72,9 @@ class StreamSettings:
     # catches up in few calls, small enough that other streams get a thread in between.
     max_job_s: float = 2.0
     lossless: bool = False  # files: push() waits for room instead of shedding
+    # No final later than this after its utterance ended: older queued speech is shed
+    # (live captions: caption_max_lag). 0: no lag bound (files; the backlog bound only).
+    max_lag_s: float = 0.0
     gate: GateSettings = field(default_factory=GateSettings)
 
 
@@ -59,7 +84,11 @@ class StreamStats:
     dropped_partials: int = 0
     finals: int = 0
     dropped_utterances: int = 0  # shed whole, or cut short where decoding stood
-    shed_seconds: float = 0.0  # queued speech thrown away to hold the backlog bound
+    shed_seconds: float = 0.0  # queued speech thrown away to hold the backlog or lag bound
+    lag_shed_seconds: float = 0.0  # of which to hold the lag bound
+    skipped_partials: int = 0  # of dropped_partials, not sent because the stream lagged
+    fast_utterances: int = 0  # utterances decoded with the fast preset (the node strained)
+    episodes: int = 0  # degradation episodes (the room is told once per episode)
     audio_seconds: float = 0.0
     recognize_seconds: float = 0.0
 
@@ -72,6 +101,7 @@ class _Segment:
     last_partial: str = ""
     last_partial_at: float = 0.0
     sent_partial: bool = False
+    model: SpeechModel | None = None  # chosen at its first job: one recognizer per utterance
 
 
 @dataclass(eq=False)
@@ -100,7 +130,10 @@ class CaptionStream:
         budget: RecognitionBudget | None = None,
         metrics: CaptionMetrics | None = None,
         stream_id: str | None = None,
+        fast: Callable[[], SpeechModel | None] | None = None,
     ) -> None:
+        """``fast`` gives the fast-preset model when loaded (None: not yet, or none): new
+        utterances use it while the budget is strained."""
         self.model = model
         self.speaker = speaker
         self.language = model.language
@@ -122,6 +155,13 @@ class CaptionStream:
         self._last_shed_log = -1e9
         self._segments = 0
         self._recognizer: Recognizer | None = None
+        self._recognizer_model: SpeechModel = model  # the model it came from
+        self._fast = fast
+        self._rtf: float | None = None  # wall seconds per audio second decoded (estimate)
+        self._wait = 0.0  # seconds a job waits for a thread (estimate)
+        self._finish_s = 0.0  # seconds a final takes after its audio (estimate)
+        self._lagging = False  # partials stopped
+        self._episode_until = -1.0
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._closing = False
@@ -202,52 +242,176 @@ class CaptionStream:
             self._shed()
 
     def _shed(self) -> None:
-        """Throw away the oldest queued utterances until the backlog is within its bound.
+        """Throw away the oldest queued utterances until the backlog is within its bound."""
+        limit = self.settings.max_backlog_s
+        for segment in dict.fromkeys(item.segment for item in self._queue):
+            if self.backlog_seconds <= limit:
+                break
+            self._shed_segment(segment)
+
+    def _shed_segment(self, segment: _Segment, bound: str = "backlog") -> float:
+        """Throw away an utterance's queued speech; the seconds shed.
 
         One the recognizer has not started is dropped whole; one it has started loses its
         queued audio and gets its final from what was decoded. Shedding the utterance
         being spoken drops the rest of it too.
         """
-        limit = self.settings.max_backlog_s
-        for segment in dict.fromkeys(item.segment for item in self._queue):
-            if self.backlog_seconds <= limit:
-                break
-            started = segment.fed > 0 or segment is self._decoding
-            shed = 0
-            end: _End | None = None
-            if segment is self._segment:
-                self._segment = None
-                shed += len(self._pending)
-                self._pending.clear()
-                end = _End(segment, self.stats.audio_seconds, time.monotonic())
-            kept: deque[_Chunk | _End] = deque()
-            at: int | None = None  # where the utterance stood in the queue
-            for item in self._queue:
-                if item.segment is not segment:
-                    kept.append(item)
-                    continue
-                at = len(kept) if at is None else at
-                if isinstance(item, _Chunk):
-                    shed += len(item.pcm)
-                    self._queued_bytes -= len(item.pcm)
-                elif end is None:
-                    end = item
-            if not shed:
+        started = segment.fed > 0 or segment is self._decoding
+        shed = 0
+        end: _End | None = None
+        now = time.monotonic()
+        speaking = segment is self._segment
+        if speaking:
+            self._segment = None
+            shed += len(self._pending)
+            self._pending.clear()
+            end = _End(segment, self._gate.time, now)
+        kept: deque[_Chunk | _End] = deque()
+        at: int | None = None  # where the utterance stood in the queue
+        for item in self._queue:
+            if item.segment is not segment:
+                kept.append(item)
                 continue
-            if started and end is not None:  # finish it, in its place before newer ones
-                kept.insert(len(kept) if at is None else at, end)
-            self._queue = kept
-            self.stats.shed_seconds += shed / BYTES_PER_SECOND
-            self.stats.dropped_utterances += 1
-            self._metrics.dropped_utterances.inc()
-            now = time.monotonic()
-            if now - self._last_shed_log >= 10.0:
-                self._last_shed_log = now
-                log.warning(
-                    "captions %s: over %.1f s of speech behind, shedding the oldest",
-                    self.stream_id,
-                    limit,
-                )
+            at = len(kept) if at is None else at
+            if isinstance(item, _Chunk):
+                shed += len(item.pcm)
+                self._queued_bytes -= len(item.pcm)
+            elif end is None:
+                end = item
+        if not shed:
+            if speaking:
+                self._segment = segment  # nothing queued to shed: it goes on
+            return 0.0
+        if started and end is not None:  # finish it, in its place before newer ones
+            kept.insert(len(kept) if at is None else at, end)
+        self._queue = kept
+        seconds = shed / BYTES_PER_SECOND
+        self.stats.shed_seconds += seconds
+        self.stats.dropped_utterances += 1
+        self._metrics.dropped_utterances.inc()
+        self._metrics.shed_seconds.inc(seconds)
+        self._degrade(now)
+        if now - self._last_shed_log >= 10.0:
+            self._last_shed_log = now
+            log.warning(
+                "captions %s: %.1f s of speech shed to hold the %s bound",
+                self.stream_id,
+                seconds,
+                bound,
+            )
+        return seconds
+
+    def _degrade(self, now: float) -> None:
+        """Something was dropped: a new episode unless one is under way."""
+        if now >= self._episode_until:
+            self.stats.episodes += 1
+            self._metrics.episodes.inc()
+        self._episode_until = now + EPISODE_QUIET_S
+
+    # -- the lag bound (event loop, while the stream holds a thread) ----------------------
+
+    def _hold_lag(self, now: float, waited: float) -> None:
+        bound = self.settings.max_lag_s
+        if bound <= 0 or not self._queue:
+            return
+        age = now - self._arrival(self._queue[0])
+        if age > FAST_AT * bound and waited > CONTENDED_AT * bound:
+            # load, not this stream's own slow start (a fresh recognizer is slower): its
+            # job had to wait for a thread
+            self._budget.strain(STRAIN_HOLD_S)
+        if age > QUIET_AT * bound:
+            self._lagging = True
+        elif age < CALM_AT * bound:
+            self._lagging = False
+        while (late := self._late(now, bound)) is not None:
+            segment, keep = late
+            shed = self._shed_segment(segment, "lag") if keep is None else self._trim(segment, keep)
+            self.stats.lag_shed_seconds += shed
+            if not shed:
+                break
+
+    def _late(self, now: float, bound: float) -> tuple[_Segment, float | None] | None:
+        """What to shed so that finals meet the bound, by the measured decode speed, final
+        cost and wait for a thread (per further job), or None.
+
+        An ended utterance whose final would come later than ``bound`` after its end is
+        shed whole (the oldest queued before it first). The one being spoken keeps only the
+        newest speech that leaves time for a thread wait and its final if it ended now
+        (never less than CALM_AT of the bound, and at least one chunk: every stream keeps
+        decoding, so its estimates stay current)."""
+        rtf = self._budget.rtf if self._rtf is None else self._rtf
+        # the bound counts from the utterance's end, the gate saw it end_silence_ms later
+        after_end = bound - self.settings.gate.end_silence_ms / 1000
+        queued = 0.0
+        before_open = 0.0  # queued ahead of the utterance being spoken
+        oldest: _Segment | None = None
+        for item in self._queue:
+            if isinstance(item, _Chunk):
+                if item.segment is not self._segment:
+                    before_open += len(item.pcm) / BYTES_PER_SECOND
+                queued += len(item.pcm) / BYTES_PER_SECOND
+                oldest = oldest or item.segment
+            elif queued > 0:
+                jobs = int(queued // self._job_s())  # jobs after this one
+                done = now + rtf * queued + self._finish_s + self._wait * jobs
+                if done > item.detected_at + after_end:
+                    assert oldest is not None
+                    return oldest, None
+        if self._segment is None or queued <= before_open:
+            return None
+        room = max(after_end - self._wait - self._finish_s, CALM_AT * bound)
+        if rtf * queued <= room:
+            return None
+        return self._segment, max(room / rtf - before_open, 0.0)
+
+    def _trim(self, segment: _Segment, keep_s: float) -> float:
+        """The utterance being spoken loses its oldest queued speech, all but the newest
+        ``keep_s`` (at least one chunk), which starts a new utterance with what follows; if
+        the recognizer had started it, it ends where it was (its final: what was decoded)."""
+        mine = [item for item in self._queue if item.segment is segment]
+        if not mine or not all(isinstance(item, _Chunk) for item in mine):
+            return 0.0
+        chunks = [item for item in mine if isinstance(item, _Chunk)]
+        kept: list[_Chunk] = []
+        size = 0
+        for chunk in reversed(chunks):
+            if kept and size + len(chunk.pcm) > keep_s * BYTES_PER_SECOND:
+                break
+            kept.append(chunk)
+            size += len(chunk.pcm)
+        dropped = chunks[: len(chunks) - len(kept)]
+        if not dropped:
+            return 0.0
+        gone = {id(chunk) for chunk in dropped}
+        queue = deque(item for item in self._queue if id(item) not in gone)
+        shed = sum(len(chunk.pcm) for chunk in dropped)
+        self._queued_bytes -= shed
+        now = time.monotonic()
+        origin = self._gate.time - (size + len(self._pending)) / BYTES_PER_SECOND
+        if segment.fed > 0:  # finish it where decoding stood, before the kept speech
+            queue.insert(len(queue) - len(kept), _End(segment, origin, now))
+        self._start_segment(origin)
+        assert self._segment is not None
+        for chunk in kept:
+            chunk.segment = self._segment
+        self._queue = queue
+        seconds = shed / BYTES_PER_SECOND
+        self.stats.shed_seconds += seconds
+        self.stats.dropped_utterances += 1
+        self._metrics.dropped_utterances.inc()
+        self._metrics.shed_seconds.inc(seconds)
+        self._degrade(now)
+        if now - self._last_shed_log >= 10.0:
+            self._last_shed_log = now
+            log.warning(
+                "captions %s: %.1f s of speech shed to hold the lag bound", self.stream_id, seconds
+            )
+        return seconds
+
+    def _job_s(self) -> float:
+        if self.settings.max_lag_s > 0 and self._budget.strained:
+            return min(self.settings.max_job_s, STRAINED_JOB_S)
+        return self.settings.max_job_s
 
     # -- decoding (worker task + budget threads) ------------------------------------------
 
@@ -272,15 +436,34 @@ class CaptionStream:
                 await self._wake.wait()
                 continue
             deadline = self._arrival(self._queue[0])
-            segment, pcm, chunks, end = self._take()
-            self._decoding = segment
-            try:
-                await self._decode(segment, pcm, chunks, end, deadline)
-            except Exception:
-                log.exception("captions %s: recognition failed, utterance lost", self.stream_id)
-            finally:
-                self._decoding = None
+            asked = time.monotonic()
+            async with self._budget.slot(deadline):
+                now = time.monotonic()
+                self._wait += _EWMA * (now - asked - self._wait)
+                self._hold_lag(now, now - asked)
+                if self._queue:  # unless all of it was shed
+                    segment, pcm, chunks, end = self._take()
+                    model = segment.model = segment.model or self._pick_model()
+                    self._decoding = segment
+                    try:
+                        await self._decode(segment, pcm, chunks, end, model)
+                    except Exception:
+                        log.exception(
+                            "captions %s: recognition failed, utterance lost", self.stream_id
+                        )
+                    finally:
+                        self._decoding = None
             self._progress.set()
+
+    def _pick_model(self) -> SpeechModel:
+        """A new utterance's model: the fast preset while the node is strained."""
+        if self._fast is not None and self._budget.strained:
+            fast = self._fast()
+            if fast is not None:
+                self.stats.fast_utterances += 1
+                self._metrics.fast_utterances.inc()
+                return fast
+        return self.model
 
     @staticmethod
     def _arrival(item: _Chunk | _End) -> float:
@@ -293,7 +476,7 @@ class CaptionStream:
         segment = head.segment
         parts: list[bytes] = []
         end = head if isinstance(head, _End) else None
-        limit = self.settings.max_job_s * BYTES_PER_SECOND
+        limit = self._job_s() * BYTES_PER_SECOND
         if isinstance(head, _Chunk):
             parts.append(head.pcm)
             size = len(head.pcm)
@@ -312,44 +495,72 @@ class CaptionStream:
         return segment, pcm, len(parts), end
 
     async def _decode(
-        self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, deadline: float
+        self, segment: _Segment, pcm: bytes, chunks: int, end: _End | None, model: SpeechModel
     ) -> None:
-        partial, final, elapsed = await self._budget.run(
-            lambda: self._recognize(pcm, end), deadline=deadline
+        partial, final, decoding, finishing = await self._budget.execute(
+            lambda: self._recognize(pcm, end, model)
         )
+        elapsed = decoding + finishing
         seconds = len(pcm) / BYTES_PER_SECOND
+        if seconds >= 0.05:  # the decode speed; a final's cost is estimated on its own
+            rtf = min(decoding / seconds, RTF_CEILING)
+            self._budget.rtf += _EWMA * (rtf - self._budget.rtf)
+            mine = self._budget.rtf if self._rtf is None else self._rtf
+            self._rtf = mine + _EWMA * (rtf - mine)
+        if end is not None:
+            self._finish_s += _EWMA * (finishing - self._finish_s)
         segment.fed += seconds
         self.stats.recognize_seconds += elapsed
         self._metrics.stage_seconds.labels("recognize").observe(elapsed)
         self._metrics.recognized_seconds.inc(seconds)
         if seconds > 0:
             self._metrics.realtime_factor.observe(elapsed / seconds)
+        skipped = 0
         if self.settings.partials and chunks > 1:
             # merged chunks: one decode instead of several, so their partials are skipped
-            self.stats.dropped_partials += chunks - 1
-            self._metrics.dropped_partials.inc(chunks - 1)
+            skipped = chunks - 1
         if end is not None and final is not None:
+            self._dropped_partials(skipped)
             await self._emit_final(segment, final, end)
             return
         if not self.settings.partials:
             return
+        if self._lagging:  # the stream is behind: its partials stop until it catches up
+            self.stats.skipped_partials += 1
+            self._dropped_partials(skipped + 1)
+            if partial is not None:
+                segment.last_partial = partial.text
+            return
+        self._dropped_partials(skipped)
         await self._emit_partial(segment, partial)
+
+    def _dropped_partials(self, n: int) -> None:
+        if n > 0:
+            self.stats.dropped_partials += n
+            self._metrics.dropped_partials.inc(n)
+            self._degrade(time.monotonic())
 
     def _prepare(self) -> None:
         """Worker thread: take the recognizer (a warm idle one when the model has it)."""
         if self._recognizer is None:
-            self._recognizer = self.model.recognizer(self._phrases)
+            self._recognizer = self._recognizer_model.recognizer(self._phrases)
 
     def _recognize(
-        self, pcm: bytes, end: _End | None
-    ) -> tuple[Hypothesis | None, Hypothesis | None, float]:
-        """Worker thread: decode one job."""
-        started = time.perf_counter()
+        self, pcm: bytes, end: _End | None, model: SpeechModel
+    ) -> tuple[Hypothesis | None, Hypothesis | None, float, float]:
+        """Worker thread: decode one job (with ``model``'s recognizer: switching presets
+        happens between utterances, the old recognizer goes back to its model's pool);
+        the partial, the final, the seconds decoding the audio took, and the final's."""
+        if model is not self._recognizer_model:
+            self._release()
+            self._recognizer_model = model
         self._prepare()
         recognizer = self._recognizer
         assert recognizer is not None
         try:
+            started = time.perf_counter()
             partial = recognizer.accept(pcm) if pcm else None
+            accepted = time.perf_counter()
             final = recognizer.finish() if end is not None else None
         except Exception:
             # a fresh one for the next utterance; this one is dropped here, off the loop
@@ -357,7 +568,7 @@ class CaptionStream:
             with contextlib.suppress(Exception):
                 recognizer.close()
             raise
-        return partial, final, time.perf_counter() - started
+        return partial, final, accepted - started, time.perf_counter() - accepted
 
     async def _emit_partial(self, segment: _Segment, hyp: Hypothesis | None) -> None:
         now = time.monotonic()
