@@ -298,5 +298,3 @@ class SharedAdmission:
         left, self._open = self._open, {}
         if left and self.available:
             await asyncio.gather(*(self._forget(ip, m) for ip, m in left.items()))
-
-

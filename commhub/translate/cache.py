@@ -144,5 +144,3 @@ class SharedCache:
             self.outage.failed(exc)
             return
         self.outage.answered()
-
-
