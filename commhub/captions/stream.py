@@ -285,7 +285,12 @@ class CaptionStream:
         if started and end is not None:  # finish it, in its place before newer ones
             kept.insert(len(kept) if at is None else at, end)
         self._queue = kept
-        seconds = shed / BYTES_PER_SECOND
+        return self._count_shed(shed, now, f"the {bound} bound")
+
+    def _count_shed(self, size: int, now: float, why: str) -> float:
+        """`size` bytes of speech were thrown away: counted, an episode, logged at most every
+        10 s. Returns the seconds shed."""
+        seconds = size / BYTES_PER_SECOND
         self.stats.shed_seconds += seconds
         self.stats.dropped_utterances += 1
         self._metrics.dropped_utterances.inc()
@@ -293,12 +298,8 @@ class CaptionStream:
         self._degrade(now)
         if now - self._last_shed_log >= 10.0:
             self._last_shed_log = now
-            log.warning(
-                "captions %s: %.1f s of speech shed to hold the %s bound",
-                self.stream_id,
-                seconds,
-                bound,
-            )
+            log.warning("captions %s: %.1f s of speech shed to hold %s", self.stream_id, seconds,
+                        why)  # fmt: skip
         return seconds
 
     def _degrade(self, now: float) -> None:
@@ -395,18 +396,7 @@ class CaptionStream:
         for chunk in kept:
             chunk.segment = self._segment
         self._queue = queue
-        seconds = shed / BYTES_PER_SECOND
-        self.stats.shed_seconds += seconds
-        self.stats.dropped_utterances += 1
-        self._metrics.dropped_utterances.inc()
-        self._metrics.shed_seconds.inc(seconds)
-        self._degrade(now)
-        if now - self._last_shed_log >= 10.0:
-            self._last_shed_log = now
-            log.warning(
-                "captions %s: %.1f s of speech shed to hold the lag bound", self.stream_id, seconds
-            )
-        return seconds
+        return self._count_shed(shed, now, "the lag bound")
 
     def _job_s(self) -> float:
         if self.settings.max_lag_s > 0 and self._budget.strained:
