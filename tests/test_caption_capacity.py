@@ -33,6 +33,7 @@ from tests.helpers.audio import (
     silence,
     write_wav,
 )
+from tests.helpers.captions import Sink
 from tests.helpers.media import LOOPBACK
 
 
@@ -65,17 +66,6 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Iterator[Lifecycle]:
     monkeypatch.setattr(vosk_engine.vosk, "KaldiRecognizer", Traced)
     yield seen
 
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[CaptionEvent] = []
-
-    async def __call__(self, event: CaptionEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def finals(self) -> list[CaptionEvent]:
-        return [e for e in self.events if e.final]
 
 
 async def lag_probe(lags: list[float], stop: asyncio.Event) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from commhub.captions import (
-    CaptionEvent,
     CaptionMetrics,
     CaptionStream,
     RecognitionBudget,
@@ -37,8 +35,10 @@ from tests.helpers.audio import (
     silence,
     write_wav,
 )
+from tests.helpers.captions import Sink
 from tests.helpers.media import LOOPBACK
 from tests.helpers.metrics import metric
+from tests.helpers.wait import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,21 +50,6 @@ def ko_speech() -> bytes:
     return espeak(KO_SENTENCE)  # ~3.3 s
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[CaptionEvent] = []
-
-    async def __call__(self, event: CaptionEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def finals(self) -> list[CaptionEvent]:
-        return [e for e in self.events if e.final]
-
-    @property
-    def partials(self) -> list[CaptionEvent]:
-        return [e for e in self.events if not e.final]
-
 
 async def push(stream: CaptionStream, pcm: bytes, paced: bool = False) -> None:
     """20 ms frames, at once or in real time (as live audio comes)."""
@@ -73,17 +58,9 @@ async def push(stream: CaptionStream, pcm: bytes, paced: bool = False) -> None:
         await asyncio.sleep(0.02 if paced else 0)
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def ready(streams: list[CaptionStream]) -> None:
     """Each stream has taken its recognizer (before the thread is held)."""
-    await until(lambda: all(s._recognizer is not None for s in streams), "the recognizers")
+    await wait_for(lambda: all(s._recognizer is not None for s in streams), 60, "the recognizers")
 
 
 async def test_past_the_bound_the_oldest_speech_is_shed_and_every_speaker_goes_on(
@@ -115,7 +92,9 @@ async def test_past_the_bound_the_oldest_speech_is_shed_and_every_speaker_goes_o
         hold.set()
         await blocker
         # their finals could only come later than the bound: shed, not decoded
-        await until(lambda: all(s.stats.dropped_utterances == 2 for s in streams), "shedding")
+        await wait_for(
+            lambda: all(s.stats.dropped_utterances == 2 for s in streams), 60, "shedding"
+        )
         assert budget.strained  # and the node is marked over capacity
         # every speaker goes on: the next utterance, in real time, is captioned whole
         await asyncio.gather(*(push(s, ko_speech + silence(0.8), paced=True) for s in streams))
@@ -157,7 +136,7 @@ async def test_a_lagging_stream_stops_its_partials_until_it_catches_up(
         await asyncio.sleep(BOUND * 0.6)  # older than QUIET_AT (half) of the bound
         hold.set()
         await blocker
-        await until(lambda: stream.stats.skipped_partials > 0, "a skipped partial")
+        await wait_for(lambda: stream.stats.skipped_partials > 0, 60, "a skipped partial")
         assert sink.partials == []  # its partial was not sent: the stream lagged
         # the rest in real time: the stream catches up and its partials come back
         await push(stream, ko_speech[half:] + silence(0.8), paced=True)
@@ -193,7 +172,7 @@ async def test_a_speaker_still_speaking_is_captioned_from_the_newest_speech(
         await asyncio.sleep(BOUND)
         hold.set()
         await blocker
-        await until(lambda: stream.stats.lag_shed_seconds > 0, "the oldest speech shed")
+        await wait_for(lambda: stream.stats.lag_shed_seconds > 0, 60, "the oldest speech shed")
         await push(stream, ko_speech[cut:] + silence(0.8), paced=True)
         await stream.close()
     finally:
@@ -269,13 +248,13 @@ async def test_the_room_is_told_once_per_episode_and_every_speaker_is_captioned_
         for s in speakers:
             await s.publish(play())
         # every speaker's sentence is heard whole (the file ends), then waits past the bound
-        await until(
+        await wait_for(
             lambda: (
                 len(captions.active) == 3
                 and all(st.stats.audio_seconds >= 4.5 for st in captions.active.values())
             ),
+            120,
             "the speakers' audio",
-            timeout=120,
         )
         await asyncio.sleep(BOUND)
         hold.set()
@@ -287,9 +266,9 @@ async def test_the_room_is_told_once_per_episode_and_every_speaker_is_captioned_
                 if m["type"] == "caption_degraded" and m["participant"] == pid
             ]  # fmt: skip
 
-        await until(lambda: all(notices(s.pid) for s in speakers), "caption_degraded", 60)
+        await wait_for(lambda: all(notices(s.pid) for s in speakers), 60, "caption_degraded")
         # the tracks end (a stream's last notice would come then): a fresh stream each next
-        await until(lambda: captions.streams == 0, "the first tracks to end", 120)
+        await wait_for(lambda: captions.streams == 0, 120, "the first tracks to end")
         for s in speakers:
             (notice,) = notices(s.pid)  # once per episode
             assert notice["dropped_utterances"] >= 1 and notice["shed_seconds"] > 0

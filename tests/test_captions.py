@@ -11,7 +11,6 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from commhub.captions import (
-    CaptionEvent,
     CaptionMetrics,
     CaptionStream,
     GateSettings,
@@ -36,6 +35,7 @@ from tests.helpers.audio import (
     white_noise,
     word_errors,
 )
+from tests.helpers.captions import Sink
 
 # Measured: 0.34 word error rate on the five LibriVox recordings through the pipeline
 # (pocketsphinx alone on whole files: 0.28).
@@ -53,21 +53,6 @@ def budget() -> RecognitionBudget:
     yield b  # type: ignore[misc]
     b.shutdown()
 
-
-class Sink:
-    def __init__(self) -> None:
-        self.events: list[CaptionEvent] = []
-
-    async def __call__(self, event: CaptionEvent) -> None:
-        self.events.append(event)
-
-    @property
-    def finals(self) -> list[CaptionEvent]:
-        return [e for e in self.events if e.final]
-
-    @property
-    def partials(self) -> list[CaptionEvent]:
-        return [e for e in self.events if not e.final]
 
 
 async def feed(stream: CaptionStream, items: list[bytes] | list, pace: float = 0.0) -> None:
