@@ -16,7 +16,14 @@ from commhub.sdk import RoomClient
 from tests.conftest import SECRET, StartHub
 from tests.e2e.test_call_page import artifacts, expired_token, page_url
 from tests.helpers.audio import LIBRIVOX
-from tests.helpers.browser import chromium, chromium_flags, chromium_page, wait_state
+from tests.helpers.browser import (
+    DESKTOP,
+    PHONE,
+    chromium,
+    chromium_flags,
+    chromium_page,
+    wait_state,
+)
 from tests.helpers.services import RedisServer
 from tests.helpers.wait import wait_for
 from tests.test_sdk_redirect import Misrouting, misrouting, owned_by, start_node
@@ -116,6 +123,9 @@ async def test_a_page_served_by_one_node_calls_on_the_rooms_owner(
             )
             await page.wait_for_selector("#caption-bar:not([hidden]) .line", timeout=60000)
             await page.screenshot(path=artifacts(tmp_path) / "redirect-call.png")
+            await page.set_viewport_size(PHONE)
+            await page.screenshot(path=artifacts(tmp_path) / "redirect-call-phone.png")
+            await page.set_viewport_size(DESKTOP)
 
             # The owner stops: the page comes back through its entry URL, where the room
             # now runs (the entry node takes it over).

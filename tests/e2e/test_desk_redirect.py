@@ -14,7 +14,7 @@ from tests.conftest import StartHub
 from tests.e2e.test_call_page import artifacts
 from tests.e2e.test_desk_pages import call_frame
 from tests.helpers.audio import speech_wav
-from tests.helpers.browser import chromium, wav48k
+from tests.helpers.browser import PHONE, chromium, wav48k
 from tests.helpers.desks import agent, make_desk, room_client
 from tests.helpers.services import RedisServer
 from tests.test_sdk_redirect import owned_by, start_node
@@ -72,4 +72,6 @@ async def test_a_visitor_at_one_node_is_served_by_the_desks_node(
         said = await agent_call.expect("chat", timeout=20)
         assert said["text"] == "Where do I renew my residence card?"
         await page.screenshot(path=artifacts(tmp_path) / "desk-redirect.png")
+        await page.set_viewport_size(PHONE)
+        await page.screenshot(path=artifacts(tmp_path) / "desk-redirect-phone.png")
         assert page.errors == [], page.errors
