@@ -143,6 +143,10 @@ class Settings:
     # load that copy at start-up (seconds of a core and several hundred MiB), for nodes
     # expected to run past capacity, instead of the first time a stream lags
     caption_fast_preload: bool = False
+    # warm idle recognizers kept per Vosk model, so that new speakers' first sentences are
+    # not decoded cold (5x the CPU); each costs ~5 CPU-s once (a low-priority thread) and
+    # memory (README "Performance"); 0 = none
+    caption_warm_recognizers: int = 8
     # -- several nodes: COMMHUB_REDIS_URL turns it on (docs in README "Several nodes") --
     redis_url: str = ""  # redis://host:port/db; empty: one node, nothing shared
     redis_prefix: str = "commhub"  # the keys' prefix (several clusters may share one Redis)
@@ -214,6 +218,7 @@ class Settings:
             "caption_decoder",
             "expected default or fast",
         )
+        need(self.caption_warm_recognizers >= 0, "caption_warm_recognizers", "expected >= 0")
         need(self.caption_fast_from >= 0, "caption_fast_from", "expected >= 0 (0 = never)")
         need(0 <= self.caption_max_lag <= 3600, "caption_max_lag", "expected 0..3600 seconds")
         need(self.max_sdp_bytes >= 1024, "max_sdp_bytes", "expected >= 1024 bytes")

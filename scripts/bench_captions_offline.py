@@ -38,13 +38,14 @@ from commhub.speech import SpeechModels
 RATE = 16000
 SENTENCE = "안녕하세요. 서울, 시청 입니다"
 WORDS = ["안녕하세요", "서울", "시청", "입니다"]
+OTHER_SENTENCE = "신발을 벗고 들어오세요"  # in none of SENTENCE's words
 PAUSE_S = 1.5
 FRAME_S = 0.02
 
 
-def speech() -> bytes:
+def speech(text: str = SENTENCE) -> bytes:
     wav = subprocess.run(
-        ["espeak-ng", "-v", "ko", "--stdout", SENTENCE], capture_output=True, check=True
+        ["espeak-ng", "-v", "ko", "--stdout", text], capture_output=True, check=True
     ).stdout
     return subprocess.run(
         [
@@ -180,10 +181,16 @@ async def run_commhub(models: SpeechModels, k: int, pcm: bytes, ends: list[float
 
 
 def run_bare_vosk(
-    models: SpeechModels, k: int, pcm: bytes, ends: list[float], grammar: bool = True
+    models: SpeechModels,
+    k: int,
+    pcm: bytes,
+    ends: list[float],
+    grammar: bool = True,
+    warm: bytes | None = None,
 ) -> Result:
     """K real-time threads, one KaldiRecognizer each (``grammar``: the sentence's four words,
-    else open vocabulary), Vosk's own endpointing."""
+    else open vocabulary), Vosk's own endpointing. ``warm``: speech each recognizer is fed
+    first, untimed (as the hub warms its spares), else they start cold."""
     import vosk
 
     model = models.get("ko")
@@ -191,14 +198,19 @@ def run_bare_vosk(
     gaps: list[float] = []
     lock = threading.Lock()
     chunk = int(0.2 * RATE) * 2
+    recs = [
+        vosk.KaldiRecognizer(model._model, RATE, json.dumps(WORDS, ensure_ascii=False))  # type: ignore[attr-defined]
+        if grammar
+        else vosk.KaldiRecognizer(model._model, RATE)  # type: ignore[attr-defined]
+        for _ in range(k)
+    ]
+    for rec in recs if warm else ():
+        rec.AcceptWaveform(warm)
+        rec.FinalResult()
     t0 = time.monotonic() + 0.1
 
     def play(i: int) -> None:
-        rec = (
-            vosk.KaldiRecognizer(model._model, RATE, json.dumps(WORDS, ensure_ascii=False))  # type: ignore[attr-defined]
-            if grammar
-            else vosk.KaldiRecognizer(model._model, RATE)  # type: ignore[attr-defined]
-        )
+        rec = recs[i]
         last, last_text = None, ""
         for n in range(0, len(pcm), chunk):
             time.sleep(max(0.0, t0 + (n + chunk) / (2 * RATE) - time.monotonic()))

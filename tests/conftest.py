@@ -44,11 +44,13 @@ def run_cli(
 def settings(tmp_path: Path) -> Settings:
     # every message a test hub sends is checked against its schema (tests/hubproc.py too);
     # imagery (on by default) is off unless a test asks: loading its detector costs every hub
-    # a second, and with it on `auto` rooms never go p2p (tests/test_config.py checks both)
+    # a second, and with it on `auto` rooms never go p2p (tests/test_config.py checks both);
+    # warm spares too (seconds of CPU each, tests/test_warmup.py turns them on)
     return Settings.load(
-        {"data_dir": tmp_path / "data", "secret": SECRET, "check_outgoing": True, "imagery": False},
+        {"data_dir": tmp_path / "data", "secret": SECRET, "check_outgoing": True, "imagery": False,
+         "caption_warm_recognizers": 0},
         env={},
-    )
+    )  # fmt: skip
 
 
 class _Violations(logging.Handler):

@@ -256,7 +256,9 @@ class SpeechTrack(MediaStreamTrack):
 
 
 async def test_live_captions_alone_caption_a_tapped_speaker(models: SpeechModels) -> None:
-    settings = Settings(caption_phrases={"ko": KO_PHRASES}, caption_preload=[])
+    settings = Settings(
+        caption_phrases={"ko": KO_PHRASES}, caption_preload=[], caption_warm_recognizers=0
+    )
     rooms = Rooms(10, 10, 60.0)
     speaker, listener = person("agent"), person("resident", grants="subscribe")
     rooms.join("desk", speaker)

@@ -33,12 +33,16 @@ from commhub.moderation.text import TextModeration
 from commhub.protocol import CaptionUnavailableReason, Message
 from commhub.rooms import Participant, Room, Rooms
 from commhub.speech import ModelNotFound, SpeechModel, SpeechModels
+from commhub.speech.warmup import Warmable, Warmer, warmup_audio
 
 log = logging.getLogger("commhub.captions")
 
 # Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
 # cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
 STREAMS_PER_THREAD = 4
+# The fast preset's model keeps this fraction of caption_warm_recognizers warm: it serves
+# only new utterances of a strained node, and each spare is ~100 MiB and seconds of CPU.
+FAST_SPARES_DIVISOR = 4
 
 
 class AudioSource(Protocol):
@@ -101,6 +105,11 @@ class LiveCaptions:
         self._lane_ids = itertools.count()
         self._fast: dict[str, SpeechModel | None] = {}  # language -> fast preset (None: none)
         self._fast_loading: dict[str, asyncio.Task[None]] = {}
+        self._warmers: dict[SpeechModel, Warmer | None] = {}  # None: its speech is being read
+        self._background: set[asyncio.Task[None]] = set()
+        self.metrics.warm_up_cpu.set_function(
+            lambda: sum(w.cpu_seconds for w in self._warmers.values() if w is not None)
+        )
         self.moderation: TextModeration | None = None  # set by the app: the text filters
 
     @property
@@ -123,6 +132,7 @@ class LiveCaptions:
             try:
                 for preset in dict.fromkeys(presets):
                     model = await self.models.load(language, preset)
+                    self._keep_warm(model)
                     if getattr(model, "preset", None) == "fast":
                         self._fast[language] = model  # auto-fast streams need no load
                 log.info("captions for %s: %s model ready", language, model.engine)
@@ -138,8 +148,10 @@ class LiveCaptions:
                 await self._preload
         # every stream whose worker still runs (a track's own close may have been cancelled)
         # gets its last finals before the threads go; the threads are joined off the loop
-        for task in self._fast_loading.values():
+        for task in [*self._fast_loading.values(), *self._background]:
             task.cancel()
+        warmers = [w for w in self._warmers.values() if w is not None]
+        await asyncio.gather(*(asyncio.to_thread(w.stop) for w in warmers))
         streams = list(self._working)
         await asyncio.gather(*(stream.close() for stream in streams), return_exceptions=True)
         await asyncio.gather(
@@ -233,6 +245,7 @@ class LiveCaptions:
             )
             await self.outbox.publish(room_name, notice)
             return None
+        self._keep_warm(model)
         lane = f"caption/{p.id}/{next(self._lane_ids)}"
         anchor: list[float] = []  # Unix time of the stream's first audio (its time zero)
 
@@ -265,7 +278,10 @@ class LiveCaptions:
 
         def fast() -> SpeechModel | None:
             if language in self._fast:
-                return self._fast[language]
+                model = self._fast[language]
+                if isinstance(model, Warmable) and self._warmers.get(model) and not model.idle:
+                    return None  # a cold fast recognizer costs more than the warm default
+                return model
             if language not in self._fast_loading:
                 self._fast_loading[language] = asyncio.create_task(
                     self._load_fast(language), name=f"commhub-fast-model-{language}"
@@ -279,10 +295,39 @@ class LiveCaptions:
             model = await self.models.load(language, "fast")
         except ModelNotFound:
             model = None
+        if model is not None:
+            self._keep_warm(model)
         # an engine without presets gives its one model: nothing faster to switch to
         self._fast[language] = model if getattr(model, "preset", None) == "fast" else None
         log.info("captions for %s: fast decoder preset %s", language,
                  "ready" if self._fast[language] else "unavailable")  # fmt: skip
+
+    def _keep_warm(self, model: SpeechModel) -> None:
+        """Keep warm spares of ``model`` from now on (once per model; an engine whose
+        recognizers need no warm-up has none)."""
+        spares = self.config.caption_warm_recognizers
+        if spares <= 0 or not isinstance(model, Warmable) or model in self._warmers:
+            return
+        if getattr(model, "preset", None) == "fast":  # only for streams past capacity
+            spares = max(1, spares // FAST_SPARES_DIVISOR)
+        self._warmers[model] = None
+        task = asyncio.create_task(self._start_warmer(model, spares), name="commhub-warm-up")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_warmer(self, model: Warmable, spares: int) -> None:
+        folder = self.config.data_dir / "warmup"
+        pcm = await asyncio.to_thread(warmup_audio, model.language, folder)
+        if pcm is None:
+            return
+        warmer = self._warmers[model] = Warmer(model, pcm, spares)  # type: ignore[index]
+        preset = str(getattr(model, "preset", "default"))
+        self.metrics.warm_recognizers.labels(model.language, preset).set_function(
+            lambda: model.idle
+        )
+        warmer.start()
+        log.info("captions for %s: keeping %d warm recognizers (%s preset, %.0f s of speech "
+                 "each)", model.language, spares, preset, len(pcm) / 32000)  # fmt: skip
 
     async def _pump(
         self,

@@ -55,6 +55,17 @@ class CaptionMetrics:
             "Published audio tracks refused captions over the stream limit (busy)",
             registry=r,
         )
+        self.warm_recognizers = Gauge(
+            f"{prefix}_warm_recognizers",
+            "Idle recognizers ready for the next speaker, warmed before anyone spoke",
+            ["language", "preset"],
+            registry=r,
+        )
+        self.warm_up_cpu = Gauge(
+            f"{prefix}_warm_up_cpu_seconds",
+            "CPU seconds spent warming recognizers (a low-priority thread), since start",
+            registry=r,
+        )
         self.audio_seconds = Counter(
             f"{prefix}_audio_seconds", "Audio received by caption streams", registry=r
         )

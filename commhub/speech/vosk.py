@@ -63,6 +63,7 @@ class VoskModel:
         self._lock = threading.Lock()
         # grammar (None: open vocabulary) -> idle (recognizer, seconds it has been fed)
         self._idle: dict[str | None, list[tuple[Any, float]]] = {}
+        self.taken = threading.Event()  # an idle one was taken: a Warmer refills the pool
 
     def known_word(self, word: str) -> bool:
         return bool(self._model.vosk_model_find_word(word) >= 0)
@@ -87,16 +88,31 @@ class VoskModel:
             idle = self._idle.get(grammar)
             taken = idle.pop() if idle else None
         if taken is not None:
+            self.taken.set()
             rec, fed = taken
         else:
-            rec = (
-                vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
-                if grammar is None
-                else vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
-            )
-            rec.SetWords(True)
-            fed = 0.0
+            rec, fed = self._new(grammar), 0.0
         return VoskRecognizer(rec, fed, lambda r, f: self._give_back(grammar, r, f))
+
+    def _new(self, grammar: str | None) -> Any:
+        rec = (
+            vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+            if grammar is None
+            else vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
+        )
+        rec.SetWords(True)
+        return rec
+
+    def warm_one(self, pcm: bytes, chunk_bytes: int, stop: threading.Event) -> bool:
+        """A new open-vocabulary recognizer fed ``pcm``, then idle (commhub.speech.warmup);
+        False if ``stop`` came first or the pool was full (blocking: seconds of CPU)."""
+        rec = self._new(None)
+        for at in range(0, len(pcm), chunk_bytes):
+            if stop.is_set():
+                return False
+            rec.AcceptWaveform(pcm[at : at + chunk_bytes])
+        rec.FinalResult()  # the next utterance starts clean
+        return self._give_back(None, rec, len(pcm) / (2 * SAMPLE_RATE))
 
     def _give_back(self, grammar: str | None, rec: Any, fed: float) -> bool:
         with self._lock:

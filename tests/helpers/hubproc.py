@@ -24,6 +24,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     sends), plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMMHUB_")}
     env["COMMHUB_CHECK_OUTGOING"] = "1"  # a message breaking its schema is logged and refused
+    env["COMMHUB_CAPTION_WARM_RECOGNIZERS"] = "0"  # seconds of CPU each: only where tested
     env.update(extra)
     return env
 
