@@ -87,22 +87,28 @@ def pool(ko: SpeechModel) -> Iterator[VoskModel]:
     ko.idle_max = size
 
 
-async def test_spares_are_kept_warm_at_low_priority_and_refilled(pool: VoskModel) -> None:
+async def test_spares_are_kept_warm_at_low_priority_and_refilled_up_to_the_cap(
+    pool: VoskModel,
+) -> None:
     speech = silence(0.3) + espeak(KO_SENTENCE) + silence(0.3)
-    warmer = Warmer(pool, speech, spares=3)
-    assert pool.idle_max >= 3  # recognizers given back may fill the pool too
+    warmer = Warmer(pool, speech, spares=2, cap=3)
+    assert pool.idle_max >= 2  # recognizers given back may fill the pool too
     warmer.start()
     try:
-        await wait_for(lambda: pool.idle == 3, 120, "three warm spares")
-        assert warmer.warmed == 3 and warmer.cpu_seconds > 0
+        await wait_for(lambda: pool.idle == 2, 120, "two warm spares")
+        assert warmer.warmed == 2 and warmer.cpu_seconds > 0
         assert warmer._thread.native_id is not None
         assert os.getpriority(os.PRIO_PROCESS, warmer._thread.native_id) == 19
         # a speaker takes one: it has decoded the warm-up already, and the pool refills
-        rec = pool.recognizer()
-        assert rec._fed == pytest.approx(len(speech) / 32000)
-        await wait_for(lambda: warmer.warmed == 4 and pool.idle == 3, 120, "the refill")
-        rec.close()  # the pool is full: this one is freed, not kept
-        assert pool.idle == 3
+        first = pool.recognizer()
+        assert first._fed == pytest.approx(len(speech) / 32000)
+        await wait_for(lambda: warmer.warmed == 3 and pool.idle == 2, 120, "the refill")
+        # a second speaker: three recognizers live, the cap; no more are made
+        second = pool.recognizer()
+        assert pool.lent == 2 and pool.idle == 1 and not warmer.wanted
+        second.close()  # given back: a spare again
+        first.close()  # the pool is full: freed, not kept
+        assert pool.lent == 0 and pool.idle == 2 and warmer.warmed == 3
     finally:
         warmer.stop()
     assert not warmer._thread.is_alive()

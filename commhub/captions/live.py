@@ -320,7 +320,8 @@ class LiveCaptions:
         pcm = await asyncio.to_thread(warmup_audio, model.language, folder)
         if pcm is None:
             return
-        warmer = self._warmers[model] = Warmer(model, pcm, spares)  # type: ignore[index]
+        warmer = Warmer(model, pcm, spares, max(spares, self.max_streams))
+        self._warmers[model] = warmer  # type: ignore[index]
         preset = str(getattr(model, "preset", "default"))
         self.metrics.warm_recognizers.labels(model.language, preset).set_function(
             lambda: model.idle

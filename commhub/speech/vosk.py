@@ -64,6 +64,7 @@ class VoskModel:
         # grammar (None: open vocabulary) -> idle (recognizer, seconds it has been fed)
         self._idle: dict[str | None, list[tuple[Any, float]]] = {}
         self.taken = threading.Event()  # an idle one was taken: a Warmer refills the pool
+        self.lent = 0  # open-vocabulary recognizers streams hold (not yet given back)
 
     def known_word(self, word: str) -> bool:
         return bool(self._model.vosk_model_find_word(word) >= 0)
@@ -87,6 +88,7 @@ class VoskModel:
         with self._lock:
             idle = self._idle.get(grammar)
             taken = idle.pop() if idle else None
+            self.lent += grammar is None
         if taken is not None:
             self.taken.set()
             rec, fed = taken
@@ -112,10 +114,11 @@ class VoskModel:
                 return False
             rec.AcceptWaveform(pcm[at : at + chunk_bytes])
         rec.FinalResult()  # the next utterance starts clean
-        return self._give_back(None, rec, len(pcm) / (2 * SAMPLE_RATE))
+        return self._give_back(None, rec, len(pcm) / (2 * SAMPLE_RATE), lent=False)
 
-    def _give_back(self, grammar: str | None, rec: Any, fed: float) -> bool:
+    def _give_back(self, grammar: str | None, rec: Any, fed: float, lent: bool = True) -> bool:
         with self._lock:
+            self.lent -= grammar is None and lent
             idle = self._idle.setdefault(grammar, [])
             if sum(len(v) for v in self._idle.values()) >= self.idle_max:
                 return False

@@ -62,6 +62,7 @@ class Warmable(Protocol):
 
     language: str
     idle_max: int  # idle recognizers kept; spares are kept among them
+    lent: int  # recognizers streams hold
     taken: threading.Event  # set when a stream takes an idle recognizer
 
     @property
@@ -124,11 +125,17 @@ def _read(path: Path) -> bytes:
 
 class Warmer:
     """Keeps ``spares`` warm idle recognizers in a model's pool, from one thread at the lowest
-    CPU priority: live decoding always goes first, the warm-up takes what is left."""
+    CPU priority: live decoding always goes first, the warm-up takes what is left.
 
-    def __init__(self, model: Warmable, pcm: bytes, spares: int) -> None:
+    At most ``cap`` recognizers live (held by streams or idle; the node's stream limit): a
+    full node needs no spare, and streams that end give theirs back to the pool, so past
+    the busiest moment so far nothing is warmed again.
+    """
+
+    def __init__(self, model: Warmable, pcm: bytes, spares: int, cap: int | None = None) -> None:
         self.model = model
         self.spares = spares
+        self.cap = spares if cap is None else cap
         self.warmed = 0  # recognizers warmed so far
         self.cpu_seconds = 0.0  # what warming them cost (this thread's CPU time)
         self._pcm = pcm
@@ -147,7 +154,7 @@ class Warmer:
         chunk = int(CHUNK_S * BYTES_PER_SECOND)
         while not self._stop.is_set():
             self.model.taken.clear()
-            if self.model.idle >= self.spares:
+            if not self.wanted:
                 self.model.taken.wait()
                 continue
             started = time.thread_time()
@@ -159,6 +166,11 @@ class Warmer:
                 return
             finally:
                 self.cpu_seconds += time.thread_time() - started
+
+    @property
+    def wanted(self) -> bool:
+        idle = self.model.idle
+        return idle < self.spares and idle + self.model.lent < self.cap
 
     def stop(self) -> None:
         """Stop warming (blocking: the current chunk finishes first; call it off the loop)."""
