@@ -40,8 +40,8 @@ log = logging.getLogger("commhub.captions")
 # Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
 # cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
 STREAMS_PER_THREAD = 4
-# The fast preset's model keeps this fraction of caption_warm_recognizers warm: it serves
-# only new utterances of a strained node, and each spare is ~100 MiB and seconds of CPU.
+# The fast preset's model keeps this fraction of caption_warm_recognizers warm, and no more
+# live: it serves only new utterances of a strained node (each is ~110 MiB, 8 CPU-s).
 FAST_SPARES_DIVISOR = 4
 
 
@@ -308,19 +308,20 @@ class LiveCaptions:
         spares = self.config.caption_warm_recognizers
         if spares <= 0 or not isinstance(model, Warmable) or model in self._warmers:
             return
+        cap = max(spares, self.max_streams)
         if getattr(model, "preset", None) == "fast":  # only for streams past capacity
-            spares = max(1, spares // FAST_SPARES_DIVISOR)
+            spares = cap = max(1, spares // FAST_SPARES_DIVISOR)
         self._warmers[model] = None
-        task = asyncio.create_task(self._start_warmer(model, spares), name="commhub-warm-up")
+        task = asyncio.create_task(self._start_warmer(model, spares, cap), name="commhub-warm-up")
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _start_warmer(self, model: Warmable, spares: int) -> None:
+    async def _start_warmer(self, model: Warmable, spares: int, cap: int) -> None:
         folder = self.config.data_dir / "warmup"
         pcm = await asyncio.to_thread(warmup_audio, model.language, folder)
         if pcm is None:
             return
-        warmer = Warmer(model, pcm, spares, max(spares, self.max_streams))
+        warmer = Warmer(model, pcm, spares, cap)
         self._warmers[model] = warmer  # type: ignore[index]
         preset = str(getattr(model, "preset", "default"))
         self.metrics.warm_recognizers.labels(model.language, preset).set_function(
