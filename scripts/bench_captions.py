@@ -71,6 +71,7 @@ from bench_captions_offline import (
     PAUSE_S,
     RATE,
     SENTENCE,
+    VARIED,
     WORDS,
     Result,
     run_bare_vosk,
@@ -724,6 +725,12 @@ def main() -> None:
     )
     parser.add_argument("--sentences", type=int, default=None, help="sentences per speaker (7)")
     parser.add_argument(
+        "--varied",
+        action="store_true",
+        help="a different sentence each time, as people talk (default: one sentence again and "
+        "again, the issue's audio: after the first, a recognizer has seen it all)",
+    )
+    parser.add_argument(
         "--stagger",
         type=float,
         default=0.0,
@@ -755,7 +762,9 @@ def main() -> None:
 
     started = time.monotonic()
     settings = args.settings = dict(item.split("=", 1) for item in args.set)
-    pcm, ends = timeline(args.sentences)
+    if args.varied and args.grammar:
+        parser.error("--varied speaks sentences the grammar does not have")
+    pcm, ends = timeline(args.sentences, args.varied)
     spans = speech_spans(pcm, ends)
     # the hub's model is loaded by one utterance in other words: no recognizer may have
     # decoded the measured sentence before it is measured
@@ -813,7 +822,8 @@ def main() -> None:
     print(verdict_text)
     print(
         f"audio {hub_runs[0].audio_s if hub_runs else 0:.1f} s per speaker "
-        f"({args.sentences} sentences, {PAUSE_S} s pauses), vocabulary "
+        f"({args.sentences} sentences, {'varied' if args.varied else 'the same one'}, "
+        f"{PAUSE_S} s pauses), vocabulary "
         f"{'grammar (4 words)' if args.grammar else 'open'}, stagger {args.stagger} s, "
         f"{os.cpu_count()} CPUs, total {time.monotonic() - started:.0f} s"
     )
@@ -821,6 +831,7 @@ def main() -> None:
     doc = {
         "bench": "captions",
         "sentence": SENTENCE,
+        "varied": VARIED if args.varied else None,
         "sentences": args.sentences,
         "spans": spans,
         "pause_s": PAUSE_S,

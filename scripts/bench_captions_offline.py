@@ -39,6 +39,19 @@ RATE = 16000
 SENTENCE = "안녕하세요. 서울, 시청 입니다"
 WORDS = ["안녕하세요", "서울", "시청", "입니다"]
 OTHER_SENTENCE = "신발을 벗고 들어오세요"  # in none of SENTENCE's words
+# --varied: a different sentence each time, as people talk (none is a warm-up sentence)
+VARIED = [
+    "외국인 등록증은 언제 받을 수 있나요",
+    "지난달 전기 요금이 너무 많이 나왔어요",
+    "회의실 예약은 삼층 안내 데스크에서 하시면 됩니다",
+    "제 아이가 다음 학기에 학교에 들어가요",
+    "병원 진료 예약을 바꾸고 싶습니다",
+    "택배가 아직 도착하지 않았습니다",
+    "계약서 두 부에 서명해 주시면 됩니다",
+    "주차장은 지하 이층에 있습니다",
+    "통역 서비스는 무료로 이용하실 수 있어요",
+    "다음 주 금요일까지 답변을 드리겠습니다",
+]
 PAUSE_S = 1.5
 FRAME_S = 0.02
 
@@ -71,20 +84,25 @@ def speech(text: str = SENTENCE) -> bytes:
     ).stdout
 
 
-def timeline(sentences: int) -> tuple[bytes, list[float]]:
-    """The audio and the time each sentence's speech ends."""
-    one = speech()
-    # espeak pads its output with silence: the speech ends at the last loud 10 ms
-    blocks = np.frombuffer(one, "<i2").astype(np.float64)[: len(one) // 320 * 160].reshape(-1, 160)
-    loud = np.flatnonzero(np.sqrt((blocks**2).mean(axis=1)) > 0.01 * 32768)
-    tail = len(one) / (2 * RATE) - (loud[-1] + 1) * 0.01
+def timeline(sentences: int, varied: bool = False) -> tuple[bytes, list[float]]:
+    """The audio and the time each sentence's speech ends: SENTENCE again and again, or
+    (``varied``) each of VARIED in turn."""
+    texts = VARIED if varied else [SENTENCE]
     pause = bytes(2 * int(PAUSE_S * RATE))
     pcm, ends = bytearray(pause), []
-    for _ in range(sentences):
+    for n in range(sentences):
+        one = speech(texts[n % len(texts)])
         pcm += one
-        ends.append(len(pcm) / (2 * RATE) - tail)
+        ends.append(len(pcm) / (2 * RATE) - _tail(one))
         pcm += pause
     return bytes(pcm), ends
+
+
+def _tail(one: bytes) -> float:
+    """espeak pads its output with silence: the seconds after the last loud 10 ms."""
+    blocks = np.frombuffer(one, "<i2").astype(np.float64)[: len(one) // 320 * 160].reshape(-1, 160)
+    loud = np.flatnonzero(np.sqrt((blocks**2).mean(axis=1)) > 0.01 * 32768)
+    return len(one) / (2 * RATE) - (loud[-1] + 1) * 0.01
 
 
 def frames48(pcm: bytes) -> list[av.AudioFrame]:
