@@ -105,7 +105,7 @@ class LiveCaptions:
         self._lane_ids = itertools.count()
         self._fast: dict[str, SpeechModel | None] = {}  # language -> fast preset (None: none)
         self._fast_loading: dict[str, asyncio.Task[None]] = {}
-        self._warmers: dict[SpeechModel, Warmer | None] = {}  # None: its speech is being read
+        self._warmers: dict[object, Warmer | None] = {}  # model -> None while its speech is read
         self._background: set[asyncio.Task[None]] = set()
         self.metrics.warm_up_cpu.set_function(
             lambda: sum(w.cpu_seconds for w in self._warmers.values() if w is not None)
@@ -322,7 +322,7 @@ class LiveCaptions:
         if pcm is None:
             return
         warmer = Warmer(model, pcm, spares, cap)
-        self._warmers[model] = warmer  # type: ignore[index]
+        self._warmers[model] = warmer
         preset = str(getattr(model, "preset", "default"))
         self.metrics.warm_recognizers.labels(model.language, preset).set_function(
             lambda: model.idle

@@ -1,12 +1,12 @@
 """Vosk (Kaldi) engine: one shared ``vosk.Model``, one ``KaldiRecognizer`` per stream.
 
 A recognizer of a lookahead model (the small models) composes its decoding graph lazily
-and caches it: a fresh one decodes its first sentences 2-4x slower than a used one
-(measured: 2.55 CPU-s for 8.6 s of speech cold, 0.61 warm; silence or noise fed before
-does not warm it, only speech does). Closed recognizers therefore go back to an idle
-pool and the next stream reuses a warm one; past the pool's size they are freed, in the
-thread that closes them (the recognize worker: freeing one after long audio takes
-~0.1 s, never on the event loop).
+and caches it: a fresh one decodes a sentence with about 5x the CPU of a used one
+(measured: 1.64 CPU-s against 0.31; silence or noise fed before does not warm it, other
+speech does). Closed recognizers therefore go back to an idle pool, which
+commhub.speech.warmup also fills with recognizers warmed before anyone speaks; past the
+pool's size they are freed, in the thread that closes them (a recognize worker: freeing
+one after long audio takes ~0.1 s, never on the event loop).
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "fast": {"--max-active": "1000", "--beam": "8.0", "--lattice-beam": "1.0"},
 }
 
-# Idle recognizers kept per model: each holds its graph cache (~100 MiB open vocabulary,
-# a few MiB with a grammar), the price of a warm start for the next speaker.
+# Idle recognizers kept per model (a Warmer raises it to its spares): each holds its graph
+# cache (~110 MiB open vocabulary, a few MiB with a grammar), the price of a warm start.
 IDLE_MAX = 2
 
 
