@@ -17,6 +17,7 @@ from commhub.captions.live import LiveCaptions
 from commhub.cluster import Cluster, Load, connect
 from commhub.config import Settings
 from commhub.hub import Hub
+from commhub.looplag import LoopLag
 from commhub.media import Media
 from commhub.moderation import imagery
 from commhub.moderation.text import text_moderation
@@ -115,11 +116,14 @@ def create_app(settings: Settings, secret: str) -> web.Application:
         if settings.moderation:  # engines load in a worker thread, once per process
             hub.moderation = await text_moderation(settings, hub)
         await hub.start()
+        lag = LoopLag(hub.registry)
+        lag.start()
         captions = app.get(CAPTIONS)
         if captions is not None:
             captions.moderation = hub.moderation
             captions.start()
         yield
+        await lag.stop()
         if captions is not None:
             await captions.close()
         if isinstance(hub.translator, TranslationService):

@@ -49,6 +49,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import os
 import re
 import sys
@@ -165,9 +166,28 @@ def token(hub: HubProcess, identity: str, grants: tuple[str, ...] | None = None)
 
 
 async def caption_metrics(url: str) -> dict[str, float]:
-    """The hub's caption metrics: sample name{labels} -> value."""
+    """The hub's caption metrics and event-loop lag: sample name{labels} -> value."""
     async with aiohttp.ClientSession() as http:
-        return await scrape(http, url, "commhub_captions")
+        got = await scrape(http, url, "commhub_captions")
+        return got | await scrape(http, url, LOOP_LAG, buckets=True)
+
+
+LOOP_LAG = "commhub_event_loop_lag_seconds"
+
+
+def hub_loop_lag(before: dict[str, float], after: dict[str, float]) -> tuple[int, int, float]:
+    """The hub's loop wake-ups between two scrapes: how many, how many later than 10 ms, and
+    the smallest bucket bound all of them were within."""
+    prefix = f"{LOOP_LAG}_bucket{{le="
+    cumulative = {
+        float(key[len(prefix) : -1]): value - before.get(key, 0.0)
+        for key, value in after.items()
+        if key.startswith(prefix)
+    }
+    total = cumulative.get(math.inf, 0.0)
+    over = total - cumulative.get(0.01, 0.0)
+    within = min((b for b, n in cumulative.items() if n >= total), default=math.nan)
+    return round(total), round(over), within
 
 
 async def streams_closed(url: str, timeout: float = 30.0) -> None:
@@ -284,6 +304,9 @@ class HubRun:
     rss_per_stream_mib: float = float("nan")
     warm_wait_s: float = 0.0  # from the model loaded to its warm spares ready
     warm_up_cpu_s: float = 0.0  # hub CPU refilling the spares during the run (not in cpu)
+    hub_wakeups: int = 0  # the hub's event-loop lag samples (every 50 ms) during the run
+    hub_wakeups_over_10ms: int = 0
+    hub_lag_within_s: float = float("nan")  # every sample's lag was within this bucket bound
     client_cores: float = float("nan")  # this process (speakers + listener) meanwhile
     client_lag_p95: float = float("nan")
     client_lag_max: float = float("nan")
@@ -532,6 +555,8 @@ async def run_hub(
         run.dropped_utterances = round(delta.get("commhub_captions_dropped_utterances_total{}", 0))
         run.shed_seconds = round(delta.get("commhub_captions_shed_seconds_total{}", 0.0), 1)
         run.fast_utterances = round(delta.get("commhub_captions_fast_utterances_total{}", 0))
+        lag = hub_loop_lag(before, after)
+        run.hub_wakeups, run.hub_wakeups_over_10ms, run.hub_lag_within_s = lag
         n = delta.get("commhub_captions_stage_seconds_count{stage=finalize}", 0.0)
         if n:
             run.hub_finalize_mean_s = (
@@ -652,7 +677,9 @@ def details(hub_runs: list[HubRun]) -> str:
             f"{[round(x, 2) for x in r.per_speaker_worst]}; bench process {r.client_cores:.2f} "
             f"cores, loop lag p95 {r.client_lag_p95 * 1000:.0f} ms max "
             f"{r.client_lag_max * 1000:.0f} ms, frames sent up to {r.send_late_max * 1000:.0f} "
-            f"ms late; load before {r.loadavg_before:.2f}"
+            f"ms late; load before {r.loadavg_before:.2f}; hub event loop woke later than 10 ms "
+            f"{r.hub_wakeups_over_10ms} of {r.hub_wakeups} times, all within "
+            f"{r.hub_lag_within_s * 1000:.0f} ms"
         )
     return "\n".join(lines)
 

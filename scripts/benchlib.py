@@ -113,8 +113,11 @@ def start_hub(
     raise RuntimeError(f"the hub did not start; its log:\n{log.read_text(errors='replace')}")
 
 
-async def scrape(http: aiohttp.ClientSession, url: str, prefix: str = "") -> dict[str, float]:
-    """The hub's /metrics as {'name{label=value,...}': value} (histogram buckets left out)."""
+async def scrape(
+    http: aiohttp.ClientSession, url: str, prefix: str = "", buckets: bool = False
+) -> dict[str, float]:
+    """The hub's /metrics as {'name{label=value,...}': value} (histogram buckets left out
+    unless asked for)."""
     async with http.get(f"{url}/metrics", timeout=aiohttp.ClientTimeout(total=10)) as resp:
         text = await resp.text()
     out: dict[str, float] = {}
@@ -122,7 +125,7 @@ async def scrape(http: aiohttp.ClientSession, url: str, prefix: str = "") -> dic
         if not family.name.startswith(prefix):
             continue
         for s in family.samples:
-            if "le" in s.labels:
+            if "le" in s.labels and not buckets:
                 continue
             labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
             out[f"{s.name}{{{labels}}}"] = float(s.value)
