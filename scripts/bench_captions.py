@@ -28,12 +28,23 @@ listener (signalling only, no media) stamps every caption event on arrival. Meas
   sentences that got no final (their speech shed), the seconds of speech shed (the hub's
   log line for each degraded stream) and the caption_degraded notices it got (one per
   degradation episode). The hub runs with caption_fast_preload on (the fast preset's model
-  copy loaded at start-up, as for a node expected to run past capacity; --set overrides).
+  copy loaded at start-up, as for a node expected to run past capacity; --set overrides);
+- the hub's event loop: how often it woke more than 10 ms late (its lag histogram).
+
+Warm spares: the hub's model is loaded by one utterance in other words than the measured
+ones, then the bench waits until the hub has warmed its spares (caption_warm_recognizers)
+before the speakers start, as on a node that has been up a minute; CPU the hub spends
+warming spares during the run is reported apart (a cost per new speaker, not per audio
+second). The measured sentences are in no warm-up sentence.
 
 Bare Vosk on the same audio (16 kHz PCM, same vocabulary, one KaldiRecognizer per stream in a
 thread, 200 ms real-time chunks, its own endpointing) is run in this process right after
 each hub has stopped, by scripts/bench_captions_offline.py's code: its CPU seconds per
-audio second is the baseline of the overhead ratio.
+audio second is the baseline of the overhead ratio. Its recognizers are fed the hub's
+warm-up speech first, untimed (--cold-baseline: they start cold, as before warm spares).
+
+--varied speaks a different sentence each time (what people do); by default one sentence is
+said again and again (the issue's audio), which after the first flatters every recognizer.
 
     .venv/bin/python scripts/bench_captions.py --quick    # K 1,4,8, 4 sentences: ~5 minutes
     .venv/bin/python scripts/bench_captions.py            # K 1,2,4,6,8,10: ~15 minutes
