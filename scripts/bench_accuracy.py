@@ -32,9 +32,14 @@ sys.path.insert(0, str(ROOT))
 
 from benchlib import pct, write_json  # noqa: E402
 
-from commhub.speech import SpeechModels  # noqa: E402
 from commhub.speech import pocketsphinx as ps_engine  # noqa: E402
-from tests.helpers.accuracy import SETS, Run, live_run, transcribe_run  # noqa: E402
+from tests.helpers.accuracy import (  # noqa: E402
+    SETS,
+    Run,
+    fresh_models,
+    live_run,
+    transcribe_run,
+)
 
 PATHS = ("transcribe", "live")
 ENGINES = ("pocketsphinx", "vosk")
@@ -91,7 +96,8 @@ def candidate(spec: str) -> tuple[str, dict[str, Any]]:
     return name, settings
 
 
-def measure(args: argparse.Namespace, models: SpeechModels, engine: str) -> list[Row]:
+def measure(args: argparse.Namespace, engine: str) -> list[Row]:
+    """Every run on new decoders (tests/helpers/accuracy.py fresh_models says why)."""
     rows = {
         (s, p, path): Row(s, engine, p, path)
         for s in args.sets
@@ -104,6 +110,7 @@ def measure(args: argparse.Namespace, models: SpeechModels, engine: str) -> list
                 recordings = SETS[s]()
                 for path in args.paths:
                     print(f"round {n + 1}: {engine}/{p} {s} {path} ...", file=sys.stderr)
+                    models = fresh_models(args.models_dir, engine)
                     run = (
                         transcribe_run(models, recordings, p)
                         if path == "transcribe"
@@ -172,8 +179,7 @@ def main() -> None:
 
     rows: list[Row] = []
     for engine in ENGINES:
-        models = SpeechModels(args.models_dir, {"en": engine})
-        if models.languages().get("en") != engine:
+        if fresh_models(args.models_dir, engine).languages().get("en") != engine:
             why = f"not measurable here: no English {engine} model installed"
             rows += [
                 Row(s, engine, p, path, note=why)
@@ -183,7 +189,7 @@ def main() -> None:
             ]
             continue
         presets = args.presets if engine == "pocketsphinx" else ["default", "fast"]
-        rows += measure(argparse.Namespace(**{**vars(args), "presets": presets}), models, engine)
+        rows += measure(argparse.Namespace(**{**vars(args), "presets": presets}), engine)
 
     print(table(rows))
     print(f"{os.cpu_count()} CPUs; {args.rounds} round(s); live fed at speed {args.speed}")

@@ -69,10 +69,18 @@ class Run:
         self.hypotheses.append(hypothesis)
 
 
+def fresh_models(models_dir: Path, engine: str | None = None, language: str = "en") -> SpeechModels:
+    """A registry of its own: pocketsphinx decoders carry their cepstral mean (CMN) from
+    one utterance to the next, so a run on a used decoder depends on what it heard before.
+    Every run starts from new decoders and then hears the same recordings in order."""
+    return SpeechModels(models_dir, {language: engine} if engine else None)
+
+
 def transcribe_run(
     models: SpeechModels, recordings: Recordings, decoder: str, language: str = "en"
 ) -> Run:
-    """Each recording through transcribe_file, as `commhub transcribe --decoder` runs it."""
+    """Each recording through transcribe_file, as `commhub transcribe --decoder` runs it
+    (``models``: from fresh_models, for a result that does not depend on earlier runs)."""
     models.get(language, decoder)  # loading is not decoding: keep it out of the measure
     durations = [_seconds(wav_pcm(wav)) for wav, _ in recordings]
     run = Run()
@@ -104,7 +112,8 @@ async def live_run(
 ) -> Run:
     """Each recording, then silence, as 48 kHz 20 ms frames into a live CaptionStream (one
     per recording, as one speaker per call); ``speed`` 1: real time, 0: as fast as push
-    returns (live mode still sheds what it cannot keep up with: see ``shed_s``)."""
+    returns (live mode still sheds what it cannot keep up with: see ``shed_s``).
+    ``models``: from fresh_models, as for transcribe_run."""
     model = await models.load(language, decoder)
     audio = [wav_pcm(wav) for wav, _ in recordings]
     budget = RecognitionBudget()
