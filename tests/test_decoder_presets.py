@@ -15,7 +15,7 @@ from commhub import cli
 from commhub.speech import ModelNotFound, SpeechModels
 from commhub.speech.pocketsphinx import PRESETS, PocketsphinxModel
 from tests.conftest import run_cli
-from tests.helpers.accuracy import Run, live_run, transcribe_run
+from tests.helpers.accuracy import Run, fresh_models, live_run, transcribe_run
 from tests.helpers.audio import librivox, word_errors
 
 MAX_RISE = 0.02  # issue 14: at most 2 points of WER over the default decoder
@@ -30,17 +30,17 @@ def within_two_points(default: Run, fast: Run) -> None:
     )
 
 
-def test_fast_preset_costs_at_most_two_points_through_transcribe(models: SpeechModels) -> None:
-    default = transcribe_run(models, librivox(), "default")
-    fast = transcribe_run(models, librivox(), "fast")
+def test_fast_preset_costs_at_most_two_points_through_transcribe(tmp_path: Path) -> None:
+    default = transcribe_run(fresh_models(tmp_path), librivox(), "default")
+    fast = transcribe_run(fresh_models(tmp_path), librivox(), "fast")
     within_two_points(default, fast)
 
 
 @pytest.mark.e2e
-async def test_fast_preset_costs_at_most_two_points_live(models: SpeechModels) -> None:
+async def test_fast_preset_costs_at_most_two_points_live(tmp_path: Path) -> None:
     # real time, one speaker (K=1), as a call delivers it; nothing may be shed
-    default = await live_run(models, librivox(), "default")
-    fast = await live_run(models, librivox(), "fast")
+    default = await live_run(fresh_models(tmp_path), librivox(), "default")
+    fast = await live_run(fresh_models(tmp_path), librivox(), "fast")
     assert default.shed_s == fast.shed_s == 0
     within_two_points(default, fast)
 
