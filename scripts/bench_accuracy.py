@@ -181,12 +181,7 @@ def main() -> None:
     for engine in ENGINES:
         if fresh_models(args.models_dir, engine).languages().get("en") != engine:
             why = f"not measurable here: no English {engine} model installed"
-            rows += [
-                Row(s, engine, p, path, note=why)
-                for s in args.sets
-                for p in ("default", "fast")
-                for path in args.paths
-            ]
+            rows += [Row("all", engine, p, "both", note=why) for p in ("default", "fast")]
             continue
         presets = args.presets if engine == "pocketsphinx" else ["default", "fast"]
         rows += measure(argparse.Namespace(**{**vars(args), "presets": presets}), engine)
