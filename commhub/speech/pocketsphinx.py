@@ -21,7 +21,7 @@ _POOL_MAX = 8
 # Decoder presets: pocketsphinx Config options over its defaults. "fast" caps the HMMs
 # (maxhmmpf, default 30000) and the word exits (maxwpf, default all) searched per frame.
 # Measured on pocketsphinx-testdata's LibriVox and cards recordings, both caption paths
-# (scripts/bench_accuracy.py): 28-49 % less CPU, the same words recognised. Candidates
+# (scripts/bench_accuracy.py): 28-56 % less CPU, the same words recognised. Candidates
 # that cut more lost words in one path or the other: 2000 HMMs, topn 2 (Gaussians scored
 # per codebook), no fwdflat (the second pass).
 PRESETS: dict[str, dict[str, int | bool]] = {
