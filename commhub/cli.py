@@ -164,6 +164,12 @@ def parser() -> argparse.ArgumentParser:
     tr.add_argument("--format", default="txt", choices=["txt", "vtt", "srt", "json"])
     tr.add_argument("-o", "--output", help="write here instead of stdout")
     tr.add_argument("--phrases", help="restrict recognition to these words (comma separated)")
+    tr.add_argument(
+        "--decoder",
+        default="default",
+        choices=["default", "fast"],
+        help="decoder preset: fast takes less CPU, maybe at some accuracy (README, performance)",
+    )
     tr.add_argument("--no-progress", action="store_true")
 
     # -- transcripts and erasure (the hub's HTTP API) --
@@ -312,10 +318,10 @@ def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     if args.output:
         with open(args.output, "w", encoding="utf-8") as out:
             transcribe_file(args.file, args.lang, models, args.format, out,
-                            not args.no_progress, phrases)  # fmt: skip
+                            not args.no_progress, phrases, args.decoder)  # fmt: skip
     else:
         transcribe_file(args.file, args.lang, models, args.format, sys.stdout,
-                        not args.no_progress, phrases)  # fmt: skip
+                        not args.no_progress, phrases, args.decoder)  # fmt: skip
     return 0
 
 

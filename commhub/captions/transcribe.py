@@ -31,9 +31,12 @@ def transcribe_file(
     out: TextIO = sys.stdout,
     progress: bool = True,
     phrases: Sequence[str] | None = None,
+    decoder: str = "default",
 ) -> list[CaptionEvent]:
     """Blocking entry point (for the CLI); runs its own event loop."""
-    return asyncio.run(atranscribe_file(path, language, models, fmt, out, progress, phrases))
+    return asyncio.run(
+        atranscribe_file(path, language, models, fmt, out, progress, phrases, decoder)
+    )
 
 
 async def atranscribe_file(
@@ -44,11 +47,15 @@ async def atranscribe_file(
     out: TextIO = sys.stdout,
     progress: bool = True,
     phrases: Sequence[str] | None = None,
+    decoder: str = "default",
 ) -> list[CaptionEvent]:
-    """Write the transcript (finals only) of ``path`` to ``out``; also return the finals."""
+    """Write the transcript (finals only) of ``path`` to ``out``; also return the finals.
+
+    ``decoder`` is the engine's decoder preset (default, fast: less CPU, maybe less accurate).
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    model = await models.load(language)
+    model = await models.load(language, decoder)
     finals: list[CaptionEvent] = []
 
     async def collect(event: CaptionEvent) -> None:

@@ -71,11 +71,10 @@ class SpeechModels:
 
     def get(self, language: str, preset: str = "default") -> SpeechModel:
         """Load (once, blocking) and return the model for ``language``; ``preset`` names a
-        decoder preset (commhub.speech.vosk.PRESETS: another copy of a Vosk model, loaded
-        with those settings; other engines have the default only)."""
+        decoder preset of its engine (commhub.speech.vosk.PRESETS: another copy of a Vosk
+        model, loaded with those settings; commhub.speech.pocketsphinx.PRESETS: decoders
+        created with those settings)."""
         key, location = self._resolve(language)
-        if location.engine != "vosk":
-            preset = "default"
         loaded = key if preset == "default" else f"{key}:{preset}"
         with self._locks_guard:
             lock = self._locks.setdefault(loaded, threading.Lock())
@@ -119,5 +118,5 @@ def _load(language: str, location: ModelLocation, preset: str = "default") -> Sp
     if location.engine == "pocketsphinx":
         from .pocketsphinx import PocketsphinxModel
 
-        return PocketsphinxModel(language)
+        return PocketsphinxModel(language, preset=preset)
     raise ModelNotFound(language, f"unknown speech engine {location.engine!r} for {language!r}")
