@@ -61,7 +61,7 @@ class Settings:
     media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
     captions: bool = True  # run live captions on every published audio track
-    caption_budget: int = 0  # concurrently decoding recognizers per node; 0 = CPU count
+    caption_budget: int = 0  # concurrently decoding recognizers per node; 0 = 2 per CPU
     caption_end_silence_ms: int = 400  # silence that ends an utterance (then the final)
     caption_preload: list[str] = field(default_factory=lambda: ["ko", "en"])  # load at start
     caption_phrases: dict[str, list[str]] = field(default_factory=dict)  # lang -> grammar
@@ -126,7 +126,7 @@ class Settings:
     desk_max_queue: int = 100  # a new desk's max_queue
     # -- capacity --
     # caption streams per node; one more speaker gets caption_unavailable (busy) until a
-    # stream ends, instead of slowing every speaker; 0 = 4 per recognize thread
+    # stream ends, instead of slowing every speaker; 0 = 4 per CPU
     caption_max_streams: int = 0
     # Vosk decoder preset: default, or fast (beam 8, max-active 1000: ~25 % less CPU)
     caption_decoder: str = "default"

@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from prometheus_client import CollectorRegistry
 
 from commhub import protocol
-from commhub.captions.budget import RecognitionBudget
+from commhub.captions.budget import RecognitionBudget, available_cpus
 from commhub.captions.events import CaptionEvent
 from commhub.captions.gate import GateSettings
 from commhub.captions.metrics import CaptionMetrics
@@ -37,9 +37,9 @@ from commhub.speech.warmup import Warmable, Warmer, warmup_audio
 
 log = logging.getLogger("commhub.captions")
 
-# Default stream limit per recognize thread (caption_max_streams = 0). Measured on two
-# cores: eight open-vocabulary streams decode at about 0.1 core each once warm.
-STREAMS_PER_THREAD = 4
+# Default stream limit per core (caption_max_streams = 0). Measured on two cores: eight
+# open-vocabulary streams decode at about 0.1 core each once warm.
+STREAMS_PER_CORE = 4
 # The fast preset's model keeps this fraction of caption_warm_recognizers warm, and no more
 # live: it serves only new utterances of a strained node (each is ~110 MiB, 8 CPU-s).
 FAST_SPARES_DIVISOR = 4
@@ -114,7 +114,7 @@ class LiveCaptions:
 
     @property
     def max_streams(self) -> int:
-        return self.config.caption_max_streams or STREAMS_PER_THREAD * self.budget.max_active
+        return self.config.caption_max_streams or STREAMS_PER_CORE * available_cpus()
 
     def start(self) -> None:
         self._remove = self.audio.on_audio_track(self.run)
