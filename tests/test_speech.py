@@ -164,3 +164,19 @@ def test_corrupt_model_says_which_and_how_to_fix(tmp_path: Path) -> None:
         SpeechModels(tmp_path).get("de")
     message = str(info.value)
     assert str(corrupt) in message and "failed to load" in message and "--force" in message
+
+
+def test_a_pooled_pocketsphinx_decoder_forgets_the_last_speakers_channel(en: SpeechModel) -> None:
+    first = en.recognizer()
+    decoder = first._decoder
+    assert decoder is not None
+    initial = decoder.get_cmn()
+    feed(first, GOFORWARD.read_bytes())
+    first.finish()
+    heard = decoder.get_cmn()
+    assert heard != initial  # the cepstral mean followed the recording
+    first.close()
+    nxt = en.recognizer()
+    assert nxt._decoder is decoder  # the same decoder, from the pool
+    assert decoder.get_cmn() == initial  # as a new one starts, not as the last speaker left it
+    nxt.close()
