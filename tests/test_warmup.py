@@ -115,14 +115,20 @@ async def test_spares_are_kept_warm_at_low_priority_and_refilled_up_to_the_cap(
 
 
 async def test_a_hub_keeps_spares_and_a_speaker_takes_one(
-    start_hub: StartHub, tmp_path: Path
+    start_hub: StartHub, settings: Settings, tmp_path: Path
 ) -> None:
     from aiortc.contrib.media import MediaPlayer
 
+    from commhub.app import shared_models
     from commhub.sdk import RoomClient
     from commhub.server.keys import CAPTIONS
 
     require("espeak-ng")
+    # the process's model, which earlier tests' streams may have left idle recognizers in
+    models = shared_models(settings.models_dir, tuple(sorted(settings.speech_engines.items())))
+    model = await models.load("ko")
+    assert isinstance(model, VoskModel)
+    await asyncio.to_thread(model.clear_idle)
     hub = await start_hub(
         ice_host_addresses=list(LOOPBACK), caption_preload=["ko"], caption_warm_recognizers=2,
         translation=False,
