@@ -144,7 +144,7 @@ class Settings:
     # expected to run past capacity, instead of the first time a stream lags
     caption_fast_preload: bool = False
     # warm idle recognizers kept per Vosk model, so that new speakers' first sentences are
-    # not decoded cold (5x the CPU); each costs ~5 CPU-s once (a low-priority thread) and
+    # not decoded cold (5x the CPU); each costs 6-8 CPU-s once (a low-priority thread) and
     # memory (README "Performance"); 0 = none
     caption_warm_recognizers: int = 8
     # -- several nodes: COMMHUB_REDIS_URL turns it on (docs in README "Several nodes") --

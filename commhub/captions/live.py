@@ -41,7 +41,7 @@ log = logging.getLogger("commhub.captions")
 # open-vocabulary streams decode at about 0.1 core each once warm.
 STREAMS_PER_CORE = 4
 # The fast preset's model keeps this fraction of caption_warm_recognizers warm, and no more
-# live: it serves only new utterances of a strained node (each is ~110 MiB, 8 CPU-s).
+# live: it serves only new utterances of a strained node (each is ~110 MiB, 6-8 CPU-s).
 FAST_SPARES_DIVISOR = 4
 
 
