@@ -16,6 +16,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,12 @@ class VoskModel:
             rec, fed = taken
         else:
             rec, fed = self._new(grammar), 0.0
-        return VoskRecognizer(rec, fed, lambda r, f: self._give_back(grammar, r, f))
+        lost = self._forget if grammar is None else None
+        return VoskRecognizer(rec, fed, lambda r, f: self._give_back(grammar, r, f), lost)
+
+    def _forget(self) -> None:
+        with self._lock:
+            self.lent -= 1
 
     def _new(self, grammar: str | None) -> Any:
         rec = (
@@ -138,9 +144,18 @@ class VoskModel:
 
 
 class VoskRecognizer:
-    def __init__(self, rec: Any, fed: float, give_back: Callable[[Any, float], bool]) -> None:
+    def __init__(
+        self,
+        rec: Any,
+        fed: float,
+        give_back: Callable[[Any, float], bool],
+        lost: Callable[[], None] | None = None,
+    ) -> None:
         self._rec: Any = rec
         self._give_back = give_back
+        # dropped without close() (a stream's task cancelled mid-job): the model still hears
+        # of it, so its count of lent recognizers does not drift
+        self._lost = weakref.finalize(self, lost) if lost is not None else None
         # Vosk word times count from the recognizer's creation; ours from the utterance.
         self._fed = fed
         self._utt_start = fed
@@ -183,6 +198,8 @@ class VoskRecognizer:
         self._done = []
         if rec is None:
             return
+        if self._lost is not None:
+            self._lost.detach()  # _give_back counts it back
         if self._fed > self._utt_start or self._partial:
             rec.FinalResult()  # an unfinished utterance: discard it, the next starts clean
             self._utt_start = self._fed
