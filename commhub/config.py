@@ -57,7 +57,7 @@ class Settings:
     udp_port_max: int = 0
     # auto: p2p for two p2p-capable clients, else sfu (always sfu while imagery is on); sfu; p2p
     room_mode: str = "auto"
-    audio_jitter_prefetch: int = 2  # audio packets (20 ms each) held before playout; aiortc: 4
+    audio_jitter_prefetch: int = 1  # audio packets (20 ms each) held before playout; aiortc: 4
     media_stall_timeout: float = 10.0  # seconds an unmuted published track may stay silent
     log_level: str = "info"
     captions: bool = True  # run live captions on every published audio track
