@@ -53,6 +53,10 @@ QUIET_AT = 0.5
 CALM_AT = 0.25
 STRAIN_HOLD_S = 15.0
 STRAINED_JOB_S = 1.0  # jobs are shorter while the node is strained: shorter waits for all
+# Shedding aims this fraction of the bound early: its estimates (decode speed, wait for a
+# thread) lag a node that is getting busier (measured at K=8: one final 0.18 s past the bound
+# when aiming at it exactly).
+LAG_HEADROOM = 0.1
 EPISODE_QUIET_S = 10.0  # seconds without a drop that end a degradation episode
 _EWMA = 0.3  # weight of the newest measure in the decode speed and wait estimates
 RTF_CEILING = 4.0  # one stalled job cannot make the estimate shed everything
@@ -342,7 +346,7 @@ class CaptionStream:
         decoding, so its estimates stay current)."""
         rtf = self._budget.rtf if self._rtf is None else self._rtf
         # the bound counts from the utterance's end, the gate saw it end_silence_ms later
-        after_end = bound - self.settings.gate.end_silence_ms / 1000
+        after_end = bound * (1 - LAG_HEADROOM) - self.settings.gate.end_silence_ms / 1000
         queued = 0.0
         before_open = 0.0  # queued ahead of the utterance being spoken
         oldest: _Segment | None = None
