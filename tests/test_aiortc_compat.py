@@ -144,9 +144,11 @@ async def test_local_offer_is_rolled_back_to_stable_and_the_remote_offer_applies
         await other.close()
 
 
-def _released(prefetch: int, order: list[int]) -> list[int | None]:
-    """The sequence number of the frame aiortc's jitter buffer hands on as each packet comes."""
-    buffer = JitterBuffer(capacity=16, prefetch=prefetch)
+def _released(buffer: JitterBuffer | int, order: list[int]) -> list[int | None]:
+    """The sequence number of the frame a jitter buffer (an int: aiortc's, with that
+    prefetch) hands on as each packet comes."""
+    if isinstance(buffer, int):
+        buffer = JitterBuffer(capacity=16, prefetch=buffer)
     out: list[int | None] = []
     for seq in order:
         packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
@@ -164,6 +166,29 @@ def test_one_packet_of_prefetch_loses_nothing_to_reordering() -> None:
     assert _released(1, reordered) == [None, 0, None, 1, 2, 3, 4]
     assert _released(2, reordered) == [None, None, None, 0, 1, 2, 3]  # the same, a packet later
     assert _released(1, [0, 1, 2, 3]) == [None, 0, 1, 2]  # in order: one packet (20 ms) held
+    buffer = compat.AudioJitterBuffer(16, prefetch=1, patience=2)
+    assert _released(buffer, reordered) == [None, 0, None, 1, 2, 3, 4]
+    assert _released(compat.AudioJitterBuffer(16, 1, 2), [0, 1, 4, 2, 3, 5]) == [
+        None, 0, 1, None, 2, 3,
+    ]  # overtaken by two: still played, in order
+    assert buffer.skipped == 0
+
+
+def test_a_lost_audio_packet_is_given_up_on_not_waited_for() -> None:
+    """aiortc's buffer waits for a lost packet until it is full, then stays 14 packets
+    (280 ms) behind for good; commhub's gives up on it after `patience` later packets."""
+    lost = [0, 1, *range(3, 40)]  # packet 2 never comes
+    theirs = _released(1, lost)
+    assert theirs[-1] == 39 - 14 and theirs[2:16] == [None] * 14
+    buffer = compat.AudioJitterBuffer(16, prefetch=1, patience=2)
+    mine = _released(buffer, lost)
+    assert buffer.skipped == 1
+    assert [m for m in mine if m is not None] == [0, 1, *range(3, 39 - 2 + 1)]
+    assert mine[-1] == 39 - 2  # the lag: patience packets, not 14
+    late = [0, 1, *range(3, 10), 2, *range(10, 20)]  # it comes after all: dropped, no rewind
+    assert [m for m in _released(compat.AudioJitterBuffer(16, 1, 2), late) if m is not None] == [
+        0, 1, *range(3, 18),
+    ]
 
 
 async def test_receiver_kind_queue_and_jitter_buffer_are_where_compat_looks() -> None:

@@ -8,7 +8,9 @@ pins the versions they were checked against). Touch points:
   after the remote offer; both kept across createOffer (which resets them to the defaults).
 - ``RTCRtpSender._handle_rtcp_packet``: wrapped, to see subscribers' picture-loss reports.
 - ``RTCRtpReceiver.__decoder_queue`` / ``__jitter_buffer`` / ``__kind`` (name-mangled):
-  the decoder queue is replaced by a tee, the audio jitter buffer by one with less prefetch.
+  the decoder queue is replaced by a tee, the audio jitter buffer by one with less prefetch
+  that gives up on lost packets (``AudioJitterBuffer``: ``JitterBuffer._origin`` /
+  ``_packets`` / ``_capacity`` / ``_remove_frame``).
 - ``RTCRtpReceiver._send_rtcp_pli``: asks a publisher for a key frame.
 - ``RTCPeerConnection.__pendingLocalDescription`` / ``__currentLocalDescription`` /
   ``__transceivers`` / ``__seenMids`` / ``__dtlsTransports`` / ``__iceTransports`` /
@@ -30,13 +32,14 @@ from typing import Any
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
-from aiortc.jitterbuffer import JitterBuffer
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
     RTCRtpSendParameters,
 )
 from aiortc.sdp import SessionDescription
+from aiortc.utils import uint16_add
 
 # -- transceivers ----------------------------------------------------------------------
 
@@ -101,11 +104,57 @@ def decoder_queue(receiver: RTCRtpReceiver) -> queue.Queue[Any]:
     return q
 
 
-def set_jitter_buffer(receiver: RTCRtpReceiver, capacity: int, prefetch: int) -> None:
-    """Replace the receiver's jitter buffer (aiortc's audio one holds 4 packets, 80 ms)."""
-    receiver._RTCRtpReceiver__jitter_buffer = JitterBuffer(  # type: ignore[attr-defined]
-        capacity=capacity, prefetch=prefetch
+class AudioJitterBuffer(JitterBuffer):
+    """aiortc's jitter buffer, except that a lost audio packet is given up on.
+
+    aiortc hands a frame on only once every earlier packet is there, and at most one frame
+    per arriving packet: after one lost packet it waits until the buffer is full (16
+    packets), then stays 14 packets (280 ms) behind for good, on every relayed frame and
+    caption. Audio is not retransmitted, so here a missing packet is skipped once
+    ``patience`` later packets have come (it is later than reordering makes a packet): the
+    lag stays within ``patience`` packets. Reads aiortc's ``_origin`` / ``_packets`` /
+    ``_capacity`` and overrides ``_remove_frame``; an audio RTP packet is one Opus frame.
+    """
+
+    def __init__(self, capacity: int, prefetch: int, patience: int) -> None:
+        super().__init__(capacity=capacity, prefetch=prefetch)
+        self.patience = patience
+        self.skipped = 0  # packets given up on
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        frame = super()._remove_frame(sequence_number)
+        origin = self._origin
+        if frame is not None or origin is None:
+            return frame
+        ahead = uint16_add(sequence_number, -origin)
+        hole = next(
+            (n for n in range(ahead) if self._packets[(origin + n) % self._capacity] is None),
+            None,
+        )
+        if hole is None or ahead - hole < self.patience:
+            return None  # nothing missing, or not yet given up on
+        if hole > 0:  # the frame at the head is whole: on with it, one per packet as aiortc
+            packet = self._packets[origin % self._capacity]
+            assert packet is not None
+            self.remove(1)
+            return JitterFrame(data=packet._data, timestamp=packet.timestamp)  # type: ignore[attr-defined]
+        while self._packets[self._origin % self._capacity] is None:  # type: ignore[operator]
+            self.remove(1)
+            self.skipped += 1
+        return super()._remove_frame(sequence_number)
+
+
+def set_jitter_buffer(
+    receiver: RTCRtpReceiver, capacity: int, prefetch: int, patience: int | None = None
+) -> None:
+    """Replace the receiver's jitter buffer (aiortc's audio one holds 4 packets, 80 ms);
+    with ``patience``, an AudioJitterBuffer."""
+    buffer = (
+        JitterBuffer(capacity=capacity, prefetch=prefetch)
+        if patience is None
+        else AudioJitterBuffer(capacity, prefetch, patience)
     )
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
 
 
 def jitter_buffer(receiver: RTCRtpReceiver) -> JitterBuffer:
