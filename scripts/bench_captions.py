@@ -77,6 +77,7 @@ import numpy as np
 import psutil
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaPlayer
+from aiortc.rtp import is_rtcp
 from av import AudioFrame
 from bench_captions_offline import (
     OTHER_SENTENCE,
@@ -443,6 +444,19 @@ def all_sentences_final(
     return True
 
 
+def lose_every(client: RoomClient, n: int) -> None:
+    """The link from the client to the hub loses every nth RTP packet (RTCP gets through)."""
+    assert client.pc is not None
+    transport = client.pc.getSenders()[0].transport
+    send, count = transport._send_rtp, itertools.count(1)
+
+    async def lossy(data: bytes) -> None:
+        if is_rtcp(data) or next(count) % n:
+            await send(data)
+
+    transport._send_rtp = lossy  # type: ignore[method-assign]
+
+
 async def run_hub(
     hub: HubProcess, k: int, wav: Path, warm_wav: Path, spans: list[tuple[float, float]], args: Any
 ) -> HubRun:
@@ -518,6 +532,8 @@ async def run_hub(
             src = PacedSource(audio)
             players.append(src)
             await c.publish(src)
+            if args.loss:
+                lose_every(c, args.loss)
             speakers.append((c.pid, src))
         await wait_for(
             lambda: all(
@@ -592,6 +608,43 @@ async def run_hub(
 # -- report -------------------------------------------------------------------------------
 
 
+def measure_hub(
+    workdir: Path,
+    k: int,
+    settings: dict[str, str],
+    wav: Path,
+    warm_wav: Path,
+    spans: list[tuple[float, float]],
+    args: Any,
+) -> HubRun:
+    """One hub, K speakers: its run, with what its log says about shed speech."""
+    phrases = WORDS if args.grammar else None
+    hub = start_caption_hub(workdir, k, phrases, settings)
+    try:
+        run = asyncio.run(run_hub(hub, k, wav, warm_wav, spans, args))
+    except BaseException:
+        hub.stop()
+        tail = hub.log.read_text(errors="replace").splitlines()[-40:]
+        print(f"K={k}: the hub's log ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
+        raise
+    # the streams log their account as they end: let them end before the hub stops
+    with contextlib.suppress(Exception):
+        asyncio.run(streams_closed(hub.url))
+    hub.stop()
+    if hub.proc.returncode not in (0, None):
+        print(f"hub exited {hub.proc.returncode}", file=sys.stderr)
+    log = hub.log.read_text(errors="replace")
+    shed_from_log(run, log)
+    noteworthy = [
+        line
+        for line in log.splitlines()
+        if ("WARNING" in line or "ERROR" in line) and "shed" not in line
+    ]
+    if noteworthy:
+        print(f"K={k}: hub log:\n  " + "\n  ".join(noteworthy[:10]), file=sys.stderr)
+    return run
+
+
 def table(hub_runs: list[HubRun], bare: dict[int, Result]) -> str:
     head = (
         f"{'system':<9} {'vocab':<7} {'K':>2} {'busy':>4} {'final p50':>9} {'p95':>6} "
@@ -605,14 +658,14 @@ def table(hub_runs: list[HubRun], bare: dict[int, Result]) -> str:
         ratio = r.cpu_per_audio_s / b.cpu_per_audio_s if b else float("nan")
         worst = f"{r.worst_lag_min:.1f}-{r.worst_lag_max:.1f}s"
         lines.append(
-            f"{'commhub':<9} {r.vocabulary:<7} {r.streams:>2} {r.busy:>4} "
+            f"{r.system:<9} {r.vocabulary:<7} {r.streams:>2} {r.busy:>4} "
             f"{r.final_latency_p50:>8.2f}s {r.final_latency_p95:>5.2f}s "
             f"{r.final_latency_max:>5.2f}s {worst:>13} {r.first_sentence_p95:>11.2f}s "
             f"{r.partial_gap_p50:>14.2f}s {r.partial_gap_p95:>5.2f}s "
             f"{r.cpu_per_audio_s:>13.3f} {ratio:>7.2f}x {r.hub_cores:>5.2f} "
             f"{r.sentences_right:>16} {r.rss_peak_mib:>8.0f} {r.rss_per_stream_mib:>11.1f}"
         )
-        if b:
+        if b and r.system == "commhub":
             lines.append(
                 f"{'bare vosk':<9} {r.vocabulary:<7} {b.streams:>2} {'':>4} "
                 f"{b.final_latency_p50:>8.2f}s {b.final_latency_p95:>5.2f}s "
@@ -627,7 +680,8 @@ def table(hub_runs: list[HubRun], bare: dict[int, Result]) -> str:
         "the stream limit (left out of every figure); worst/speaker = the best and the worst "
         "speaker's worst final latency (fairness); 1st sent = each speaker's first sentence "
         "(a fresh recognizer); bare vosk: this process, one model; overhead = CPU per "
-        "audio s over bare Vosk's at the same K"
+        "audio s over bare Vosk's at the same K; aiortc jb (with --loss): the hub with "
+        "aiortc's own audio jitter buffer (audio_loss_patience=0)"
     )
     return "\n".join(lines)
 
@@ -674,12 +728,12 @@ def details(hub_runs: list[HubRun]) -> str:
     lines = []
     for r in hub_runs:
         lines.append(
-            f"K={r.streams}: final p50 {r.final_latency_p50 * 1000:.0f} ms ~ voice gate's "
-            f"end-of-speech wait + pipeline lag (partials: p50 "
+            f"K={r.streams} {r.system}: final p50 {r.final_latency_p50 * 1000:.0f} ms ~ "
+            f"voice gate's end-of-speech wait + pipeline lag (partials: p50 "
             f"{r.partial_lag_p50 * 1000:.0f} ms, p95 {r.partial_lag_p95 * 1000:.0f} ms) + "
             f"finalize (hub: speech end detected -> final sent, mean "
             f"{r.hub_finalize_mean_s * 1000:.0f} ms)\n"
-            f"K={r.streams}: hub RSS idle {r.rss_idle_mib:.0f} MiB, with model "
+            f"K={r.streams} {r.system}: hub RSS idle {r.rss_idle_mib:.0f} MiB, with model "
             f"{r.rss_model_mib:.0f}, peak {r.rss_peak_mib:.0f}; hub cores idle "
             f"{r.hub_idle_cores:.3f}; spares warm after {r.warm_wait_s:.0f} s, refilled "
             f"with {r.warm_up_cpu_s:.1f} CPU-s during the run (not in its CPU); recognizer RTF "
@@ -702,7 +756,7 @@ def goals(hub_runs: list[HubRun], bare: dict[int, Result]) -> tuple[str, dict[st
     lines: list[str] = []
     verdict: dict[str, Any] = {}
     held = 0
-    for r in hub_runs:
+    for r in (r for r in hub_runs if r.system == "commhub"):  # not the --loss baseline
         b = bare.get(r.streams)
         ratio = r.cpu_per_audio_s / b.cpu_per_audio_s if b else float("nan")
         goal = GOAL_FINAL_P95_ONE_S if r.streams == 1 else GOAL_FINAL_P95_S
@@ -791,6 +845,14 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="a hub setting (COMMHUB_NAME), e.g. caption_end_silence_ms=300; repeatable",
     )
+    parser.add_argument(
+        "--loss",
+        type=int,
+        default=0,
+        metavar="N",
+        help="each speaker's link loses every Nth RTP packet; each K also runs with aiortc's "
+        "own audio jitter buffer (audio_loss_patience=0), the baseline",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results/captions.json"))
     args = parser.parse_args()
     if args.speakers is None:
@@ -822,33 +884,16 @@ def main() -> None:
         # model is still loading (audio queues meanwhile)
         warm = bytes(RATE) + (one + bytes(4 * RATE)) * 2
         warm_wav = write_wav(Path(tmp) / "warm.wav", warm, RATE)
+        systems = [("commhub", settings)]
+        if args.loss:
+            systems.append(("aiortc jb", {**settings, "audio_loss_patience": "0"}))
         for k in args.speakers:
-            print(f"K={k}: commhub over WebRTC ...", file=sys.stderr)
-            phrases = WORDS if args.grammar else None
-            hub = start_caption_hub(Path(tmp) / f"hub-{k}", k, phrases, settings)
-            try:
-                run = asyncio.run(run_hub(hub, k, wav, warm_wav, spans, args))
-            except BaseException:
-                hub.stop()
-                tail = hub.log.read_text(errors="replace").splitlines()[-40:]
-                print(f"K={k}: the hub's log ends with:\n  " + "\n  ".join(tail), file=sys.stderr)
-                raise
-            # the streams log their account as they end: let them end before the hub stops
-            with contextlib.suppress(Exception):
-                asyncio.run(streams_closed(hub.url))
-            hub.stop()
-            hub_runs.append(run)
-            if hub.proc.returncode not in (0, None):
-                print(f"hub exited {hub.proc.returncode}", file=sys.stderr)
-            log = hub.log.read_text(errors="replace")
-            shed_from_log(run, log)
-            noteworthy = [
-                line
-                for line in log.splitlines()
-                if ("WARNING" in line or "ERROR" in line) and "shed" not in line
-            ]
-            if noteworthy:
-                print(f"K={k}: hub log:\n  " + "\n  ".join(noteworthy[:10]), file=sys.stderr)
+            for system, hub_settings in systems:
+                print(f"K={k}: {system} over WebRTC ...", file=sys.stderr)
+                run = measure_hub(Path(tmp) / f"hub-{k}-{len(hub_runs)}", k, hub_settings, wav,
+                                  warm_wav, spans, args)  # fmt: skip
+                run.system = system
+                hub_runs.append(run)
             if not args.no_baseline:
                 print(f"K={k}: bare vosk ...", file=sys.stderr)
                 warm = None if args.cold_baseline else warm_speech(settings, Path(tmp))

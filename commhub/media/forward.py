@@ -29,9 +29,6 @@ log = logging.getLogger("commhub.media.forward")
 AUDIO_CLOCK = 48000
 VIDEO_CLOCK = 90000
 _QUEUE_LIMIT = {"audio": 50, "video": 60}  # ~1 s of audio, ~2 s of video
-# Later audio packets after which a missing one is lost, not late: a packet overtaken by two
-# others still plays; a lost one costs 40 ms of lag, not aiortc's 280 (audio has no NACK).
-AUDIO_LOSS_PATIENCE = 2
 
 
 def is_vp8_keyframe(data: bytes) -> bool:
@@ -68,18 +65,19 @@ def tee_receiver(
     on_frame: Callable[[str, bytes, int], bool],
     decode: bool,
     audio_prefetch: int | None = None,
+    loss_patience: int = 0,
 ) -> None:
     """Swap the receiver's decoder queue (before it starts: aiortc hands it to the thread then).
 
     aiortc holds 4 audio packets (80 ms) before releasing the first, and after a lost packet
     14 (280 ms) for good; every relayed packet and every caption waits that long. With
-    `audio_prefetch` the audio buffer holds that many instead and gives up on a lost packet
-    after AUDIO_LOSS_PATIENCE later ones.
+    `audio_prefetch` the audio buffer holds that many instead, and with `loss_patience` it
+    gives up on a lost packet after that many later ones.
     """
     compat.replace_decoder_queue(receiver, TeeQueue(on_frame, decode))
     if audio_prefetch is not None and compat.receiver_kind(receiver) == "audio":
         compat.set_jitter_buffer(
-            receiver, capacity=16, prefetch=audio_prefetch, patience=AUDIO_LOSS_PATIENCE
+            receiver, capacity=16, prefetch=audio_prefetch, patience=loss_patience or None
         )
 
 

@@ -504,8 +504,9 @@ class Media:
         pub.suppressed = {r.reason for r in rm.suppressions if r.covers(pub)}
         decode = kind == "audio" and self.taps.active
         tee_receiver(
-            transceiver.receiver, pub.on_frame, decode, self.settings.audio_jitter_prefetch
-        )
+            transceiver.receiver, pub.on_frame, decode, self.settings.audio_jitter_prefetch,
+            self.settings.audio_loss_patience,
+        )  # fmt: skip
         session.publications[mid] = pub
         rm.publications[(p.id, track_id)] = pub
         if decode:
