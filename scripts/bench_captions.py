@@ -851,7 +851,8 @@ def main() -> None:
         default=0,
         metavar="N",
         help="each speaker's link loses every Nth RTP packet; each K also runs with aiortc's "
-        "own audio jitter buffer (audio_loss_patience=0), the baseline",
+        "own audio jitter buffer (audio_loss_patience=0), the baseline (finals are timed on the "
+        "WAV's clock; the partial-lag line is not: lost packets shorten the stream's time)",
     )
     parser.add_argument("--json", type=Path, default=Path("bench-results/captions.json"))
     args = parser.parse_args()
