@@ -315,12 +315,13 @@ def models_install(args: argparse.Namespace, settings: Settings) -> int:
 def transcribe(args: argparse.Namespace, settings: Settings) -> int:
     models = SpeechModels(settings.models_dir, settings.speech_engines)
     phrases = [p.strip() for p in args.phrases.split(",")] if args.phrases else None
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as out:
-            transcribe_file(args.file, args.lang, models, args.format, out,
-                            not args.no_progress, phrases, args.decoder)  # fmt: skip
-    else:
-        transcribe_file(args.file, args.lang, models, args.format, sys.stdout,
+    with contextlib.ExitStack() as stack:
+        out = (
+            stack.enter_context(open(args.output, "w", encoding="utf-8"))
+            if args.output
+            else sys.stdout
+        )
+        transcribe_file(args.file, args.lang, models, args.format, out,
                         not args.no_progress, phrases, args.decoder)  # fmt: skip
     return 0
 

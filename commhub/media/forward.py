@@ -77,7 +77,7 @@ def tee_receiver(
     compat.replace_decoder_queue(receiver, TeeQueue(on_frame, decode))
     if audio_prefetch is not None and compat.receiver_kind(receiver) == "audio":
         compat.set_jitter_buffer(
-            receiver, capacity=16, prefetch=audio_prefetch, patience=loss_patience or None
+            receiver, capacity=16, prefetch=audio_prefetch, patience=loss_patience
         )
 
 

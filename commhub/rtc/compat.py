@@ -145,14 +145,14 @@ class AudioJitterBuffer(JitterBuffer):
 
 
 def set_jitter_buffer(
-    receiver: RTCRtpReceiver, capacity: int, prefetch: int, patience: int | None = None
+    receiver: RTCRtpReceiver, capacity: int, prefetch: int, patience: int = 0
 ) -> None:
     """Replace the receiver's jitter buffer (aiortc's audio one holds 4 packets, 80 ms);
-    with ``patience``, an AudioJitterBuffer."""
+    with ``patience``, an AudioJitterBuffer (0: aiortc's, which waits for a lost packet)."""
     buffer = (
-        JitterBuffer(capacity=capacity, prefetch=prefetch)
-        if patience is None
-        else AudioJitterBuffer(capacity, prefetch, patience)
+        AudioJitterBuffer(capacity, prefetch, patience)
+        if patience
+        else JitterBuffer(capacity=capacity, prefetch=prefetch)
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
 
